@@ -1,0 +1,55 @@
+# ptf-admin developer entry points. `make run` and `make test` do all set-up.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PROTOS := $(shell find protos -name '*.proto')
+GEN_STAMP := gen/.stamp
+VENV_STAMP := $(VENV)/.installed
+
+.PHONY: all gen run test lint pytest bench clean check-thresholds
+
+all: $(GEN_STAMP)
+
+$(VENV_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev,embedded]'
+	touch $@
+
+# Generated protobuf/gRPC code (with .pyi stubs) lives in gen/, never in git.
+gen: $(GEN_STAMP)
+$(GEN_STAMP): $(PROTOS) $(VENV_STAMP)
+	rm -rf gen && mkdir -p gen
+	$(PY) -m grpc_tools.protoc -Iprotos --python_out=gen --pyi_out=gen \
+		--grpc_python_out=gen --plugin=protoc-gen-mypy_grpc=$(VENV)/bin/protoc-gen-mypy_grpc \
+		--mypy_grpc_out=gen $(PROTOS)
+	find gen -type d -exec sh -c 'touch "$$0/__init__.py"' {} \;
+	rm -f gen/__init__.py
+	$(PY) -m pip install --quiet --no-deps -e .
+	touch $@
+
+run: $(GEN_STAMP)
+	$(VENV)/bin/ptf-stack
+
+lint: $(GEN_STAMP) check-thresholds
+	$(VENV)/bin/ruff check services tests
+	$(VENV)/bin/ruff format --check services tests
+	$(VENV)/bin/mypy
+
+# SPEC §2 / seed 002 §2.1: thresholds are defined only in the config module.
+check-thresholds:
+	@hits=$$(grep -rnE '^\s*[A-Z_]*THRESHOLD[A-Z_]*\s*(:[^=]+)?=' --include='*.py' services \
+		| grep -v '^services/runtime/config/' || true); \
+	if [ -n "$$hits" ]; then echo "threshold constants outside services/runtime/config:"; \
+		echo "$$hits"; exit 1; fi
+
+pytest: $(GEN_STAMP)
+	$(PY) -m pytest
+
+test: lint pytest
+
+bench: $(GEN_STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf gen $(VENV) .data .mypy_cache .ruff_cache .pytest_cache .hypothesis

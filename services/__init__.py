@@ -1,0 +1,1 @@
+"""ptf-admin services: gate, telemetry, pipeline, health and their shared runtime."""

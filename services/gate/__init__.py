@@ -1,0 +1,1 @@
+"""Gate service: release preflight, enforcement checks, overrides and audit trail (SPEC §5)."""

@@ -1,0 +1,1 @@
+"""Health service: system readiness, the /health/ready contract (SPEC §6)."""

@@ -1,0 +1,1 @@
+"""What every ptf-admin service shares: config, serving, metrics, logging, storage, errors."""

@@ -1,0 +1,205 @@
+"""Build the effective configuration from defaults, a thresholds file and the environment.
+
+Unknown keys are errors, not silently ignored: a typo in a ConfigMap must stop
+the rollout instead of quietly running on defaults.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from services.runtime.config.settings import (
+    VALID_ENVIRONMENTS,
+    AppConfig,
+    ServiceAddresses,
+    build_id_from_env,
+    config_hash,
+    default_ports,
+)
+from services.runtime.config.thresholds import Thresholds
+from services.runtime.config.validation import is_finite_number
+
+ENV_THRESHOLD_PREFIX = "PTF_THRESHOLD__"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be read: unknown keys, wrong types, bad ENV, unreadable file."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
+
+
+def _coerce(path: str, value: Any, target: type) -> tuple[Any, str | None]:
+    """Convert a file/env value to the field's type, or explain why it cannot be."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return None, f"{path}: {value!r} is not a number"
+    if not is_finite_number(value):
+        return None, f"{path}: {value!r} is not a finite number"
+    if target is int:
+        if isinstance(value, float) and not value.is_integer():
+            return None, f"{path}: {value!r} must be a whole number"
+        return int(value), None
+    return float(value), None
+
+
+def _apply_overrides(
+    thresholds: Thresholds, overrides: Mapping[str, Any], source: str
+) -> tuple[Thresholds, list[str]]:
+    """Return thresholds with `{Group: {FIELD: value}}` applied, plus every problem found."""
+    problems: list[str] = []
+    groups = {f.name: f for f in fields(thresholds)}
+    new_groups: dict[str, Any] = {}
+    for group_name, group_values in overrides.items():
+        if group_name not in groups:
+            problems.append(f"{source}: unknown threshold group {group_name!r}")
+            continue
+        if not isinstance(group_values, Mapping):
+            problems.append(f"{source}: {group_name} must be a mapping of FIELD: value")
+            continue
+        group = new_groups.get(group_name, getattr(thresholds, group_name))
+        known = {f.name: f for f in fields(group)}
+        changes: dict[str, Any] = {}
+        for key, raw in group_values.items():
+            if key not in known:
+                problems.append(f"{source}: unknown threshold {group_name}.{key}")
+                continue
+            target = int if isinstance(getattr(group, key), int) else float
+            value, problem = _coerce(f"{source}: {group_name}.{key}", raw, target)
+            if problem:
+                problems.append(problem)
+            else:
+                changes[key] = value
+        new_groups[group_name] = replace(group, **changes)
+    return replace(thresholds, **new_groups), problems
+
+
+def load_thresholds_file(path: Path) -> dict[str, Any]:
+    """Read a YAML or JSON thresholds file (JSON is valid YAML) into a mapping."""
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read thresholds file ({exc.strerror})"]) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{path}: not valid YAML/JSON ({exc})"]) from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}: top level must be a mapping of threshold groups"])
+    return data
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """`PTF_THRESHOLD__MISMATCH__RATIO=0.04` → `{"Mismatch": {"RATIO": "0.04"}}`."""
+    group_names = {f.name.upper(): f.name for f in fields(Thresholds)}
+    out: dict[str, dict[str, str]] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_THRESHOLD_PREFIX):
+            continue
+        parts = key[len(ENV_THRESHOLD_PREFIX) :].split("__")
+        group = group_names.get(parts[0], parts[0]) if parts else ""
+        name = parts[1] if len(parts) == 2 else "__".join(parts[1:]) or "?"
+        out.setdefault(group, {})[name] = value
+    return out
+
+
+def load_thresholds(environ: Mapping[str, str]) -> Thresholds:
+    """Defaults, then `PTF_THRESHOLDS_FILE`, then `PTF_THRESHOLD__GROUP__FIELD` env vars."""
+    thresholds = Thresholds()
+    problems: list[str] = []
+    file_name = environ.get("PTF_THRESHOLDS_FILE", "")
+    if file_name:
+        thresholds, file_problems = _apply_overrides(
+            thresholds, load_thresholds_file(Path(file_name)), file_name
+        )
+        problems.extend(file_problems)
+    thresholds, env_problems = _apply_overrides(thresholds, _env_overrides(environ), "environment")
+    problems.extend(env_problems)
+    if problems:
+        raise ConfigError(problems)
+    return thresholds
+
+
+def _flag(environ: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    problems.append(f"{name}: {raw!r} is not a boolean (true/false)")
+    return default
+
+
+def _port(environ: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
+    raw = environ.get(name, "")
+    if not raw:
+        return default
+    if not raw.isdigit() or not 0 <= int(raw) <= 65535:
+        problems.append(f"{name}: {raw!r} is not a TCP port")
+        return default
+    return int(raw)
+
+
+def load_config(service: str, environ: Mapping[str, str] | None = None) -> AppConfig:
+    """Read the effective configuration of one service; raise `ConfigError` on any problem.
+
+    Threshold invariants are checked separately by `validate_config()`, so that
+    a service can report every violation with its own exit code.
+    """
+    env_map: Mapping[str, str] = os.environ if environ is None else environ
+    problems: list[str] = []
+    env = env_map.get("ENV", "development")
+    if env not in VALID_ENVIRONMENTS:
+        problems.append(f"ENV: {env!r} is not one of {sorted(VALID_ENVIRONMENTS)}")
+    try:
+        thresholds = load_thresholds(env_map)
+    except ConfigError as exc:
+        problems.extend(exc.problems)
+        thresholds = Thresholds()
+    grpc_default, http_default = default_ports(service)
+    config = AppConfig(
+        service=service,
+        env=env,
+        build_id=build_id_from_env(env_map),
+        thresholds=thresholds,
+        thresholds_file=env_map.get("PTF_THRESHOLDS_FILE", ""),
+        bind_host=env_map.get("PTF_BIND_HOST", "127.0.0.1"),
+        grpc_port=_port(env_map, "PTF_GRPC_PORT", grpc_default, problems),
+        http_port=_port(env_map, "PTF_HTTP_PORT", http_default, problems),
+        database_url=env_map.get("DATABASE_URL", ""),
+        redis_url=env_map.get("REDIS_URL", ""),
+        redis_prefix=env_map.get("PTF_REDIS_PREFIX", "ptf"),
+        pilot_enabled=_flag(env_map, "PILOT_ENABLED", True, problems),
+        pilot_tenant_id=env_map.get("PILOT_TENANT_ID", "pilot"),
+        extractor=env_map.get("EXTRACTOR", "json"),
+        openai_base_url=env_map.get("OPENAI_BASE_URL", "https://api.openai.com/v1"),
+        openai_model=env_map.get("OPENAI_MODEL", "gpt-4o-2024-08-06"),
+        openai_api_key=env_map.get("OPENAI_API_KEY", ""),
+        gate_audit_required=_flag(env_map, "GATE_AUDIT_REQUIRED", False, problems),
+        metrics_dir=env_map.get("PTF_METRICS_DIR", ".data/metrics"),
+        dev_tenant_key=env_map.get("PTF_DEV_TENANT_KEY", "dev-tenant-key"),
+        dev_admin_key=env_map.get("PTF_DEV_ADMIN_KEY", "dev-admin-key"),
+        addresses=ServiceAddresses(
+            gate=env_map.get("PTF_GATE_ADDR", "127.0.0.1:50051"),
+            telemetry=env_map.get("PTF_TELEMETRY_ADDR", "127.0.0.1:50052"),
+            pipeline=env_map.get("PTF_PIPELINE_ADDR", "127.0.0.1:50053"),
+            health=env_map.get("PTF_HEALTH_ADDR", "127.0.0.1:50054"),
+        ),
+    )
+    if config.extractor not in {"json", "openai"}:
+        problems.append(f"EXTRACTOR: {config.extractor!r} is not one of ['json', 'openai']")
+    if problems:
+        raise ConfigError(problems)
+    return replace(config, config_hash=config_hash(config))

@@ -1,0 +1,121 @@
+"""asyncpg pool creation and versioned SQL migrations applied under an advisory lock.
+
+Every service applies its own migration folder at start; the advisory lock
+makes concurrent replicas wait for each other instead of racing, and the
+checksum column catches a migration file edited after it was applied.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+
+log = logging.getLogger(__name__)
+
+# One lock id for all of ptf-admin's migrations: "ptf-migrations" as a stable 64-bit key.
+MIGRATION_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"ptf-migrations").digest()[:8], "big", signed=True
+)
+_FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+
+
+class MigrationError(Exception):
+    """A migration folder is malformed or an applied migration was edited."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    component: str
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def discover_migrations(component: str, folder: Path) -> list[Migration]:
+    """Read `NNNN_name.sql` files in version order; reject gaps and stray files."""
+    migrations = []
+    for path in sorted(folder.glob("*.sql")):
+        match = _FILE_PATTERN.match(path.name)
+        if not match:
+            raise MigrationError(f"{path}: migration files are named NNNN_name.sql")
+        migrations.append(
+            Migration(component, int(match[1]), match[2], path.read_text(encoding="utf-8"))
+        )
+    expected = list(range(1, len(migrations) + 1))
+    if [m.version for m in migrations] != expected:
+        raise MigrationError(f"{folder}: versions must be 1..N without gaps")
+    return migrations
+
+
+_LEDGER_DDL = """
+CREATE TABLE IF NOT EXISTS ptf_schema_migrations (
+    component  text        NOT NULL,
+    version    integer     NOT NULL,
+    name       text        NOT NULL,
+    checksum   text        NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (component, version)
+)
+"""
+
+
+async def apply_migrations(
+    conn: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy, migrations: list[Migration]
+) -> list[int]:
+    """Apply the pending migrations, each in its own transaction; return the versions applied."""
+    applied_now: list[int] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(_LEDGER_DDL)
+        for migration in migrations:
+            row = await conn.fetchrow(
+                "SELECT checksum FROM ptf_schema_migrations WHERE component = $1 AND version = $2",
+                migration.component,
+                migration.version,
+            )
+            if row is not None:
+                if row["checksum"] != migration.checksum:
+                    raise MigrationError(
+                        f"{migration.component} migration {migration.version:04d}_{migration.name}"
+                        " changed after it was applied"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO ptf_schema_migrations (component, version, name, checksum)"
+                    " VALUES ($1, $2, $3, $4)",
+                    migration.component,
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
+                )
+            applied_now.append(migration.version)
+            log.info(
+                "applied migration",
+                extra={"component": migration.component, "version": migration.version},
+            )
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied_now
+
+
+async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    """A pool whose connections report the service in `pg_stat_activity`."""
+    pool = await asyncpg.create_pool(
+        database_url,
+        min_size=min_size,
+        max_size=max_size,
+        command_timeout=30,
+        server_settings={"application_name": "ptf-admin"},
+    )
+    return pool

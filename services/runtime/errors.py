@@ -1,0 +1,242 @@
+"""Stable, client-facing errors and their mapping to gRPC status and HTTP responses.
+
+Every service raises `PtfError` subclasses from its domain; one gRPC interceptor
+and one aiohttp middleware translate them, so handlers never build error
+responses by hand and unexpected exceptions never leak internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from services.runtime.logs import new_request_id, request_id_var
+
+log = logging.getLogger(__name__)
+
+ERROR_CODE_METADATA = "ptf-error-code"
+ERROR_FIELD_METADATA = "ptf-error-field"
+
+_HTTP_FOR_GRPC: dict[grpc.StatusCode, int] = {
+    grpc.StatusCode.INVALID_ARGUMENT: 400,
+    grpc.StatusCode.UNAUTHENTICATED: 401,
+    grpc.StatusCode.PERMISSION_DENIED: 403,
+    grpc.StatusCode.NOT_FOUND: 404,
+    grpc.StatusCode.ALREADY_EXISTS: 409,
+    grpc.StatusCode.FAILED_PRECONDITION: 409,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: 429,
+    grpc.StatusCode.UNAVAILABLE: 503,
+    grpc.StatusCode.UNIMPLEMENTED: 501,
+    grpc.StatusCode.INTERNAL: 500,
+    grpc.StatusCode.DEADLINE_EXCEEDED: 504,
+}
+
+
+class PtfError(Exception):
+    """Root of every error a client may see; `error_code` is stable across releases."""
+
+    status: grpc.StatusCode = grpc.StatusCode.INTERNAL
+    http_status: int | None = None
+
+    def __init__(
+        self,
+        error_code: str,
+        message: str,
+        *,
+        field: str | None = None,
+        retry_after_seconds: int | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.error_code = error_code
+        self.message = message
+        self.field = field
+        self.retry_after_seconds = retry_after_seconds
+
+    @property
+    def http(self) -> int:
+        return self.http_status or _HTTP_FOR_GRPC.get(self.status, 500)
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error_code": self.error_code, "message": self.message}
+        if self.field:
+            body["field"] = self.field
+        return body
+
+
+class InvalidInput(PtfError):
+    status = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class Unprocessable(PtfError):
+    """Well-formed input whose content is not acceptable (HTTP 422)."""
+
+    status = grpc.StatusCode.INVALID_ARGUMENT
+    http_status = 422
+
+
+class PayloadTooLarge(PtfError):
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+    http_status = 413
+
+
+class Unauthenticated(PtfError):
+    status = grpc.StatusCode.UNAUTHENTICATED
+
+
+class Forbidden(PtfError):
+    status = grpc.StatusCode.PERMISSION_DENIED
+
+
+class NotFound(PtfError):
+    status = grpc.StatusCode.NOT_FOUND
+
+
+class Conflict(PtfError):
+    status = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class RateLimited(PtfError):
+    status = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(PtfError):
+    status = grpc.StatusCode.UNAVAILABLE
+
+
+class NotBuilt(PtfError):
+    status = grpc.StatusCode.UNIMPLEMENTED
+
+
+# Generated servicer bases raise NotImplementedError for methods a service has
+# not built yet; clients get an honest UNIMPLEMENTED instead of INTERNAL.
+_NOT_BUILT = NotBuilt("UNIMPLEMENTED", "method not implemented yet")
+
+
+def _grpc_trailers(error: PtfError) -> tuple[tuple[str, str], ...]:
+    trailers = [(ERROR_CODE_METADATA, error.error_code)]
+    if error.field:
+        trailers.append((ERROR_FIELD_METADATA, error.field))
+    if error.retry_after_seconds is not None:
+        trailers.append(("retry-after", str(error.retry_after_seconds)))
+    return tuple(trailers)
+
+
+async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: PtfError) -> None:
+    """Abort the RPC with the error's status, `CODE: message` details and metadata."""
+    context.set_trailing_metadata(_grpc_trailers(error))
+    await context.abort(error.status, f"{error.error_code}: {error.message}")
+
+
+def _wrap_unary(
+    behavior: Callable[[Any, Any], Any],
+) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        request_id_var.set(_incoming_request_id(context))
+        try:
+            return await behavior(request, context)
+        except PtfError as exc:
+            await abort_with(context, exc)
+        except NotImplementedError:
+            await abort_with(context, _NOT_BUILT)
+        except (grpc.aio.AbortError, GeneratorExit):
+            raise
+        except Exception:
+            log.exception("unhandled error in gRPC handler")
+            context.set_trailing_metadata(((ERROR_CODE_METADATA, "INTERNAL"),))
+            await context.abort(grpc.StatusCode.INTERNAL, "INTERNAL: internal error")
+
+    return handler
+
+
+def _wrap_stream(
+    behavior: Callable[[Any, Any], Any],
+) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]:
+    async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+        request_id_var.set(_incoming_request_id(context))
+        try:
+            async for item in behavior(request, context):
+                yield item
+        except PtfError as exc:
+            await abort_with(context, exc)
+        except NotImplementedError:
+            await abort_with(context, _NOT_BUILT)
+        except (grpc.aio.AbortError, GeneratorExit):
+            raise
+        except Exception:
+            log.exception("unhandled error in gRPC stream handler")
+            context.set_trailing_metadata(((ERROR_CODE_METADATA, "INTERNAL"),))
+            await context.abort(grpc.StatusCode.INTERNAL, "INTERNAL: internal error")
+
+    return handler
+
+
+def _incoming_request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == "x-request-id" and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return new_request_id()
+
+
+class ErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Maps `PtfError` to status + metadata and anything unexpected to a generic INTERNAL."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = await continuation(handler_call_details)
+        if handler is None:
+            return handler
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                _wrap_unary(handler.unary_unary),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                _wrap_stream(handler.unary_stream),
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return handler
+
+
+def error_response(error: PtfError) -> web.Response:
+    """The JSON `{error_code, message, field?}` response for an error."""
+    headers = {}
+    if error.retry_after_seconds is not None:
+        headers["Retry-After"] = str(error.retry_after_seconds)
+    return web.json_response(error.body(), status=error.http, headers=headers)
+
+
+@web.middleware
+async def error_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """HTTP twin of `ErrorInterceptor`; also assigns the request id."""
+    incoming = request.headers.get("X-Request-Id", "")
+    request_id_var.set(incoming if 0 < len(incoming) <= 128 else new_request_id())
+    try:
+        return await handler(request)
+    except PtfError as exc:
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status == 413:
+            return error_response(PayloadTooLarge("PAYLOAD_TOO_LARGE", "request body too large"))
+        if exc.status >= 400:
+            code = exc.reason.upper().replace(" ", "_")
+            return web.json_response({"error_code": code, "message": exc.reason}, status=exc.status)
+        raise
+    except Exception:
+        log.exception("unhandled error in HTTP handler", extra={"path": request.path})
+        return web.json_response(
+            {"error_code": "INTERNAL", "message": "internal error"}, status=500
+        )

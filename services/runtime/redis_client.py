@@ -1,0 +1,20 @@
+"""The one Redis client of a process and the one place where key names are built."""
+
+from __future__ import annotations
+
+import redis.asyncio as aioredis
+
+
+def create_redis(url: str) -> aioredis.Redis:
+    """A client that returns `bytes`; callers decode what they need."""
+    return aioredis.Redis.from_url(url, health_check_interval=30, socket_timeout=5)
+
+
+class RedisKeys:
+    """Builds every Redis key with a per-deployment prefix, so environments never collide."""
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+
+    def key(self, *parts: str) -> str:
+        return ":".join((self._prefix, *parts))

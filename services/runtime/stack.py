@@ -1,0 +1,145 @@
+"""`make run` / `ptf-stack`: the whole ptf-admin stack on one machine.
+
+Starts embedded PostgreSQL and Redis when `DATABASE_URL` / `REDIS_URL` are
+unset (data under `.data/`), then the four services as child processes, waits
+until each reports SERVING over grpc.health.v1, prints every endpoint, and
+stops everything in reverse order on Ctrl-C or SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from services.runtime.config import load_config
+from services.runtime.config.settings import default_ports
+from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
+from services.runtime.healthcheck import is_serving
+
+SERVICES = ("telemetry", "health", "pipeline", "gate")
+DATA_DIR = Path(".data")
+READY_TIMEOUT_SECONDS = 60.0
+
+
+@dataclass
+class ChildService:
+    name: str
+    grpc_port: int
+    http_port: int
+    process: subprocess.Popen[bytes]
+
+
+async def _wait_serving(child: ChildService) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{child.grpc_port}") as channel:
+        while True:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.process.returncode}")
+            if await is_serving(channel):
+                return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{child.name} did not report SERVING in time")
+            await asyncio.sleep(0.2)
+
+
+@contextlib.contextmanager
+def _stores(env: dict[str, str]) -> Iterator[None]:
+    """Embedded stores for whichever of DATABASE_URL / REDIS_URL is unset."""
+    started: list[EmbeddedPostgres | EmbeddedRedis] = []
+    try:
+        if not env.get("DATABASE_URL"):
+            pg = EmbeddedPostgres(DATA_DIR / "postgres", port=55432, durable=True)
+            env["DATABASE_URL"] = pg.start()
+            started.append(pg)
+            print(f"embedded PostgreSQL  {env['DATABASE_URL']}  (data in {pg.data_dir})")
+        if not env.get("REDIS_URL"):
+            rd = EmbeddedRedis(DATA_DIR / "redis", port=56379, durable=True)
+            env["REDIS_URL"] = rd.start()
+            started.append(rd)
+            print(f"embedded Redis       {env['REDIS_URL']}  (data in {rd.data_dir})")
+        yield
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+def _spawn(name: str, env: dict[str, str]) -> ChildService:
+    grpc_port, http_port = default_ports(name)
+    child_env = dict(env)
+    child_env.setdefault("PTF_METRICS_DIR", str(DATA_DIR / "metrics"))
+    process = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=child_env)
+    return ChildService(name, grpc_port, http_port, process)
+
+
+def _stop_children(children: list[ChildService]) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    for child in reversed(children):
+        try:
+            child.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+
+
+def _print_banner(children: list[ChildService], env: dict[str, str]) -> None:
+    config = load_config("gate", env)
+    print("\nptf-admin is up:\n")
+    print(f"  {'service':<10} {'gRPC':<17} HTTP")
+    for child in children:
+        print(
+            f"  {child.name:<10} 127.0.0.1:{child.grpc_port:<7} http://127.0.0.1:{child.http_port}"
+        )
+    print("\nDevelopment credentials (refused with ENV=staging|production):")
+    print(f"  tenant key (tenants pilot, default): {config.dev_tenant_key}")
+    print(f"  admin key:                           {config.dev_admin_key}")
+    print("\nTry:")
+    print("  curl -s http://127.0.0.1:8084/health")
+    print("  curl -s http://127.0.0.1:8082/metrics | grep ptf_build_info")
+    print("  grpcurl -plaintext 127.0.0.1:50051 list")
+    print("  grpcurl -plaintext 127.0.0.1:50054 grpc.health.v1.Health/Check")
+    print("\nCtrl-C stops everything.\n", flush=True)
+
+
+def main() -> None:
+    env = dict(os.environ)
+    env.setdefault("PTF_BIND_HOST", "127.0.0.1")
+    stop = False
+
+    def request_stop(*_: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, request_stop)
+    children: list[ChildService] = []
+    with _stores(env):
+        try:
+            children = [_spawn(name, env) for name in SERVICES]
+            for child in children:
+                asyncio.run(_wait_serving(child))
+            _print_banner(children, env)
+            while not stop:
+                dead = [c for c in children if c.process.poll() is not None]
+                if dead:
+                    print(f"{dead[0].name} exited with {dead[0].process.returncode}; stopping")
+                    break
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            print("stopping ptf-admin ...", flush=True)
+            _stop_children(children)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Telemetry service: event store, run summaries, system health and metric stores (SPEC §4)."""
