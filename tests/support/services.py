@@ -1,0 +1,56 @@
+"""Start any ptf-admin service in-process on free ports, with a gRPC channel and HTTP client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+import grpc
+
+from services.runtime.config import AppConfig, load_config
+from services.runtime.server import RunningService, ServiceDefinition, start_service
+
+
+@dataclass
+class ServiceHandle:
+    """A running service as a test sees it."""
+
+    running: RunningService
+    channel: grpc.aio.Channel
+    http: aiohttp.ClientSession
+
+    @property
+    def config(self) -> AppConfig:
+        return self.running.runtime.config
+
+
+ConfigFactory = Callable[..., AppConfig]
+
+
+def make_config_factory(base_env: Mapping[str, str]) -> ConfigFactory:
+    """`factory(service, **env)` → AppConfig on ports 0 with the test stores."""
+
+    def factory(service: str, **env: str) -> AppConfig:
+        environ = {"PTF_GRPC_PORT": "0", "PTF_HTTP_PORT": "0", "BUILD_ID": "test", **base_env}
+        environ.update(env)
+        return load_config(service, environ)
+
+    return factory
+
+
+@asynccontextmanager
+async def running_service(
+    definition: ServiceDefinition, config: AppConfig, *, grace_seconds: float = 5.0
+) -> AsyncIterator[ServiceHandle]:
+    """Start, hand out a connected channel and HTTP session, shut down afterwards."""
+    running = await start_service(definition, config, grace_seconds=grace_seconds)
+    try:
+        async with (
+            grpc.aio.insecure_channel(running.grpc_target) as channel,
+            aiohttp.ClientSession(base_url=running.http_base) as http,
+        ):
+            yield ServiceHandle(running=running, channel=channel, http=http)
+    finally:
+        await running.shutdown()
