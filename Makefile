@@ -38,10 +38,7 @@ lint: $(GEN_STAMP) check-thresholds
 
 # SPEC §2 / seed 002 §2.1: thresholds are defined only in the config module.
 check-thresholds:
-	@hits=$$(grep -rnE '^\s*[A-Z_]*THRESHOLD[A-Z_]*\s*(:[^=]+)?=' --include='*.py' services \
-		| grep -v '^services/runtime/config/' || true); \
-	if [ -n "$$hits" ]; then echo "threshold constants outside services/runtime/config:"; \
-		echo "$$hits"; exit 1; fi
+	scripts/check-threshold-constants.sh services
 
 pytest: $(GEN_STAMP)
 	$(PY) -m pytest
