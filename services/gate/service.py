@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
 
+from services.runtime.db import MigrationSet
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = gate_pb2.DESCRIPTOR.services_by_name["GateService"].full_name
@@ -24,5 +25,7 @@ async def build(runtime: Runtime) -> ServiceParts:
 
 
 DEFINITION = ServiceDefinition(
-    name="gate", build=build, migrations=Path(__file__).parent / "migrations"
+    name="gate",
+    build=build,
+    migrations=(MigrationSet("gate", Path(__file__).parent / "migrations"),),
 )

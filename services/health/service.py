@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 from ptf.health.v1 import health_pb2, health_pb2_grpc
 
+from services.runtime.db import MigrationSet
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
@@ -24,5 +25,7 @@ async def build(runtime: Runtime) -> ServiceParts:
 
 
 DEFINITION = ServiceDefinition(
-    name="health", build=build, migrations=Path(__file__).parent / "migrations"
+    name="health",
+    build=build,
+    migrations=(MigrationSet("health", Path(__file__).parent / "migrations"),),
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
+from services.runtime.db import MigrationSet
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
@@ -24,5 +25,7 @@ async def build(runtime: Runtime) -> ServiceParts:
 
 
 DEFINITION = ServiceDefinition(
-    name="pipeline", build=build, migrations=Path(__file__).parent / "migrations"
+    name="pipeline",
+    build=build,
+    migrations=(MigrationSet("pipeline", Path(__file__).parent / "migrations"),),
 )

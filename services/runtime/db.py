@@ -40,6 +40,14 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
 
+@dataclass(frozen=True)
+class MigrationSet:
+    """A versioned migration folder, tracked under its own component name."""
+
+    component: str
+    folder: Path
+
+
 def discover_migrations(component: str, folder: Path) -> list[Migration]:
     """Read `NNNN_name.sql` files in version order; reject gaps and stray files."""
     migrations = []

@@ -14,7 +14,6 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol
 
 import asyncpg
@@ -31,7 +30,7 @@ from services.runtime.config import (
     load_config,
     validate_config,
 )
-from services.runtime.db import apply_migrations, create_pool, discover_migrations
+from services.runtime.db import MigrationSet, apply_migrations, create_pool, discover_migrations
 from services.runtime.errors import ErrorInterceptor, error_middleware
 from services.runtime.logs import configure_logging
 from services.runtime.metrics import Metrics, create_metrics, metrics_route
@@ -96,11 +95,15 @@ class ServiceBuilder(Protocol):
 
 @dataclass(frozen=True)
 class ServiceDefinition:
-    """A service's name, its migration folder and its builder."""
+    """A service's name, its builder and the migration sets it needs, applied in order.
+
+    Shared stores (e.g. confirmation tokens) ship their own set, so two services
+    that use them apply the same versions once, whichever starts first.
+    """
 
     name: str
     build: ServiceBuilder
-    migrations: Path | None = None
+    migrations: tuple[MigrationSet, ...] = ()
 
 
 class RunningService:
@@ -171,11 +174,10 @@ def _alive_route(config: AppConfig) -> web.RouteDef:
 
 
 async def _migrate(pool: asyncpg.Pool, definition: ServiceDefinition) -> None:
-    if definition.migrations is None:
-        return
-    migrations = discover_migrations(definition.name, definition.migrations)
     async with pool.acquire() as conn:
-        await apply_migrations(conn, migrations)
+        for migration_set in definition.migrations:
+            migrations = discover_migrations(migration_set.component, migration_set.folder)
+            await apply_migrations(conn, migrations)
 
 
 async def start_service(

@@ -7,6 +7,7 @@ from pathlib import Path
 import grpc
 from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
+from services.runtime.db import MigrationSet
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = telemetry_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name
@@ -24,5 +25,7 @@ async def build(runtime: Runtime) -> ServiceParts:
 
 
 DEFINITION = ServiceDefinition(
-    name="telemetry", build=build, migrations=Path(__file__).parent / "migrations"
+    name="telemetry",
+    build=build,
+    migrations=(MigrationSet("telemetry", Path(__file__).parent / "migrations"),),
 )
