@@ -17,10 +17,14 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-# One lock id for all of ptf-admin's migrations: "ptf-migrations" as a stable 64-bit key.
-MIGRATION_LOCK_KEY = int.from_bytes(
-    hashlib.sha256(b"ptf-migrations").digest()[:8], "big", signed=True
-)
+
+def advisory_lock_key(name: str) -> int:
+    """A stable signed 64-bit Postgres advisory-lock key derived from a name."""
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:8], "big", signed=True)
+
+
+# One lock for all of ptf-admin's migrations, whichever service applies them.
+MIGRATION_LOCK_KEY = advisory_lock_key("ptf-migrations")
 _FILE_PATTERN = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
