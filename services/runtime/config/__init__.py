@@ -10,6 +10,7 @@ from services.runtime.config.loading import (
     load_config,
     load_thresholds,
     load_thresholds_file,
+    reload_thresholds,
 )
 from services.runtime.config.settings import (
     VALID_ENVIRONMENTS,
@@ -56,5 +57,6 @@ __all__ = [
     "load_config",
     "load_thresholds",
     "load_thresholds_file",
+    "reload_thresholds",
     "validate_config",
 ]

@@ -113,6 +113,24 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return out
 
 
+def threshold_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    """The part of the environment that shapes thresholds (file name and overrides)."""
+    return {
+        key: value
+        for key, value in environ.items()
+        if key == "PTF_THRESHOLDS_FILE" or key.startswith(ENV_THRESHOLD_PREFIX)
+    }
+
+
+def reload_thresholds(config: AppConfig) -> Thresholds:
+    """Re-read the deployed thresholds source as this process was configured to read it.
+
+    A mounted ConfigMap changes on disk without a restart; readiness re-reads it
+    so a broken file shows up before the next rollout restarts pods on it.
+    """
+    return load_thresholds(dict(config.threshold_environment))
+
+
 def load_thresholds(environ: Mapping[str, str]) -> Thresholds:
     """Defaults, then `PTF_THRESHOLDS_FILE`, then `PTF_THRESHOLD__GROUP__FIELD` env vars."""
     thresholds = Thresholds()
@@ -175,6 +193,7 @@ def load_config(service: str, environ: Mapping[str, str] | None = None) -> AppCo
         build_id=build_id_from_env(env_map),
         thresholds=thresholds,
         thresholds_file=env_map.get("PTF_THRESHOLDS_FILE", ""),
+        threshold_environment=tuple(sorted(threshold_environment(env_map).items())),
         bind_host=env_map.get("PTF_BIND_HOST", "127.0.0.1"),
         grpc_port=_port(env_map, "PTF_GRPC_PORT", grpc_default, problems),
         http_port=_port(env_map, "PTF_HTTP_PORT", http_default, problems),

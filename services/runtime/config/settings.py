@@ -44,6 +44,7 @@ class AppConfig:
     build_id: str
     thresholds: Thresholds
     thresholds_file: str
+    threshold_environment: tuple[tuple[str, str], ...]
     bind_host: str
     grpc_port: int
     http_port: int
