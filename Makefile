@@ -32,8 +32,8 @@ run: $(GEN_STAMP)
 	$(VENV)/bin/ptf-stack
 
 lint: $(GEN_STAMP) check-thresholds
-	$(VENV)/bin/ruff check services tests
-	$(VENV)/bin/ruff format --check services tests
+	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff format --check services tests bench
 	$(VENV)/bin/mypy
 
 # SPEC §2 / seed 002 §2.1: thresholds are defined only in the config module.

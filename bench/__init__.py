@@ -1,0 +1,1 @@
+"""`make bench`: the performance figures of SPEC §12, each against a same-run baseline."""
