@@ -3,27 +3,34 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import tempfile
 from pathlib import Path
 
-from bench.report import BenchRow, render
+from bench.processes import bench_processes
+from bench.report import render
 from bench.tokens import bench_tokens
-from services.runtime.devservers import EmbeddedRedis
-
-
-async def _all(redis_url: str) -> list[BenchRow]:
-    return [*await bench_tokens(redis_url)]
+from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
 
 
 def main() -> None:
     Path(".data").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=".data", prefix="bench-") as folder:
+        postgres = EmbeddedPostgres(Path(folder) / "postgres")
         redis_server = EmbeddedRedis(Path(folder) / "redis")
-        redis_url = redis_server.start()
+        env = dict(os.environ)
+        env.update(
+            DATABASE_URL=postgres.start(),
+            REDIS_URL=redis_server.start(),
+            PTF_METRICS_DIR=str(Path(folder) / "metrics"),
+            BUILD_ID="bench",
+        )
         try:
-            rows = asyncio.run(_all(redis_url))
+            rows = asyncio.run(bench_tokens(env["REDIS_URL"]))
+            rows += bench_processes(env)
         finally:
             redis_server.stop()
+            postgres.stop()
     print(render(rows))
 
 

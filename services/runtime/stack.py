@@ -39,7 +39,8 @@ class ChildService:
     process: subprocess.Popen[bytes]
 
 
-async def _wait_serving(child: ChildService) -> None:
+async def wait_serving(child: ChildService) -> None:
+    """Poll grpc.health.v1 until the child reports SERVING; fail if it exits or times out."""
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     async with grpc.aio.insecure_channel(f"127.0.0.1:{child.grpc_port}") as channel:
         while True:
@@ -73,15 +74,27 @@ def _stores(env: dict[str, str]) -> Iterator[None]:
             server.stop()
 
 
-def _spawn(name: str, env: dict[str, str]) -> ChildService:
-    grpc_port, http_port = default_ports(name)
+def spawn_service(
+    name: str, env: dict[str, str], ports: tuple[int, int] | None = None, *, quiet: bool = False
+) -> ChildService:
+    """Start `python -m services.<name>` on the given (gRPC, HTTP) ports or the defaults.
+
+    `quiet` discards the child's log lines (benchmarks); otherwise they go to our stderr.
+    """
+    grpc_port, http_port = ports or default_ports(name)
     child_env = dict(env)
+    child_env.update(PTF_GRPC_PORT=str(grpc_port), PTF_HTTP_PORT=str(http_port))
     child_env.setdefault("PTF_METRICS_DIR", str(DATA_DIR / "metrics"))
-    process = subprocess.Popen([sys.executable, "-m", f"services.{name}"], env=child_env)
+    process = subprocess.Popen(
+        [sys.executable, "-m", f"services.{name}"],
+        env=child_env,
+        stderr=subprocess.DEVNULL if quiet else None,
+    )
     return ChildService(name, grpc_port, http_port, process)
 
 
-def _stop_children(children: list[ChildService]) -> None:
+def stop_children(children: list[ChildService]) -> None:
+    """SIGTERM in reverse start order, then wait; kill what does not stop in time."""
     for child in reversed(children):
         if child.process.poll() is None:
             child.process.send_signal(signal.SIGTERM)
@@ -124,9 +137,9 @@ def main() -> None:
     children: list[ChildService] = []
     with _stores(env):
         try:
-            children = [_spawn(name, env) for name in SERVICES]
+            children = [spawn_service(name, env) for name in SERVICES]
             for child in children:
-                asyncio.run(_wait_serving(child))
+                asyncio.run(wait_serving(child))
             _print_banner(children, env)
             while not stop:
                 dead = [c for c in children if c.process.poll() is not None]
@@ -138,7 +151,7 @@ def main() -> None:
             pass
         finally:
             print("stopping ptf-admin ...", flush=True)
-            _stop_children(children)
+            stop_children(children)
 
 
 if __name__ == "__main__":
