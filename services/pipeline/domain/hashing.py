@@ -1,0 +1,115 @@
+"""Canonical content hash of a submitted document, the key of idempotent intake (SPEC §3.1).
+
+The hash covers the whole decoded document, not only the fields the pipeline
+reads: two invoices that differ only in a field we ignore (an invoice number,
+a customer id) are different invoices and must not be deduplicated into one.
+It is insensitive to what JSON does not mean: key order, whitespace, and how a
+number is spelt (`42000`, `42000.0` and `4.2e4` are the same number).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from decimal import Decimal
+
+from services.pipeline.domain.errors import ErrorCode, PipelineDomainError
+
+MAX_DEPTH = 64
+
+
+def content_hash(document: object) -> str:
+    """`sha256:` + 64 hex digits over the canonical JSON of a decoded JSON document.
+
+    Raises `PipelineDomainError` for values JSON cannot carry (NaN, Infinity,
+    non-string keys, other Python objects) and for nesting deeper than
+    `MAX_DEPTH`.
+    """
+    canonical = canonical_json(document)
+    return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def canonical_json(document: object) -> str:
+    """Sorted keys, no whitespace, ASCII-escaped strings, numbers in normalized decimal form."""
+    parts: list[str] = []
+    _write(document, parts, 0, "")
+    return "".join(parts)
+
+
+def _write(value: object, out: list[str], depth: int, path: str) -> None:
+    if depth > MAX_DEPTH:
+        raise PipelineDomainError(
+            ErrorCode.DOCUMENT_TOO_DEEP, f"document nesting exceeds {MAX_DEPTH} levels", path
+        )
+    if value is None or isinstance(value, bool):
+        out.append(json.dumps(value))
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=True))
+    elif isinstance(value, int | float | Decimal):
+        out.append(_number(value, path))
+    elif isinstance(value, Mapping):
+        _write_object(value, out, depth, path)
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _write(item, out, depth + 1, f"{path}[{index}]")
+        out.append("]")
+    else:
+        raise PipelineDomainError(
+            ErrorCode.INVALID_DOCUMENT,
+            f"{type(value).__name__} is not a JSON value",
+            path or None,
+        )
+
+
+def _write_object(value: Mapping[object, object], out: list[str], depth: int, path: str) -> None:
+    keys: list[str] = []
+    for key in value:
+        if not isinstance(key, str):
+            raise PipelineDomainError(
+                ErrorCode.INVALID_DOCUMENT, "object keys must be strings", path or None
+            )
+        keys.append(key)
+    out.append("{")
+    for index, key in enumerate(sorted(keys)):
+        if index:
+            out.append(",")
+        out.append(json.dumps(key, ensure_ascii=True))
+        out.append(":")
+        _write(value[key], out, depth + 1, f"{path}.{key}" if path else key)
+    out.append("}")
+
+
+def _number(value: int | float | Decimal, path: str) -> str:
+    if isinstance(value, int):
+        number = Decimal(value)
+    elif isinstance(value, float):
+        if not math.isfinite(value):
+            raise _not_finite(path)
+        number = Decimal(repr(value))
+    else:
+        if not value.is_finite():
+            raise _not_finite(path)
+        number = value
+    if number == 0:
+        return "0"
+    # Strip trailing zeros by hand: Decimal.normalize() rounds to the context
+    # precision, which would make two long, different numbers hash alike.
+    sign, digits, exponent = number.as_tuple()
+    if not isinstance(exponent, int):
+        raise _not_finite(path)
+    kept = list(digits)
+    while kept[-1] == 0:
+        kept.pop()
+        exponent += 1
+    return str(Decimal((sign, tuple(kept), exponent)))
+
+
+def _not_finite(path: str) -> PipelineDomainError:
+    return PipelineDomainError(
+        ErrorCode.INVALID_NUMBER, "NaN and Infinity are not JSON numbers", path or None
+    )
