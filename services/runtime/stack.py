@@ -133,22 +133,24 @@ def main() -> None:
         nonlocal stop
         stop = True
 
+    # Both signals set the flag (SIGINT may arrive ignored from a background shell);
+    # the loop below then stops the children and stores in order.
     signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
     children: list[ChildService] = []
     with _stores(env):
         try:
             children = [spawn_service(name, env) for name in SERVICES]
             for child in children:
                 asyncio.run(wait_serving(child))
-            _print_banner(children, env)
+            if not stop:
+                _print_banner(children, env)
             while not stop:
                 dead = [c for c in children if c.process.poll() is not None]
                 if dead:
                     print(f"{dead[0].name} exited with {dead[0].process.returncode}; stopping")
                     break
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
         finally:
             print("stopping ptf-admin ...", flush=True)
             stop_children(children)
