@@ -207,6 +207,7 @@ def load_config(service: str, environ: Mapping[str, str] | None = None) -> AppCo
         openai_model=env_map.get("OPENAI_MODEL", "gpt-4o-2024-08-06"),
         openai_api_key=env_map.get("OPENAI_API_KEY", ""),
         gate_audit_required=_flag(env_map, "GATE_AUDIT_REQUIRED", False, problems),
+        token_store=env_map.get("PTF_TOKEN_STORE", "redis"),
         metrics_dir=env_map.get("PTF_METRICS_DIR", ".data/metrics"),
         dev_tenant_key=env_map.get("PTF_DEV_TENANT_KEY", "dev-tenant-key"),
         dev_admin_key=env_map.get("PTF_DEV_ADMIN_KEY", "dev-admin-key"),
@@ -217,6 +218,10 @@ def load_config(service: str, environ: Mapping[str, str] | None = None) -> AppCo
             health=env_map.get("PTF_HEALTH_ADDR", "127.0.0.1:50054"),
         ),
     )
+    if config.token_store not in {"redis", "postgres"}:
+        problems.append(
+            f"PTF_TOKEN_STORE: {config.token_store!r} is not one of ['postgres', 'redis']"
+        )
     if config.extractor not in {"json", "openai"}:
         problems.append(f"EXTRACTOR: {config.extractor!r} is not one of ['json', 'openai']")
     if problems:

@@ -58,6 +58,7 @@ class AppConfig:
     openai_model: str
     openai_api_key: str = field(repr=False)
     gate_audit_required: bool
+    token_store: str
     metrics_dir: str
     dev_tenant_key: str = field(repr=False)
     dev_admin_key: str = field(repr=False)
