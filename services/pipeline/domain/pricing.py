@@ -16,13 +16,14 @@ and tariff group; `terms` are the retailer's commercial parameters):
     savings_tl                   = invoice_total_with_vat_tl − total_with_vat_tl
                                    (negative: the offer is dearer than the current bill)
 
-Outcomes besides an offer:
+Outcomes besides an offer (every lookup that can be made is made, so one
+invoice reports every table problem it reveals; the first flag is the
+`no_offer_reason`):
 - no `invoice_period` → PERIOD_UNKNOWN, informational, no incident;
+- period not in the market price table → MARKET_PRICE_MISSING (S1, FIX_MARKET_DATA);
 - no `tariff_group` → TARIFF_GROUP_UNKNOWN, informational, no incident (the
   document lacks it; no table is at fault);
-- period not in the market price table → MARKET_PRICE_MISSING (S1, FIX_MARKET_DATA);
 - tariff group not in the tariff table → TARIFF_LOOKUP_FAILED (S1, FIX_TARIFF_TABLE);
-  both are reported when both lookups fail;
 - a looked-up value or a result that is not a finite, non-negative number, or
   any arithmetic failure → CALC_BUG (S1, ESCALATE_ENGINEERING): tables are
   validated when loaded, so reaching the engine with such values means the
@@ -129,51 +130,10 @@ def price_offer(
     """Look up the period's market prices and the group's tariff and price the offer."""
     period = extraction.invoice_period
     group = extraction.tariff_group
-    if period is None:
-        return PricingOutcome(
-            None,
-            (
-                Flag(
-                    FlagCode.PERIOD_UNKNOWN,
-                    "no invoice_period: market prices cannot be looked up, no offer",
-                    field="invoice_period",
-                ),
-            ),
-        )
-    if group is None:
-        return PricingOutcome(
-            None,
-            (
-                Flag(
-                    FlagCode.TARIFF_GROUP_UNKNOWN,
-                    "no tariff_group: distribution tariff cannot be looked up, no offer",
-                    field="tariff_group",
-                ),
-            ),
-        )
-    price = prices.get(period)
-    tariff = tariffs.get(group)
-    missing: list[Flag] = []
-    if price is None:
-        missing.append(
-            Flag(
-                FlagCode.MARKET_PRICE_MISSING,
-                f"no PTF/YEKDEM market prices for period {period}",
-                severity=Severity.S1,
-                field="invoice_period",
-            )
-        )
-    if tariff is None:
-        missing.append(
-            Flag(
-                FlagCode.TARIFF_LOOKUP_FAILED,
-                f"no distribution tariff for tariff group {group!r}",
-                severity=Severity.S1,
-                field="tariff_group",
-            )
-        )
-    if price is None or tariff is None:
-        return PricingOutcome(None, tuple(missing))
+    price, price_flag = _market_price(period, prices)
+    tariff, tariff_flag = _tariff(group, tariffs)
+    if period is None or group is None or price is None or tariff is None:
+        return PricingOutcome(None, tuple(f for f in (price_flag, tariff_flag) if f is not None))
     try:
         offer = _compute(extraction, period, group, price, tariff, terms)
     except ArithmeticError as exc:
@@ -182,6 +142,46 @@ def price_offer(
     if broken:
         return _calc_bug("offer is inconsistent: " + ", ".join(broken))
     return PricingOutcome(offer)
+
+
+def _market_price(
+    period: str | None, prices: Mapping[str, MarketPrice]
+) -> tuple[MarketPrice | None, Flag | None]:
+    if period is None:
+        return None, Flag(
+            FlagCode.PERIOD_UNKNOWN,
+            "no invoice_period: market prices cannot be looked up, no offer",
+            field="invoice_period",
+        )
+    price = prices.get(period)
+    if price is None:
+        return None, Flag(
+            FlagCode.MARKET_PRICE_MISSING,
+            f"no PTF/YEKDEM market prices for period {period}",
+            severity=Severity.S1,
+            field="invoice_period",
+        )
+    return price, None
+
+
+def _tariff(
+    group: str | None, tariffs: Mapping[str, DistributionTariff]
+) -> tuple[DistributionTariff | None, Flag | None]:
+    if group is None:
+        return None, Flag(
+            FlagCode.TARIFF_GROUP_UNKNOWN,
+            "no tariff_group: distribution tariff cannot be looked up, no offer",
+            field="tariff_group",
+        )
+    tariff = tariffs.get(group)
+    if tariff is None:
+        return None, Flag(
+            FlagCode.TARIFF_LOOKUP_FAILED,
+            f"no distribution tariff for tariff group {group!r}",
+            severity=Severity.S1,
+            field="tariff_group",
+        )
+    return tariff, None
 
 
 def _compute(

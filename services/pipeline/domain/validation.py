@@ -45,10 +45,10 @@ def validation_flags(extraction: Extraction, thresholds: ValidationThresholds) -
             )
         )
     flags.extend(_price_ranges(extraction, thresholds))
-    line_flag = _line_consistency(extraction, percent(thresholds.LINE_CONSISTENCY_TOLERANCE))
+    line_flag = _line_consistency(extraction, thresholds.LINE_CONSISTENCY_TOLERANCE)
     if line_flag:
         flags.append(line_flag)
-    energy_flag = _energy_crosscheck(extraction, percent(thresholds.ENERGY_CROSSCHECK_TOLERANCE))
+    energy_flag = _energy_crosscheck(extraction, thresholds.ENERGY_CROSSCHECK_TOLERANCE)
     if energy_flag:
         flags.append(energy_flag)
     return tuple(flags)
@@ -102,8 +102,9 @@ def _within(value: Decimal, low: float, high: float) -> bool:
     return from_threshold(low) <= value <= from_threshold(high)
 
 
-def _line_consistency(extraction: Extraction, tolerance: Decimal) -> Flag | None:
+def _line_consistency(extraction: Extraction, tolerance_percent: float) -> Flag | None:
     """One flag naming every line whose amount is not kwh × unit price within tolerance."""
+    tolerance = percent(tolerance_percent)
     bad: list[int] = []
     with exact():
         for index, line in enumerate(extraction.lines):
@@ -117,16 +118,17 @@ def _line_consistency(extraction: Extraction, tolerance: Decimal) -> Flag | None
     )
     return Flag(
         FlagCode.LINE_AMOUNT_INCONSISTENT,
-        f"amount differs from kwh × unit price by more than {tolerance * 100:g} % "
+        f"amount differs from kwh × unit price by more than {tolerance_percent} % "
         f"on line(s) {shown}",
         field=f"lines[{bad[0]}].amount_tl",
     )
 
 
-def _energy_crosscheck(extraction: Extraction, tolerance: Decimal) -> Flag | None:
+def _energy_crosscheck(extraction: Extraction, tolerance_percent: float) -> Flag | None:
     """Lines must add up to the billed consumption; skipped for an invoice without lines."""
     if not extraction.lines:
         return None
+    tolerance = percent(tolerance_percent)
     consumption = extraction.consumption_kwh.value
     with exact():
         line_kwh = sum((line.kwh for line in extraction.lines), Decimal(0))
@@ -135,6 +137,6 @@ def _energy_crosscheck(extraction: Extraction, tolerance: Decimal) -> Flag | Non
     return Flag(
         FlagCode.ENERGY_CROSSCHECK_FAILED,
         f"lines add up to {line_kwh} kWh but consumption is {consumption} kWh "
-        f"(tolerance {tolerance * 100:g} %)",
+        f"(tolerance {tolerance_percent} %)",
         field="consumption_kwh",
     )
