@@ -15,6 +15,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from services.runtime.config import AppConfig
+from services.runtime.redis_client import create_redis
 from services.runtime.server import ServiceDefinition
 from tests.support.services import (
     ConfigFactory,
@@ -77,6 +78,6 @@ async def pg(database_url: str) -> AsyncIterator[asyncpg.Pool]:
 
 @pytest.fixture
 async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
-    client = aioredis.Redis.from_url(redis_url)
+    client = create_redis(redis_url)
     yield client
     await client.aclose()

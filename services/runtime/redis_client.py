@@ -5,9 +5,20 @@ from __future__ import annotations
 import redis.asyncio as aioredis
 
 
-def create_redis(url: str) -> aioredis.Redis:
-    """A client that returns `bytes`; callers decode what they need."""
-    return aioredis.Redis.from_url(url, health_check_interval=30, socket_timeout=5)
+def create_redis(url: str, *, max_connections: int = 100) -> aioredis.Redis:
+    """A client that returns `bytes`; callers decode what they need.
+
+    The pool blocks (up to the socket timeout) instead of failing when a burst
+    needs more than `max_connections` at once.
+    """
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url,
+        max_connections=max_connections,
+        timeout=5,
+        health_check_interval=30,
+        socket_timeout=5,
+    )
+    return aioredis.Redis.from_pool(pool)
 
 
 class RedisKeys:
