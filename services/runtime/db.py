@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,13 +122,29 @@ async def apply_migrations(
     return applied_now
 
 
-async def create_pool(database_url: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    """A pool whose connections report the service in `pg_stat_activity`."""
+async def create_pool(
+    database_url: str,
+    *,
+    min_size: int = 1,
+    max_size: int = 10,
+    on_query: Callable[[], None] | None = None,
+) -> asyncpg.Pool:
+    """A pool whose connections report the service in `pg_stat_activity`.
+
+    `on_query` is called for every statement a pooled connection runs, so a
+    service can count its database load (e.g. readiness under a probe storm).
+    """
+
+    async def init(conn: asyncpg.Connection) -> None:
+        if on_query is not None:
+            conn.add_query_logger(lambda _record: on_query())
+
     pool = await asyncpg.create_pool(
         database_url,
         min_size=min_size,
         max_size=max_size,
         command_timeout=30,
         server_settings={"application_name": "ptf-admin"},
+        init=init,
     )
     return pool

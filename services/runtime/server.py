@@ -184,7 +184,11 @@ async def start_service(
     definition: ServiceDefinition, config: AppConfig, *, grace_seconds: float = 10.0
 ) -> RunningService:
     """Connect to the stores, migrate, build the service and bind both servers."""
-    pool = await create_pool(config.database_url)
+    metrics = create_metrics(config)
+    queries = metrics.meter.create_counter(
+        "ptf_db_queries", description="Statements run on this process's database pool."
+    )
+    pool = await create_pool(config.database_url, on_query=lambda: queries.add(1))
     redis = create_redis(config.redis_url)
     try:
         await redis.ping()
@@ -192,6 +196,7 @@ async def start_service(
     except BaseException:
         await redis.aclose()
         await pool.close()
+        metrics.shutdown()
         raise
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
@@ -200,7 +205,7 @@ async def start_service(
         pool=pool,
         redis=redis,
         keys=RedisKeys(config.redis_prefix),
-        metrics=create_metrics(config),
+        metrics=metrics,
         health=health_servicer,
     )
     parts = await definition.build(runtime)
