@@ -1,31 +1,162 @@
-"""Wiring of the health service: servicers and HTTP routes built from the shared runtime."""
+"""Wiring of the health service: `/health/ready` over HTTP and `Ready` over gRPC (SPEC §6).
+
+Health's own Kubernetes readiness uses `/health`: the service that explains why
+the system is not ready must stay reachable when it is not.
+"""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 import grpc
+from aiohttp import web
+from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.health.v1 import health_pb2, health_pb2_grpc
 
+from services.health.activity import last_activity
+from services.health.checks import (
+    QueueSnapshot,
+    config_check,
+    database_check,
+    openai_check,
+    queue_check,
+    services_check,
+)
+from services.health.readiness import Readiness
+from services.health.report import CheckStatus, ReadinessReport
+from services.pipeline.service import MIGRATIONS as PIPELINE_MIGRATIONS
+from services.pipeline.status import ExtractorRateLimit, queue_status
 from services.runtime.db import MigrationSet
+from services.runtime.ratelimit import SlidingWindowLimiter
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
+PILOT_INVOICE_LIMITER = "pilot-invoices"
+
+_PROTO_STATUS = {
+    CheckStatus.OK: health_pb2.CHECK_STATUS_OK,
+    CheckStatus.WARNING: health_pb2.CHECK_STATUS_WARNING,
+    CheckStatus.ERROR: health_pb2.CHECK_STATUS_ERROR,
+}
+
+
+def _to_proto(report: ReadinessReport) -> health_pb2.ReadyResponse:
+    body = report.as_json()
+    timestamp = Timestamp()
+    timestamp.FromDatetime(report.timestamp)
+    response = health_pb2.ReadyResponse(
+        ready=report.ready,
+        timestamp=timestamp,
+        build_id=report.build_id,
+        config_hash=report.config_hash,
+        failing_checks=report.failing_checks,
+        report_json=json.dumps(body, sort_keys=True),
+    )
+    for name, result in report.checks.items():
+        response.checks.add(
+            name=name,
+            status=_PROTO_STATUS[result.status],
+            message=result.message,
+            details={k: json.dumps(v) for k, v in result.values.items()},
+        )
+    if report.pilot is not None:
+        usage = report.pilot.get("rate_limit", {})
+        response.pilot.enabled = bool(report.pilot.get("enabled"))
+        response.pilot.tenant_id = str(report.pilot.get("tenant_id", ""))
+        for field in ("current", "limit", "remaining", "window_seconds"):
+            setattr(response.pilot.rate_limit, field, int(usage.get(field, 0)))
+    return response
+
+
+class HealthServicer(health_pb2_grpc.HealthServiceServicer):
+    def __init__(self, readiness: Readiness) -> None:
+        self._readiness = readiness
+
+    async def Ready(
+        self, request: health_pb2.ReadyRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> health_pb2.ReadyResponse:
+        return _to_proto(await self._readiness.report())
+
+
+def _ready_route(readiness: Readiness) -> web.RouteDef:
+    async def ready(request: web.Request) -> web.Response:
+        report = await readiness.report()
+        if "verbose" in request.query:
+            return web.Response(text=report.verbose_lines(), status=report.http_status)
+        return web.json_response(report.as_json(), status=report.http_status)
+
+    return web.get("/health/ready", ready)
 
 
 async def build(runtime: Runtime) -> ServiceParts:
-    """Every RPC answers UNIMPLEMENTED until its issue builds it."""
-    del runtime
+    config = runtime.config
+    thresholds = config.thresholds
+    channels = {
+        name: grpc.aio.insecure_channel(address)
+        for name, address in (
+            ("gate", config.addresses.gate),
+            ("telemetry", config.addresses.telemetry),
+            ("pipeline", config.addresses.pipeline),
+        )
+    }
+    rate_limit = ExtractorRateLimit(runtime.redis, runtime.keys)
+    invoices = SlidingWindowLimiter(
+        runtime.redis,
+        runtime.keys,
+        PILOT_INVOICE_LIMITER,
+        limit=thresholds.Pilot.MAX_INVOICES_PER_HOUR,
+        window_seconds=thresholds.Pilot.WINDOW_SECONDS,
+    )
+
+    async def queue() -> QueueSnapshot:
+        status = await queue_status(runtime.pool, thresholds)
+        return QueueSnapshot(depth=status.depth, stuck=status.stuck)
+
+    async def rate_limited() -> bool:
+        return await rate_limit.current() is not None
+
+    async def pilot() -> dict[str, Any]:
+        usage = await invoices.usage(config.pilot_tenant_id)
+        return {
+            "enabled": config.pilot_enabled,
+            "tenant_id": config.pilot_tenant_id,
+            "rate_limit": usage.as_json(),
+        }
+
+    readiness = Readiness(
+        config,
+        {
+            "config": config_check(config),
+            "database": database_check(runtime.pool, thresholds.Health),
+            "openai_api": openai_check(config, rate_limited),
+            "queue": queue_check(queue),
+            "services": services_check(channels, thresholds.Health.CHECK_TIMEOUT_SECONDS),
+        },
+        pilot=pilot,
+        activity=lambda: last_activity(runtime.pool),
+    )
 
     def register(server: grpc.aio.Server) -> None:
-        servicer = health_pb2_grpc.HealthServiceServicer()  # type: ignore[abstract]
-        health_pb2_grpc.add_HealthServiceServicer_to_server(servicer, server)
+        health_pb2_grpc.add_HealthServiceServicer_to_server(HealthServicer(readiness), server)
 
-    return ServiceParts(grpc_service_names=[SERVICE_NAME], register_grpc=register)
+    async def close_channels() -> None:
+        for channel in channels.values():
+            await channel.close()
+
+    return ServiceParts(
+        grpc_service_names=[SERVICE_NAME],
+        register_grpc=register,
+        routes=[_ready_route(readiness)],
+        on_shutdown=close_channels,
+    )
 
 
+# Health reads the pipeline's tables, so it applies the pipeline's migration set
+# too: whichever service starts first creates them, exactly once.
 DEFINITION = ServiceDefinition(
     name="health",
     build=build,
-    migrations=(MigrationSet("health", Path(__file__).parent / "migrations"),),
+    migrations=(*PIPELINE_MIGRATIONS, MigrationSet("health", Path(__file__).parent / "migrations")),
 )

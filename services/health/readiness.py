@@ -1,0 +1,63 @@
+"""Assembles the `/health/ready` report from bounded checks, cached with single flight."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from services.health.checks import Check, bounded
+from services.health.report import CheckResult, ReadinessReport
+from services.health.single_flight import SingleFlightCache
+from services.runtime.config import AppConfig
+
+PilotBlock = Callable[[], Awaitable[dict[str, Any]]]
+Activity = Callable[[], Awaitable[dict[str, str | None]]]
+
+
+class Readiness:
+    """Runs every check concurrently (each under its timeout) at most once per cache window."""
+
+    def __init__(
+        self,
+        config: AppConfig,
+        checks: Mapping[str, Check],
+        pilot: PilotBlock,
+        activity: Activity,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._config = config
+        self._checks = dict(checks)
+        self._pilot = pilot
+        self._activity = activity
+        self._clock = clock
+        self._timeout = config.thresholds.Health.CHECK_TIMEOUT_SECONDS
+        self._cache = SingleFlightCache(self._evaluate, config.thresholds.Health.CACHE_SECONDS)
+
+    async def report(self) -> ReadinessReport:
+        return await self._cache.get()
+
+    async def _evaluate(self) -> ReadinessReport:
+        names = list(self._checks)
+        results, pilot, activity = await asyncio.gather(
+            asyncio.gather(*(bounded(self._checks[n], self._timeout) for n in names)),
+            self._optional(self._pilot),
+            self._optional(self._activity),
+        )
+        checks: dict[str, CheckResult] = dict(zip(names, results, strict=True))
+        return ReadinessReport(
+            timestamp=self._clock(),
+            build_id=self._config.build_id,
+            config_hash=self._config.config_hash,
+            checks=checks,
+            pilot=pilot,
+            last_activity=activity or {},
+        )
+
+    async def _optional(self, part: Callable[[], Awaitable[Any]]) -> Any:
+        """Informational blocks never fail readiness; they are omitted when unavailable."""
+        try:
+            return await asyncio.wait_for(part(), self._timeout)
+        except Exception:
+            return None
