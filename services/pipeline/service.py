@@ -1,31 +1,236 @@
-"""Wiring of the pipeline service: servicers and HTTP routes built from the shared runtime."""
+"""Wiring of the pipeline service: stores, queue, workers, relay, servicer and HTTP routes.
+
+`make_definition(settings)` gives the API process (gRPC + HTTP, plus
+`settings.inprocess_workers` worker loops so the synchronous path and
+`make run` work without a separate worker); `run_worker_process()` is
+`ptf-pipeline worker`, the same worker loops without servers, any number of
+which can run side by side.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
+import asyncpg
 import grpc
+import redis.asyncio as aioredis
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
-from services.runtime.db import MigrationSet
+from services.pipeline.auth import Authorizer, KeyStore, refused_dev_keys, seed_dev_keys
+from services.pipeline.extractors import ExtractorRateLimit, create_file_extractor
+from services.pipeline.grpc_api import PipelineServicer
+from services.pipeline.http_api import PipelineHttp
+from services.pipeline.incidents import IncidentStore
+from services.pipeline.intake import Intake
+from services.pipeline.jobs import JobStore
+from services.pipeline.market import MarketStore
+from services.pipeline.metrics import PipelineMetrics
+from services.pipeline.notifications import JobNotifier, JobWatcher
+from services.pipeline.outbox import EventBuffer, OutboxRelay
+from services.pipeline.queue import JobQueue
+from services.pipeline.settings import MEBIBYTE, PipelineSettings
+from services.pipeline.status import QueueSampler
+from services.pipeline.telemetry_client import TelemetryClient
+from services.pipeline.worker import InvoiceProcessor, Sweeper, Worker, WorkerGroup, consumer_name
+from services.runtime.config import AppConfig
+from services.runtime.db import MigrationSet, apply_migrations, create_pool, discover_migrations
+from services.runtime.metrics import create_metrics
+from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
+log = logging.getLogger(__name__)
+
 SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
+MIGRATIONS = (MigrationSet("pipeline", Path(__file__).parent / "migrations"),)
 
 
-async def build(runtime: Runtime) -> ServiceParts:
-    """Every RPC answers UNIMPLEMENTED until its issue builds it."""
-    del runtime
+@dataclass
+class WorkerParts:
+    """The worker machinery of one process."""
+
+    group: WorkerGroup
+    queue: JobQueue
+    notifier: JobNotifier
+    session: aiohttp.ClientSession
+
+
+def build_workers(
+    *,
+    config: AppConfig,
+    settings: PipelineSettings,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    keys: RedisKeys,
+    metrics: PipelineMetrics,
+    count: int,
+    on_committed: Callable[[], None] = lambda: None,
+) -> WorkerParts:
+    """`count` worker loops and a sweeper sharing one processor."""
+    session = aiohttp.ClientSession()
+    queue = JobQueue(redis, keys)
+    notifier = JobNotifier(redis, keys)
+    jobs = JobStore(pool)
+    extractor = create_file_extractor(
+        config, session, ExtractorRateLimit(redis, keys), settings.extractor
+    )
+    processor = InvoiceProcessor(
+        pool,
+        jobs,
+        MarketStore(pool),
+        extractor,
+        config.thresholds,
+        settings.queue,
+        metrics,
+        on_committed,
+    )
+    workers = [
+        Worker(consumer_name(i), queue, jobs, processor, notifier, settings.queue)
+        for i in range(count)
+    ]
+    group = WorkerGroup(workers, Sweeper(jobs, queue, settings.queue), queue)
+    return WorkerParts(group=group, queue=queue, notifier=notifier, session=session)
+
+
+async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
+    config, pool = runtime.config, runtime.pool
+    keys = KeyStore(
+        pool, cache_seconds=settings.key_cache_seconds, refused_keys=refused_dev_keys(config)
+    )
+    await seed_dev_keys(keys, config)
+    metrics = PipelineMetrics(runtime.metrics.meter)
+    channel = grpc.aio.insecure_channel(config.addresses.telemetry)
+    telemetry = TelemetryClient(channel)
+    relay = OutboxRelay(pool, telemetry.record_events, settings.relay)
+    parts = build_workers(
+        config=config,
+        settings=settings,
+        pool=pool,
+        redis=runtime.redis,
+        keys=runtime.keys,
+        metrics=metrics,
+        count=settings.inprocess_workers,
+        on_committed=relay.wake,
+    )
+    await parts.queue.ensure_group()
+    jobs, incidents = JobStore(pool), IncidentStore(pool)
+    watcher = JobWatcher(jobs, parts.notifier, settings.intake.wait_poll_seconds)
+    intake = Intake(
+        jobs,
+        parts.queue,
+        watcher,
+        files_supported=config.extractor != "json",
+        settings=settings.intake,
+    )
+    authorizer = Authorizer(keys)
+    events = EventBuffer(pool)
+    http = PipelineHttp(
+        authorizer=authorizer,
+        intake=intake,
+        jobs=jobs,
+        incidents=incidents,
+        telemetry=telemetry,
+        events=events,
+        metrics=metrics,
+        thresholds=config.thresholds,
+        pool=pool,
+        system_health_timeout=settings.system_health_timeout_seconds,
+    )
+    sampler = QueueSampler(pool, config.thresholds, metrics, settings.queue_sample_interval_seconds)
+    runtime.spawn("pipeline-job-notifications", parts.notifier.listen)
+    runtime.spawn("pipeline-http-events", events.run)
+    runtime.spawn("pipeline-queue-sampler", sampler.run)
+    if settings.run_relay:
+        runtime.spawn("pipeline-outbox-relay", relay.run)
+    if settings.inprocess_workers:
+        runtime.spawn("pipeline-workers", parts.group.run)
 
     def register(server: grpc.aio.Server) -> None:
-        servicer = pipeline_pb2_grpc.PipelineServiceServicer()  # type: ignore[abstract]
+        servicer = PipelineServicer(authorizer, intake, jobs, incidents, watcher)
         pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(servicer, server)
 
-    return ServiceParts(grpc_service_names=[SERVICE_NAME], register_grpc=register)
+    async def on_shutdown() -> None:
+        parts.notifier.close()
+        await parts.group.stop(grace_seconds=settings.queue.visibility_timeout_seconds / 2)
+        await events.flush()
+        await parts.session.close()
+        await channel.close()
+
+    return ServiceParts(
+        grpc_service_names=[SERVICE_NAME],
+        register_grpc=register,
+        routes=http.routes(),
+        max_body_bytes=settings.intake.max_body_bytes + MEBIBYTE // 16,
+        on_shutdown=on_shutdown,
+    )
 
 
-DEFINITION = ServiceDefinition(
-    name="pipeline",
-    build=build,
-    migrations=(MigrationSet("pipeline", Path(__file__).parent / "migrations"),),
-)
+def make_definition(settings: PipelineSettings | None = None) -> ServiceDefinition:
+    """The pipeline API service with these operational settings."""
+    chosen = settings or PipelineSettings()
+
+    async def build(runtime: Runtime) -> ServiceParts:
+        return await _build(runtime, chosen)
+
+    return ServiceDefinition(name="pipeline", build=build, migrations=MIGRATIONS)
+
+
+DEFINITION = make_definition()
+
+
+async def migrate(pool: asyncpg.Pool) -> None:
+    """Apply the pipeline's migrations (CLI commands and workers may start first)."""
+    async with pool.acquire() as conn:
+        for migration_set in MIGRATIONS:
+            await apply_migrations(
+                conn, discover_migrations(migration_set.component, migration_set.folder)
+            )
+
+
+async def run_worker_process(
+    config: AppConfig, settings: PipelineSettings, concurrency: int, *, relay: bool
+) -> None:
+    """`ptf-pipeline worker`: worker loops until SIGTERM/SIGINT, then a graceful stop."""
+    pool = await create_pool(config.database_url, max_size=max(2, concurrency + 2))
+    redis = create_redis(config.redis_url)
+    metrics = create_metrics(config)
+    channel = grpc.aio.insecure_channel(config.addresses.telemetry)
+    try:
+        await migrate(pool)
+        outbox = OutboxRelay(pool, TelemetryClient(channel).record_events, settings.relay)
+        parts = build_workers(
+            config=config,
+            settings=settings,
+            pool=pool,
+            redis=redis,
+            keys=RedisKeys(config.redis_prefix),
+            metrics=PipelineMetrics(metrics.meter),
+            count=concurrency,
+            on_committed=outbox.wake,
+        )
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = [asyncio.create_task(parts.group.run(), name="pipeline-workers")]
+        if relay:
+            tasks.append(asyncio.create_task(outbox.run(), name="pipeline-outbox-relay"))
+        log.info("pipeline worker started", extra={"concurrency": concurrency, "relay": relay})
+        waiter = asyncio.create_task(stop.wait())
+        await asyncio.wait([waiter, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+        await parts.group.stop(grace_seconds=settings.queue.visibility_timeout_seconds / 2)
+        for task in [*tasks[1:], waiter]:
+            task.cancel()
+        await asyncio.gather(*tasks, waiter, return_exceptions=True)
+        await parts.session.close()
+    finally:
+        await channel.close()
+        await redis.aclose()
+        await pool.close()
+        metrics.shutdown()
+    log.info("pipeline worker stopped")

@@ -1,0 +1,103 @@
+"""Intake shared by HTTP `/full-process` and gRPC `SubmitInvoice`.
+
+A submission is validated completely before anything is written (a refused
+document leaves no row behind), stored idempotently (same document for the
+same tenant → the existing job), put on the job stream, and — in synchronous
+mode — waited for until the job is final or the sync timeout passes.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from services.pipeline.documents import SourceKind, Submission
+from services.pipeline.extractors import extractor_unavailable
+from services.pipeline.jobs import JobStore, JobView
+from services.pipeline.notifications import JobWatcher
+from services.pipeline.queue import JobQueue
+from services.pipeline.settings import IntakeSettings
+from services.runtime.errors import PayloadTooLarge, Unavailable
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+
+@asynccontextmanager
+async def store_errors() -> AsyncIterator[None]:
+    """Postgres unreachable → 503 DATABASE_UNAVAILABLE with Retry-After (SPEC §11)."""
+    try:
+        yield
+    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+        log.warning("database unavailable: %s", type(exc).__name__)
+        raise Unavailable(
+            "DATABASE_UNAVAILABLE",
+            "the database is unavailable; retry later",
+            retry_after_seconds=RETRY_AFTER_SECONDS,
+        ) from exc
+
+
+def too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        "PAYLOAD_TOO_LARGE", f"the document must be at most {limit // (1024 * 1024)} MB"
+    )
+
+
+@dataclass(frozen=True)
+class SubmitOutcome:
+    job: JobView
+    deduplicated: bool
+
+
+class Intake:
+    """Stores submissions as jobs and optionally waits for their results."""
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        queue: JobQueue,
+        watcher: JobWatcher,
+        *,
+        files_supported: bool,
+        settings: IntakeSettings,
+    ) -> None:
+        self._jobs = jobs
+        self._queue = queue
+        self._watcher = watcher
+        self._files_supported = files_supported
+        self.settings = settings
+
+    def check_extractor(self, submission: Submission) -> None:
+        """422 EXTRACTOR_UNAVAILABLE for a PDF/image when only JSON extraction is configured."""
+        if submission.kind is not SourceKind.JSON and not self._files_supported:
+            raise extractor_unavailable()
+
+    async def submit(
+        self, tenant_id: str, submission: Submission, received_at: datetime, *, wait: bool
+    ) -> SubmitOutcome:
+        self.check_extractor(submission)
+        async with store_errors():
+            job, created = await self._jobs.create(tenant_id, submission, received_at)
+        if created:
+            try:
+                await self._queue.enqueue([(job.job_id, tenant_id)])
+            except (RedisError, OSError) as exc:
+                # The job is stored; the sweeper sends it once Redis is back, and a
+                # resubmission returns this same job.
+                log.warning("job stored but not queued (%s)", type(exc).__name__)
+                raise Unavailable(
+                    "QUEUE_UNAVAILABLE",
+                    "the job queue is unavailable; the job is stored and will run later",
+                    retry_after_seconds=RETRY_AFTER_SECONDS,
+                ) from exc
+        if wait and not job.state.final:
+            async with store_errors():
+                job = await self._watcher.wait_final(job, self.settings.sync_timeout_seconds)
+        return SubmitOutcome(job, deduplicated=not created)

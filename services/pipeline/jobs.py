@@ -1,0 +1,379 @@
+"""Jobs and invoices in Postgres: idempotent intake, leases, outcomes, and the sweeper's query.
+
+The job row is the single source of truth of who runs a job: a worker must
+win `claim()` (a conditional UPDATE) before processing, and its outcome is
+committed only while it still holds the lease (`lease_owner` fencing), so two
+workers can never both commit a result for one job. Every statement is scoped
+by tenant except the sweeper's, which re-enqueues work across tenants.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from services.pipeline.documents import SourceKind, Submission
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+
+
+class JobState(StrEnum):
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+    EXHAUSTED = "EXHAUSTED"
+    SKIPPED = "SKIPPED"
+
+    @property
+    def final(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.RUNNING)
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job as clients see it; `result` and `incident_id` once it is DONE."""
+
+    job_id: UUID
+    tenant_id: str
+    invoice_id: UUID
+    state: JobState
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    created_at: datetime
+    updated_at: datetime
+    finished_at: datetime | None
+    result: dict[str, Any] | None = None
+    incident_id: UUID | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": str(self.job_id),
+            "tenant_id": self.tenant_id,
+            "invoice_id": str(self.invoice_id),
+            "state": self.state.value,
+            "attempts": self.attempts,
+            "error_code": self.error_code,
+            "error_message": self.error_message,
+            "created_at": self.created_at.isoformat(),
+            "updated_at": self.updated_at.isoformat(),
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "incident_id": str(self.incident_id) if self.incident_id else None,
+            "result": self.result,
+        }
+
+
+@dataclass(frozen=True)
+class ClaimedJob:
+    """A job this worker holds the lease on."""
+
+    job_id: UUID
+    tenant_id: str
+    invoice_id: UUID
+    attempts: int
+    received_at: datetime
+
+
+@dataclass(frozen=True)
+class JobProbe:
+    """Why a job could not be claimed."""
+
+    state: JobState
+    attempts: int
+    due: bool
+    lease_expired: bool
+
+
+@dataclass(frozen=True)
+class InvoiceSource:
+    """What the worker needs to extract an invoice."""
+
+    kind: SourceKind
+    document_json: str | None
+    file_bytes: bytes | None
+    content_type: str
+    file_name: str
+
+
+_VIEW_COLUMNS = (
+    "j.job_id, j.tenant_id, j.invoice_id, j.state, j.attempts, j.error_code, j.error_message,"
+    " j.created_at, j.updated_at, j.finished_at, i.result::text AS result, inc.incident_id"
+)
+_VIEW_FROM = (
+    " FROM pipeline_jobs j"
+    " JOIN pipeline_invoices i ON i.invoice_id = j.invoice_id AND i.tenant_id = j.tenant_id"
+    " LEFT JOIN pipeline_incidents inc"
+    " ON inc.invoice_id = j.invoice_id AND inc.tenant_id = j.tenant_id"
+)
+
+_CREATE = """
+WITH inv AS (
+    INSERT INTO pipeline_invoices
+        (invoice_id, tenant_id, content_hash, source_kind, content_type, file_name,
+         document, file_bytes)
+    VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8)
+    ON CONFLICT (tenant_id, content_hash) DO NOTHING
+    RETURNING invoice_id, tenant_id
+)
+INSERT INTO pipeline_jobs (job_id, tenant_id, invoice_id, state, received_at)
+SELECT $9, tenant_id, invoice_id, 'QUEUED', $10 FROM inv
+RETURNING job_id, tenant_id, invoice_id, state, attempts, error_code, error_message,
+          created_at, updated_at, finished_at
+"""
+
+_CLAIM = """
+UPDATE pipeline_jobs
+SET state = 'RUNNING', attempts = attempts + 1, lease_owner = $3,
+    lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
+WHERE job_id = $1 AND tenant_id = $2 AND attempts < $5
+  AND ((state = 'QUEUED' AND next_attempt_at <= now())
+       OR (state = 'RUNNING' AND lease_expires_at < now()))
+RETURNING job_id, tenant_id, invoice_id, attempts, received_at
+"""
+
+_EXHAUST = """
+UPDATE pipeline_jobs
+SET state = 'EXHAUSTED', finished_at = now(), updated_at = now(),
+    lease_owner = NULL, lease_expires_at = NULL,
+    error_code = COALESCE(error_code, 'WORKER_LOST'),
+    error_message = COALESCE(error_message, 'the job did not finish within its attempts')
+WHERE job_id = $1 AND tenant_id = $2 AND attempts >= $3
+  AND (state = 'QUEUED' OR (state = 'RUNNING' AND lease_expires_at < now()))
+RETURNING job_id
+"""
+
+_FINISH = """
+UPDATE pipeline_jobs
+SET state = $4, finished_at = now(), updated_at = now(), finished_by = $3,
+    lease_owner = NULL, lease_expires_at = NULL, error_code = $5, error_message = $6
+WHERE job_id = $1 AND tenant_id = $2 AND state = 'RUNNING' AND lease_owner = $3
+RETURNING finished_at
+"""
+
+_RETRY = """
+UPDATE pipeline_jobs
+SET state = CASE WHEN attempts >= $4 THEN 'EXHAUSTED' ELSE 'QUEUED' END,
+    finished_at = CASE WHEN attempts >= $4 THEN now() END,
+    next_attempt_at = now() + make_interval(secs => $5),
+    lease_owner = NULL, lease_expires_at = NULL,
+    error_code = $6, error_message = $7, updated_at = now()
+WHERE job_id = $1 AND tenant_id = $2 AND state = 'RUNNING' AND lease_owner = $3
+RETURNING state
+"""
+
+_SWEEP = """
+WITH due AS (
+    SELECT job_id FROM pipeline_jobs
+    WHERE state IN ('QUEUED', 'RUNNING')
+      AND ((state = 'QUEUED' AND next_attempt_at <= now()
+            AND (enqueued_at < next_attempt_at
+                 OR enqueued_at < now() - make_interval(secs => $1)))
+           OR (state = 'RUNNING'
+               AND lease_expires_at < now() - make_interval(secs => $1)
+               AND enqueued_at < now() - make_interval(secs => $1)))
+    ORDER BY next_attempt_at
+    LIMIT $2
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE pipeline_jobs j SET enqueued_at = now()
+FROM due WHERE j.job_id = due.job_id
+RETURNING j.job_id, j.tenant_id
+"""
+
+
+def _view(row: asyncpg.Record) -> JobView:
+    raw_result = row.get("result")
+    return JobView(
+        job_id=row["job_id"],
+        tenant_id=row["tenant_id"],
+        invoice_id=row["invoice_id"],
+        state=JobState(row["state"]),
+        attempts=row["attempts"],
+        error_code=row["error_code"],
+        error_message=row["error_message"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        finished_at=row["finished_at"],
+        result=json.loads(raw_result) if raw_result else None,
+        incident_id=row.get("incident_id"),
+    )
+
+
+class LeaseLost(Exception):
+    """Another worker took the job over; this worker's outcome must not be committed."""
+
+
+class JobStore:
+    """SQL for jobs and their invoices."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def create(
+        self, tenant_id: str, submission: Submission, received_at: datetime
+    ) -> tuple[JobView, bool]:
+        """The new job, or the existing one for the same document (`created` False)."""
+        row = await self._pool.fetchrow(
+            _CREATE,
+            uuid4(),
+            tenant_id,
+            submission.content_hash,
+            submission.kind.value,
+            submission.content_type,
+            submission.file_name,
+            submission.document_json,
+            submission.file_bytes,
+            uuid4(),
+            received_at,
+        )
+        if row is not None:
+            return _view(row), True
+        existing = await self._pool.fetchrow(
+            f"SELECT {_VIEW_COLUMNS}{_VIEW_FROM}"
+            " WHERE i.tenant_id = $1 AND i.content_hash = $2 AND j.tenant_id = $1",
+            tenant_id,
+            submission.content_hash,
+        )
+        if existing is None:  # pragma: no cover - the conflicting row was purged meanwhile
+            raise LookupError("duplicate document vanished during intake")
+        return _view(existing), False
+
+    async def get(self, job_id: UUID, tenant_id: str) -> JobView | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {_VIEW_COLUMNS}{_VIEW_FROM} WHERE j.job_id = $1 AND j.tenant_id = $2",
+            job_id,
+            tenant_id,
+        )
+        return _view(row) if row else None
+
+    async def claim(
+        self, job_id: UUID, tenant_id: str, owner: str, lease_seconds: float, max_attempts: int
+    ) -> ClaimedJob | None:
+        row = await self._pool.fetchrow(
+            _CLAIM, job_id, tenant_id, owner, lease_seconds, max_attempts
+        )
+        if row is None:
+            return None
+        return ClaimedJob(
+            job_id=row["job_id"],
+            tenant_id=row["tenant_id"],
+            invoice_id=row["invoice_id"],
+            attempts=row["attempts"],
+            received_at=row["received_at"],
+        )
+
+    async def probe(self, job_id: UUID, tenant_id: str) -> JobProbe | None:
+        row = await self._pool.fetchrow(
+            "SELECT state, attempts, next_attempt_at <= now() AS due,"
+            " coalesce(lease_expires_at < now(), true) AS lease_expired"
+            " FROM pipeline_jobs WHERE job_id = $1 AND tenant_id = $2",
+            job_id,
+            tenant_id,
+        )
+        if row is None:
+            return None
+        return JobProbe(JobState(row["state"]), row["attempts"], row["due"], row["lease_expired"])
+
+    async def exhaust(
+        self, conn: Connection, job_id: UUID, tenant_id: str, max_attempts: int
+    ) -> bool:
+        """Mark a job that used up its attempts EXHAUSTED; False if someone else moved it."""
+        return await conn.fetchval(_EXHAUST, job_id, tenant_id, max_attempts) is not None
+
+    async def finish(
+        self,
+        conn: Connection,
+        job: ClaimedJob,
+        owner: str,
+        state: JobState,
+        error: tuple[str, str] | None = None,
+    ) -> datetime:
+        """DONE or FAILED, only while `owner` holds the lease; else `LeaseLost`."""
+        code, message = error if error else (None, None)
+        finished = await conn.fetchval(
+            _FINISH, job.job_id, job.tenant_id, owner, state.value, code, message
+        )
+        if finished is None:
+            raise LeaseLost(str(job.job_id))
+        return finished  # type: ignore[no-any-return]
+
+    async def retry(
+        self,
+        conn: Connection,
+        job: ClaimedJob,
+        owner: str,
+        *,
+        max_attempts: int,
+        delay_seconds: float,
+        error: tuple[str, str],
+    ) -> JobState:
+        """Back to QUEUED after `delay_seconds`, or EXHAUSTED when no attempt is left."""
+        state = await conn.fetchval(
+            _RETRY,
+            job.job_id,
+            job.tenant_id,
+            owner,
+            max_attempts,
+            delay_seconds,
+            error[0],
+            error[1][:500],
+        )
+        if state is None:
+            raise LeaseLost(str(job.job_id))
+        return JobState(state)
+
+    async def source(self, job: ClaimedJob) -> InvoiceSource | None:
+        row = await self._pool.fetchrow(
+            "SELECT source_kind, document::text AS document, file_bytes, content_type, file_name"
+            " FROM pipeline_invoices WHERE invoice_id = $1 AND tenant_id = $2",
+            job.invoice_id,
+            job.tenant_id,
+        )
+        if row is None:
+            return None
+        return InvoiceSource(
+            kind=SourceKind(row["source_kind"]),
+            document_json=row["document"],
+            file_bytes=row["file_bytes"],
+            content_type=row["content_type"],
+            file_name=row["file_name"],
+        )
+
+    async def save_result(
+        self,
+        conn: Connection,
+        job: ClaimedJob,
+        *,
+        document_json: str | None,
+        result_json: str,
+        quality_grade: str,
+        provider: str | None,
+        invoice_period: str | None,
+        extraction_ms: float | None,
+    ) -> None:
+        await conn.execute(
+            "UPDATE pipeline_invoices SET document = coalesce($3::jsonb, document),"
+            " result = $4::jsonb, quality_grade = $5, provider = $6, invoice_period = $7,"
+            " extraction_ms = $8, processed_at = now()"
+            " WHERE invoice_id = $1 AND tenant_id = $2",
+            job.invoice_id,
+            job.tenant_id,
+            document_json,
+            result_json,
+            quality_grade,
+            provider,
+            invoice_period,
+            extraction_ms,
+        )
+
+    async def sweep(self, stale_seconds: float, limit: int = 500) -> list[tuple[UUID, str]]:
+        """Jobs whose retry is due or whose message was lost; marked enqueued now."""
+        rows = await self._pool.fetch(_SWEEP, stale_seconds, limit)
+        return [(r["job_id"], r["tenant_id"]) for r in rows]

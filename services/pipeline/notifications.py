@@ -1,0 +1,157 @@
+"""Job state changes for waiters: synchronous intake and `WatchJob` streams.
+
+Workers publish "job X is now S" after committing; a publish reaches waiters in
+the same process directly and every other process through one Redis pub/sub
+channel (one subscription per process, dispatched locally). Notifications are
+hints: a waiter re-reads the job row, and also polls it now and then, so a
+lost notification costs latency, never correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Iterator
+from uuid import UUID
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from services.pipeline.jobs import JobState, JobStore, JobView
+from services.runtime.redis_client import RedisKeys
+
+log = logging.getLogger(__name__)
+
+_CLOSED = "CLOSED"
+_UNFINISHED = (JobState.QUEUED.value, JobState.RUNNING.value)
+
+
+class JobSubscription:
+    """State names published for one job, as they arrive."""
+
+    def __init__(self) -> None:
+        self._queue: asyncio.Queue[str] = asyncio.Queue()
+
+    def put(self, state: str) -> None:
+        self._queue.put_nowait(state)
+
+    async def next(self, within_seconds: float) -> str | None:
+        """The next published state, or None after `within_seconds`."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout=max(within_seconds, 0.0))
+        except TimeoutError:
+            return None
+
+
+class JobNotifier:
+    """Publishes job state changes and dispatches them to this process's subscriptions."""
+
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+        self._redis = redis
+        self._channel = keys.key("pipeline", "job-events")
+        self._subscriptions: dict[UUID, set[JobSubscription]] = {}
+        self.closed = False
+
+    async def publish(self, job_id: UUID, state: JobState) -> None:
+        self._dispatch(job_id, state.value)
+        try:
+            await self._redis.publish(self._channel, f"{job_id} {state.value}")
+        except (RedisError, OSError):
+            log.warning("could not publish job state change; waiters will poll")
+
+    @contextlib.contextmanager
+    def subscribe(self, job_id: UUID) -> Iterator[JobSubscription]:
+        subscription = JobSubscription()
+        self._subscriptions.setdefault(job_id, set()).add(subscription)
+        if self.closed:
+            subscription.put(_CLOSED)
+        try:
+            yield subscription
+        finally:
+            subscribers = self._subscriptions.get(job_id)
+            if subscribers is not None:
+                subscribers.discard(subscription)
+                if not subscribers:
+                    del self._subscriptions[job_id]
+
+    def close(self) -> None:
+        """Shutdown: every current and future subscription ends."""
+        self.closed = True
+        for subscribers in self._subscriptions.values():
+            for subscription in subscribers:
+                subscription.put(_CLOSED)
+
+    def _dispatch(self, job_id: UUID, state: str) -> None:
+        for subscription in self._subscriptions.get(job_id, ()):
+            subscription.put(state)
+
+    def _on_message(self, data: object) -> None:
+        text = data.decode() if isinstance(data, bytes) else str(data)
+        job_part, _, state = text.partition(" ")
+        try:
+            job_id = UUID(job_part)
+        except ValueError:
+            return
+        self._dispatch(job_id, state)
+
+    async def listen(self) -> None:
+        """Background task: relay the Redis channel to local subscriptions, reconnecting."""
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self._channel)
+                    while True:
+                        message = await pubsub.get_message(
+                            ignore_subscribe_messages=True, timeout=1.0
+                        )
+                        if message is not None and message.get("type") == "message":
+                            self._on_message(message.get("data"))
+            except (RedisError, OSError):
+                log.warning("job notification channel lost; reconnecting")
+                await asyncio.sleep(1.0)
+
+
+class JobWatcher:
+    """Waits for and streams job state changes, backed by the job rows."""
+
+    def __init__(self, jobs: JobStore, notifier: JobNotifier, poll_seconds: float) -> None:
+        self._jobs = jobs
+        self._notifier = notifier
+        self._poll = poll_seconds
+
+    async def wait_final(self, job: JobView, within_seconds: float) -> JobView:
+        """The job once final, or as it is when `within_seconds` pass or the service stops."""
+        deadline = time.monotonic() + within_seconds
+        with self._notifier.subscribe(job.job_id) as subscription:
+            current = await self._jobs.get(job.job_id, job.tenant_id)
+            while current is not None and not current.state.final:
+                job = current
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    break
+                published = await subscription.next(min(remaining, self._poll))
+                if published == _CLOSED:
+                    break
+                if published in _UNFINISHED:
+                    continue
+                current = await self._jobs.get(job.job_id, job.tenant_id)
+            return current or job
+
+    async def watch(self, job_id: UUID, tenant_id: str) -> AsyncIterator[JobView]:
+        """The job now, then each time its state changes, until a final state or shutdown."""
+        with self._notifier.subscribe(job_id) as subscription:
+            last: JobState | None = None
+            while True:
+                job = await self._jobs.get(job_id, tenant_id)
+                if job is None:
+                    return
+                if job.state != last:
+                    last = job.state
+                    yield job
+                if job.state.final:
+                    return
+                published = await subscription.next(self._poll)
+                if published == _CLOSED:
+                    return

@@ -1,0 +1,214 @@
+"""Transactional outbox and its relay to telemetry `RecordEvents` (SPEC §3.8).
+
+Writers call `write_events(conn, ...)` inside the transaction of the business
+change, so an event exists exactly when its change does. The relay takes the
+oldest pending rows (`FOR UPDATE SKIP LOCKED`, so relays in several replicas
+never send the same row concurrently), sends them as one batch and marks them
+delivered in the same transaction. If the RPC fails the transaction rolls back
+and the rows stay pending; telemetry deduplicates by event id, so a batch sent
+twice (a crash after the RPC, before the commit) is still counted once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+
+import asyncpg
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from ptf.telemetry.v1 import telemetry_pb2
+
+from services.pipeline.events import OutboxEvent, outbox_rows
+from services.pipeline.settings import RelaySettings
+
+log = logging.getLogger(__name__)
+
+_INSERT = (
+    "INSERT INTO pipeline_outbox (event_id, tenant_id, event_type, occurred_at, payload)"
+    " VALUES ($1, $2, $3, $4, $5::jsonb)"
+)
+_INSERT_MANY = (
+    "INSERT INTO pipeline_outbox (event_id, tenant_id, event_type, occurred_at, payload)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])"
+)
+
+Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
+SendEvents = Callable[
+    [Sequence[telemetry_pb2.Event], float], Awaitable[telemetry_pb2.RecordEventsResponse]
+]
+
+
+async def write_events(conn: Connection, events: Sequence[OutboxEvent]) -> None:
+    """Add events to the outbox on `conn` (inside the caller's transaction)."""
+    rows = outbox_rows(events)
+    if len(rows) == 1:
+        await conn.execute(_INSERT, *rows[0])
+    elif rows:
+        columns = list(zip(*rows, strict=True))
+        await conn.execute(_INSERT_MANY, *[list(c) for c in columns])
+
+
+def _to_proto(row: asyncpg.Record) -> telemetry_pb2.Event:
+    occurred = Timestamp()
+    occurred.FromDatetime(row["occurred_at"])
+    return telemetry_pb2.Event(
+        event_id=str(row["event_id"]),
+        type="EVENT_TYPE_" + row["event_type"],
+        tenant_id=row["tenant_id"],
+        occurred_at=occurred,
+        payload_json=row["payload"],
+    )
+
+
+@dataclass(frozen=True)
+class RelayResult:
+    sent: int
+    rejected: int
+
+
+class RelayError(Exception):
+    """Telemetry could not take the batch; the rows stay pending."""
+
+
+class OutboxRelay:
+    """Delivers pending outbox rows in batches, retrying with backoff while telemetry is down."""
+
+    def __init__(self, pool: asyncpg.Pool, send: SendEvents, settings: RelaySettings) -> None:
+        self._pool = pool
+        self._send = send
+        self._settings = settings
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        """Deliver soon: new rows were committed in this process."""
+        self._wake.set()
+
+    async def deliver_once(self) -> RelayResult:
+        """Send one batch of pending rows; raise `RelayError` if telemetry refused the call."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT seq, event_id, tenant_id, event_type, occurred_at, payload::text AS payload"
+                " FROM pipeline_outbox WHERE delivered_at IS NULL"
+                " ORDER BY seq LIMIT $1 FOR UPDATE SKIP LOCKED",
+                self._settings.batch_size,
+            )
+            if not rows:
+                return RelayResult(0, 0)
+            try:
+                response = await self._send(
+                    [_to_proto(r) for r in rows], self._settings.rpc_timeout_seconds
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise RelayError(f"{exc.code().name}: {exc.details()}") from exc
+            rejected = {
+                rows[r.index]["seq"]: f"{r.error.error_code}: {r.error.message}"
+                for r in response.rejected
+                if 0 <= r.index < len(rows)
+            }
+            await conn.execute(
+                "UPDATE pipeline_outbox SET delivered_at = now(), attempts = attempts + 1"
+                " WHERE seq = ANY($1::bigint[])",
+                [r["seq"] for r in rows],
+            )
+            if rejected:
+                await conn.executemany(
+                    "UPDATE pipeline_outbox SET rejected = true, last_error = $2 WHERE seq = $1",
+                    list(rejected.items()),
+                )
+                log.warning("telemetry rejected %d event(s); kept as rejected", len(rejected))
+            return RelayResult(len(rows), len(rejected))
+
+    async def _note_failure(self, error: str) -> None:
+        """Record the failed attempt on the oldest pending rows (for operators), best effort."""
+        try:
+            await self._pool.execute(
+                "UPDATE pipeline_outbox SET attempts = attempts + 1, last_error = $2"
+                " WHERE seq IN (SELECT seq FROM pipeline_outbox WHERE delivered_at IS NULL"
+                " ORDER BY seq LIMIT $1)",
+                self._settings.batch_size,
+                error[:500],
+            )
+        except (asyncpg.PostgresError, OSError):
+            log.warning("could not record outbox delivery failure")
+
+    async def run(self) -> None:
+        """Relay forever: drain while batches are full, back off while telemetry fails."""
+        delay = self._settings.backoff_base_seconds
+        while True:
+            try:
+                result = await self.deliver_once()
+            except RelayError as exc:
+                log.warning("telemetry unavailable, outbox delivery retried in %.1f s", delay)
+                await self._note_failure(str(exc))
+                await self._sleep(delay, wakeable=False)
+                delay = min(delay * 2, self._settings.backoff_max_seconds)
+                continue
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("outbox relay cannot reach the database: %s", type(exc).__name__)
+                await self._sleep(delay, wakeable=False)
+                delay = min(delay * 2, self._settings.backoff_max_seconds)
+                continue
+            delay = self._settings.backoff_base_seconds
+            if result.sent < self._settings.batch_size:
+                await self._sleep(self._settings.idle_interval_seconds, wakeable=True)
+
+    async def _sleep(self, seconds: float, *, wakeable: bool) -> None:
+        if not wakeable:
+            await asyncio.sleep(seconds)
+            return
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+
+
+class EventBuffer:
+    """Buffers high-volume events (HTTP request outcomes) and writes them in batches.
+
+    Writing one outbox row per HTTP request would double the database work of
+    the intake path; these events describe requests, not business changes, so
+    losing at most one flush interval of them in a crash is acceptable. A
+    full buffer drops the oldest event and counts it.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        flush_interval_seconds: float = 1.0,
+        max_events: int = 20_000,
+    ) -> None:
+        self._pool = pool
+        self._interval = flush_interval_seconds
+        self._max = max_events
+        self._events: list[OutboxEvent] = []
+        self.dropped = 0
+
+    def add(self, event: OutboxEvent) -> None:
+        if len(self._events) >= self._max:
+            self._events.pop(0)
+            self.dropped += 1
+        self._events.append(event)
+
+    async def flush(self) -> int:
+        """Write everything buffered in one statement; on failure keep it for the next try."""
+        if not self._events:
+            return 0
+        batch, self._events = self._events, []
+        try:
+            async with self._pool.acquire() as conn:
+                await write_events(conn, batch)
+        except (asyncpg.PostgresError, OSError):
+            log.warning("could not write %d buffered event(s); will retry", len(batch))
+            self._events = batch + self._events
+            del self._events[: max(0, len(self._events) - self._max)]
+            return 0
+        return len(batch)
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval)
+            await self.flush()

@@ -1,0 +1,181 @@
+"""What the pipeline can tell readiness and telemetry about itself: queue depth, stuck, extractor.
+
+`queue_status()` is the function the health service calls for its `queue`
+check; `ExtractorRateLimit.current()` (re-exported here) backs `openai_api`.
+Depth = jobs not yet finished. Stuck = depth > 0 and no progress for
+`Recovery.STUCK_MINUTES`, where progress is the later of the last finished job
+and the oldest waiting job's arrival (a queue that just received its first
+job is not stuck).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from services.pipeline.events import queue_sample
+from services.pipeline.extractors import ExtractorRateLimit, RateLimitState
+from services.pipeline.metrics import PipelineMetrics
+from services.pipeline.outbox import write_events
+from services.runtime.config import Thresholds
+
+log = logging.getLogger(__name__)
+
+__all__ = ["ExtractorRateLimit", "QueueStatus", "RateLimitState", "queue_status"]
+
+_STATUS = """
+SELECT
+  (SELECT count(*) FROM pipeline_jobs
+    WHERE state IN ('QUEUED', 'RUNNING') AND ($1::text IS NULL OR tenant_id = $1)) AS depth,
+  (SELECT min(created_at) FROM pipeline_jobs
+    WHERE state IN ('QUEUED', 'RUNNING') AND ($1::text IS NULL OR tenant_id = $1)) AS oldest,
+  (SELECT max(finished_at) FROM pipeline_jobs
+    WHERE finished_at IS NOT NULL AND ($1::text IS NULL OR tenant_id = $1)) AS last_finished,
+  now() AS now
+"""
+
+_BY_TENANT = """
+WITH active AS (
+    SELECT tenant_id,
+           count(*) FILTER (WHERE state IN ('QUEUED', 'RUNNING')) AS depth,
+           min(created_at) FILTER (WHERE state IN ('QUEUED', 'RUNNING')) AS oldest
+    FROM pipeline_jobs
+    WHERE state IN ('QUEUED', 'RUNNING') OR finished_at > now() - make_interval(secs => $1)
+    GROUP BY tenant_id
+)
+SELECT a.tenant_id, a.depth, a.oldest, now() AS now,
+       (SELECT max(j.finished_at) FROM pipeline_jobs j
+         WHERE j.tenant_id = a.tenant_id AND j.finished_at IS NOT NULL) AS last_finished
+FROM active a
+"""
+
+
+@dataclass(frozen=True)
+class QueueStatus:
+    depth: int
+    stuck: bool
+    last_finished_at: datetime | None
+    oldest_waiting_since: datetime | None
+
+
+def _is_stuck(
+    depth: int,
+    oldest: datetime | None,
+    last_finished: datetime | None,
+    now: datetime,
+    stuck_after: timedelta,
+) -> bool:
+    if depth <= 0:
+        return False
+    progress = max(t for t in (oldest, last_finished, datetime.min.replace(tzinfo=UTC)) if t)
+    return now - progress >= stuck_after
+
+
+async def queue_status(
+    pool: asyncpg.Pool, thresholds: Thresholds, tenant_id: str | None = None
+) -> QueueStatus:
+    """Depth and stuck flag of the whole queue, or of one tenant's jobs."""
+    row = await pool.fetchrow(_STATUS, tenant_id)
+    assert row is not None
+    stuck_after = timedelta(minutes=thresholds.Recovery.STUCK_MINUTES)
+    return QueueStatus(
+        depth=row["depth"],
+        stuck=_is_stuck(row["depth"], row["oldest"], row["last_finished"], row["now"], stuck_after),
+        last_finished_at=row["last_finished"],
+        oldest_waiting_since=row["oldest"],
+    )
+
+
+class QueueSampler:
+    """Writes a QUEUE_SAMPLE event per active tenant at a fixed interval."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        thresholds: Thresholds,
+        metrics: PipelineMetrics,
+        interval_seconds: float,
+    ) -> None:
+        self._pool = pool
+        self._thresholds = thresholds
+        self._metrics = metrics
+        self._interval = interval_seconds
+
+    async def sample_once(self) -> int:
+        stuck_after = timedelta(minutes=self._thresholds.Recovery.STUCK_MINUTES)
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(_BY_TENANT, self._interval * 2)
+            events = [
+                queue_sample(
+                    r["tenant_id"],
+                    r["depth"],
+                    _is_stuck(r["depth"], r["oldest"], r["last_finished"], r["now"], stuck_after),
+                )
+                for r in rows
+            ]
+            await write_events(conn, events)
+        self._metrics.queue_depth = sum(r["depth"] for r in rows)
+        return len(events)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sample_once()
+            except (asyncpg.PostgresError, OSError) as exc:
+                log.warning("queue sample failed (%s)", type(exc).__name__)
+            await asyncio.sleep(self._interval)
+
+
+_LOCAL_INCIDENTS = """
+SELECT severity, primary_flag, action_class, status, count(*) AS n
+FROM pipeline_incidents
+WHERE created_at > now() - make_interval(hours => $2) AND ($1::text IS NULL OR tenant_id = $1)
+GROUP BY severity, primary_flag, action_class, status
+"""
+_LOCAL_INVOICES = """
+SELECT quality_grade, count(*) AS n
+FROM pipeline_invoices
+WHERE processed_at > now() - make_interval(hours => $2) AND ($1::text IS NULL OR tenant_id = $1)
+GROUP BY quality_grade
+"""
+
+
+def _add(counts: dict[str, int], key: str, n: int) -> None:
+    counts[key] = counts.get(key, 0) + n
+
+
+async def local_health(
+    pool: asyncpg.Pool, thresholds: Thresholds, tenant_id: str | None, window_hours: int = 24
+) -> dict[str, Any]:
+    """What the pipeline itself knows when telemetry cannot answer /admin/system-health."""
+    incidents = await pool.fetch(_LOCAL_INCIDENTS, tenant_id, window_hours)
+    invoices = await pool.fetch(_LOCAL_INVOICES, tenant_id, window_hours)
+    queue = await queue_status(pool, thresholds, tenant_id)
+    by_severity: dict[str, int] = {}
+    by_flag: dict[str, int] = {}
+    by_action: dict[str, int] = {}
+    by_status: dict[str, int] = {}
+    for row in incidents:
+        _add(by_severity, row["severity"], row["n"])
+        _add(by_flag, row["primary_flag"], row["n"])
+        _add(by_action, row["action_class"], row["n"])
+        _add(by_status, row["status"], row["n"])
+    by_grade = {row["quality_grade"] or "UNKNOWN": row["n"] for row in invoices}
+    return {
+        "tenant_id": tenant_id,
+        "window_hours": window_hours,
+        "invoices": {"processed": sum(by_grade.values()), "by_grade": by_grade},
+        "incidents": {
+            "total": sum(by_severity.values()),
+            "by_severity": by_severity,
+            "by_status": by_status,
+            "primary_flag_distribution": by_flag,
+            "action_class_distribution": by_action,
+        },
+        "queue": {"depth": queue.depth, "stuck": queue.stuck},
+    }
