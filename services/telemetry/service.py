@@ -1,7 +1,8 @@
-"""Wiring of the telemetry service: servicers and HTTP routes built from the shared runtime."""
+"""Wiring of the telemetry service: servicers, HTTP routes and background tasks."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import grpc
@@ -9,23 +10,43 @@ from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 from services.runtime.db import MigrationSet
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
+from services.telemetry.app import Telemetry
+from services.telemetry.grpc_api import TelemetryServicer
+from services.telemetry.http_api import TelemetryRoutes
+from services.telemetry.repository import EventRepository
+from services.telemetry.scheduler import DEFAULT_PERIOD, run_periodic_summaries
+from services.telemetry.stores import TelemetryMetricStores
 
 SERVICE_NAME = telemetry_pb2.DESCRIPTOR.services_by_name["TelemetryService"].full_name
+MIGRATIONS = (MigrationSet("telemetry", Path(__file__).parent / "migrations"),)
+# A full batch (1000 events of typical size) fits; larger requests are refused by gRPC
+# with RESOURCE_EXHAUSTED and by aiohttp with 413 before any handler runs.
+MAX_REQUEST_BYTES = 4 * 1024 * 1024
 
 
-async def build(runtime: Runtime) -> ServiceParts:
-    """Every RPC answers UNIMPLEMENTED until its issue builds it."""
-    del runtime
+def create_definition(*, summary_period: timedelta = DEFAULT_PERIOD) -> ServiceDefinition:
+    """The telemetry service, logging a run summary at the end of every `summary_period`."""
 
-    def register(server: grpc.aio.Server) -> None:
-        servicer = telemetry_pb2_grpc.TelemetryServiceServicer()  # type: ignore[abstract]
-        telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(servicer, server)
+    async def build(runtime: Runtime) -> ServiceParts:
+        stores = await TelemetryMetricStores.load(Path(runtime.config.metrics_dir))
+        stores.register_metrics(runtime.metrics.meter)
+        telemetry = Telemetry(
+            EventRepository(runtime.pool), stores, runtime.config, meter=runtime.metrics.meter
+        )
+        servicer = TelemetryServicer(telemetry)
 
-    return ServiceParts(grpc_service_names=[SERVICE_NAME], register_grpc=register)
+        def register(server: grpc.aio.Server) -> None:
+            telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(servicer, server)
+
+        runtime.spawn("run-summary", lambda: run_periodic_summaries(telemetry, summary_period))
+        return ServiceParts(
+            grpc_service_names=[SERVICE_NAME],
+            register_grpc=register,
+            routes=TelemetryRoutes(telemetry).routes(),
+            max_body_bytes=MAX_REQUEST_BYTES,
+        )
+
+    return ServiceDefinition(name="telemetry", build=build, migrations=MIGRATIONS)
 
 
-DEFINITION = ServiceDefinition(
-    name="telemetry",
-    build=build,
-    migrations=(MigrationSet("telemetry", Path(__file__).parent / "migrations"),),
-)
+DEFINITION = create_definition()

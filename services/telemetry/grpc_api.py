@@ -1,0 +1,90 @@
+"""gRPC adapter: `ptf.telemetry.v1.TelemetryService` on top of `Telemetry`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import grpc
+from ptf.common.v1 import common_pb2
+from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+
+from services.telemetry import convert
+from services.telemetry.app import Telemetry
+from services.telemetry.auth import ADMIN_KEY_METADATA, require_admin
+from services.telemetry.domain.events import parse_tenant_filter
+from services.telemetry.domain.window import TimeWindow, resolve_window
+from services.telemetry.errors import domain_errors
+
+Context = grpc.aio.ServicerContext[Any, Any]
+
+
+def _metadata(context: Context, key: str) -> str | None:
+    for name, value in context.invocation_metadata() or ():
+        if name == key and isinstance(value, str):
+            return value
+    return None
+
+
+class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
+    """Each method: parse and validate, call `Telemetry`, map the result."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    def _window(self, period: common_pb2.TimeWindow, present: bool) -> TimeWindow:
+        since, until = convert.window_bounds(period, present)
+        with domain_errors():
+            return resolve_window(since, until, now=self._telemetry.now())
+
+    async def RecordEvents(
+        self, request: telemetry_pb2.RecordEventsRequest, context: Context
+    ) -> telemetry_pb2.RecordEventsResponse:
+        raws = [convert.raw_event(event) for event in request.events]
+        with domain_errors():
+            outcome = await self._telemetry.record_events(raws)
+        return telemetry_pb2.RecordEventsResponse(
+            accepted=outcome.accepted,
+            duplicates=outcome.duplicates,
+            rejected=[
+                telemetry_pb2.RejectedEvent(
+                    index=index,
+                    error=common_pb2.ErrorDetail(
+                        error_code=error.error_code, message=error.message, field=error.field or ""
+                    ),
+                )
+                for index, error in outcome.rejected
+            ],
+        )
+
+    async def RecordPreflight(
+        self, request: telemetry_pb2.RecordPreflightRequest, context: Context
+    ) -> telemetry_pb2.RecordPreflightResponse:
+        with domain_errors():
+            metric = convert.preflight_metric(request, self._telemetry.now())
+        generation = await self._telemetry.record_preflight(metric)
+        return telemetry_pb2.RecordPreflightResponse(store_generation=generation)
+
+    async def GetRunSummary(
+        self, request: telemetry_pb2.GetRunSummaryRequest, context: Context
+    ) -> telemetry_pb2.RunSummary:
+        window = self._window(request.period, request.HasField("period"))
+        tenant = _tenant_filter(request.tenant_id)
+        summary = await self._telemetry.run_summary(window, tenant)
+        return convert.run_summary(summary)
+
+    async def GetSystemHealth(
+        self, request: telemetry_pb2.GetSystemHealthRequest, context: Context
+    ) -> telemetry_pb2.SystemHealthReport:
+        require_admin(_metadata(context, ADMIN_KEY_METADATA), self._telemetry.config)
+        window = self._window(request.period, request.HasField("period"))
+        tenant = _tenant_filter(request.tenant_id)
+        report = await self._telemetry.system_health(window, tenant)
+        return telemetry_pb2.SystemHealthReport(
+            report_json=json.dumps(report.to_json(), sort_keys=True)
+        )
+
+
+def _tenant_filter(tenant_id: str) -> str | None:
+    with domain_errors():
+        return parse_tenant_filter(tenant_id)

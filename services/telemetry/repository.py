@@ -1,0 +1,357 @@
+"""asyncpg repository of the telemetry event store: idempotent inserts and window aggregates.
+
+All SQL is parameterized. A tenant-scoped query adds one fixed clause
+(`tenant_id = ANY($n)` with the tenant and `''`, the system-wide events); no
+caller text is ever spliced into SQL. Aggregates of one report run in one
+read-only REPEATABLE READ transaction so their numbers agree with each other.
+Percentiles are computed by PostgreSQL (`percentile_cont`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from services.runtime.errors import Unavailable
+from services.telemetry.domain.events import ValidEvent
+from services.telemetry.domain.health import DigestInputs, HealthInputs, ProviderStats
+from services.telemetry.domain.summary import (
+    ErrorCounts,
+    Percentiles,
+    QueueStats,
+    SummaryCounts,
+)
+from services.telemetry.domain.window import TimeWindow
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = 5
+
+_INSERT = """
+INSERT INTO telemetry_events (event_id, event_type, tenant_id, occurred_at, payload)
+SELECT e.id, e.type, e.tenant, e.at, e.payload::jsonb
+FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::text[])
+    AS e(id, type, tenant, at, payload)
+ON CONFLICT (event_id) DO NOTHING
+RETURNING event_id
+"""
+
+_WINDOW = "occurred_at >= $1 AND occurred_at < $2"
+_TENANT = " AND tenant_id = ANY($3::text[])"
+
+_SUMMARY_COUNTS = """
+SELECT
+  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED') AS total_invoices,
+  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED'
+                     AND (payload->>'accept_rounding')::boolean) AS accept_rounding_count,
+  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED') AS incident_count,
+  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
+                     AND payload->>'severity' = 'S1') AS s1_count,
+  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
+                     AND payload->>'severity' = 'S2') AS s2_count,
+  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
+                     AND (payload->>'ocr_suspect')::boolean) AS ocr_suspect_count,
+  count(*) FILTER (WHERE event_type = 'INCIDENT_RESOLVED') AS resolved_count,
+  count(*) FILTER (WHERE event_type = 'FEEDBACK_SUBMITTED') AS feedback_count,
+  count(*) FILTER (WHERE event_type = 'FEEDBACK_SUBMITTED'
+                     AND (payload->>'hint_correct')::boolean) AS hint_correct_count,
+  count(*) FILTER (WHERE event_type = 'HTTP_REQUEST') AS total_requests,
+  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+      (ORDER BY (payload->>'pipeline_total_ms')::float8)
+      FILTER (WHERE event_type = 'INVOICE_PROCESSED') AS pipeline_pct,
+  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED'
+                     AND payload->>'extraction_ms' IS NOT NULL) AS extraction_samples,
+  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
+      (ORDER BY (payload->>'extraction_ms')::float8)
+      FILTER (WHERE event_type = 'INVOICE_PROCESSED'
+                AND payload->>'extraction_ms' IS NOT NULL) AS extraction_pct,
+  coalesce(max((payload->>'depth')::bigint)
+      FILTER (WHERE event_type = 'QUEUE_SAMPLE'), 0) AS max_depth,
+  coalesce(bool_or((payload->>'stuck')::boolean)
+      FILTER (WHERE event_type = 'QUEUE_SAMPLE'), false) AS stuck
+FROM telemetry_events
+WHERE event_type = ANY(ARRAY['INVOICE_PROCESSED', 'INCIDENT_CREATED', 'INCIDENT_RESOLVED',
+                             'FEEDBACK_SUBMITTED', 'HTTP_REQUEST', 'QUEUE_SAMPLE'])
+  AND {window}{tenant}
+"""
+
+_ERRORS_BY_CODE = """
+SELECT (payload->>'status')::int AS status, count(*) AS n
+FROM telemetry_events
+WHERE event_type = 'HTTP_REQUEST' AND {window}{tenant}
+  AND (payload->>'status')::int >= 400
+GROUP BY 1
+"""
+
+_CURRENT_DEPTH = """
+SELECT (payload->>'depth')::bigint AS depth
+FROM telemetry_events
+WHERE event_type = 'QUEUE_SAMPLE' AND {window}{tenant}
+ORDER BY occurred_at DESC, event_id DESC
+LIMIT 1
+"""
+
+_MISMATCH_BUCKETS = """
+SELECT width_bucket((payload->>'mismatch_ratio')::float8, {next}::float8[]) AS bucket,
+       count(*) AS n
+FROM telemetry_events
+WHERE event_type = 'INVOICE_PROCESSED' AND {window}{tenant}
+  AND (payload->>'has_mismatch')::boolean
+GROUP BY 1
+"""
+
+_INCIDENT_CLASSES = """
+SELECT payload->>'primary_flag' AS primary_flag, payload->>'action_class' AS action_class,
+       count(*) AS n
+FROM telemetry_events
+WHERE event_type = 'INCIDENT_CREATED' AND {window}{tenant}
+GROUP BY 1, 2
+"""
+
+_PROVIDERS = """
+SELECT payload->>'provider' AS provider,
+  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED') AS invoices,
+  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED') AS incidents,
+  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
+                     AND payload->>'severity' = 'S1') AS s1,
+  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
+                     AND (payload->>'ocr_suspect')::boolean) AS ocr_suspects
+FROM telemetry_events
+WHERE event_type = ANY(ARRAY['INVOICE_PROCESSED', 'INCIDENT_CREATED']) AND {window}{tenant}
+GROUP BY 1
+"""
+
+_DIGEST = """
+SELECT
+  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED') AS processed,
+  count(*) FILTER (WHERE event_type = 'JOB_EXHAUSTED') AS exhausted,
+  count(*) FILTER (WHERE event_type = 'QUEUE_SAMPLE'
+                     AND (payload->>'stuck')::boolean) AS stuck,
+  count(*) FILTER (WHERE event_type = 'HTTP_REQUEST'
+                     AND (payload->>'status')::int >= 500) AS error_5xx
+FROM telemetry_events
+WHERE event_type = ANY(ARRAY['INVOICE_PROCESSED', 'JOB_EXHAUSTED', 'QUEUE_SAMPLE',
+                             'HTTP_REQUEST'])
+  AND {window}{tenant}
+"""
+
+_RECOMPUTED = """
+SELECT count(*) AS n FROM (
+  SELECT 1
+  FROM telemetry_events
+  WHERE event_type = 'INVOICE_PROCESSED' AND {window}{tenant}
+  GROUP BY tenant_id, payload->>'invoice_id'
+  HAVING count(*) > 1 + {next}::int
+) AS over_limit
+"""
+
+_TENANTS = """
+SELECT DISTINCT tenant_id FROM telemetry_events
+WHERE event_type = ANY(ARRAY['INVOICE_PROCESSED', 'INCIDENT_CREATED'])
+  AND occurred_at >= $1 AND occurred_at < $2
+ORDER BY tenant_id
+LIMIT $3
+"""
+
+_CLAIM_SUMMARY = """
+INSERT INTO telemetry_summary_runs (period_end, scope) VALUES ($1, $2)
+ON CONFLICT DO NOTHING
+RETURNING period_end
+"""
+
+_UNAVAILABLE_ERRORS = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+)
+
+
+@contextlib.contextmanager
+def _store_errors() -> Iterator[None]:
+    """Map "the database is not there" to 503 with Retry-After (SPEC §11)."""
+    try:
+        yield
+    except _UNAVAILABLE_ERRORS as exc:
+        log.warning("event store unavailable: %s", exc)
+        raise Unavailable(
+            "STORE_UNAVAILABLE",
+            "the event store is unavailable, retry later",
+            retry_after_seconds=RETRY_AFTER_SECONDS,
+        ) from exc
+
+
+def _scoped(template: str, tenant_id: str | None) -> str:
+    """The query for all tenants or one tenant; `{next}` is the first parameter after them."""
+    scoped = tenant_id is not None
+    return template.format(
+        window=_WINDOW, tenant=_TENANT if scoped else "", next="$4" if scoped else "$3"
+    )
+
+
+def _scope_args(window: TimeWindow, tenant_id: str | None) -> list[Any]:
+    args: list[Any] = [window.start, window.end]
+    if tenant_id is not None:
+        args.append([tenant_id, ""])
+    return args
+
+
+def _percentiles(values: Sequence[float] | None, samples: int) -> Percentiles:
+    if not values or samples == 0:
+        return Percentiles()
+    p50, p95, p99 = values
+    return Percentiles(p50=p50, p95=p95, p99=p99, sample_count=samples)
+
+
+@dataclass(frozen=True)
+class SummaryAggregates:
+    """What the repository counts for one run summary."""
+
+    counts: SummaryCounts
+    pipeline_total_ms: Percentiles
+    extraction_ms: Percentiles
+    errors: ErrorCounts
+    queue: QueueStats
+
+
+class EventRepository:
+    """The telemetry event store on PostgreSQL."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def insert(self, events: Sequence[ValidEvent]) -> set[uuid.UUID]:
+        """Store events not seen before (by event_id); return the ids actually inserted."""
+        if not events:
+            return set()
+        with _store_errors():
+            rows = await self._pool.fetch(
+                _INSERT,
+                [e.event_id for e in events],
+                [e.event_type.value for e in events],
+                [e.tenant_id for e in events],
+                [e.occurred_at for e in events],
+                [e.payload_text() for e in events],
+            )
+        return {row["event_id"] for row in rows}
+
+    @contextlib.asynccontextmanager
+    async def _snapshot(self) -> AsyncIterator[asyncpg.pool.PoolConnectionProxy]:
+        with _store_errors():
+            async with (
+                self._pool.acquire() as conn,
+                conn.transaction(isolation="repeatable_read", readonly=True),
+            ):
+                yield conn
+
+    async def summary(self, window: TimeWindow, tenant_id: str | None) -> SummaryAggregates:
+        """Counts, percentiles, errors and queue stats of `window` (tenant: plus system-wide)."""
+        args = _scope_args(window, tenant_id)
+        async with self._snapshot() as conn:
+            row = await conn.fetchrow(_scoped(_SUMMARY_COUNTS, tenant_id), *args)
+            error_rows = await conn.fetch(_scoped(_ERRORS_BY_CODE, tenant_id), *args)
+            depth = await conn.fetchval(_scoped(_CURRENT_DEPTH, tenant_id), *args)
+        assert row is not None
+        counts = SummaryCounts(
+            total_invoices=row["total_invoices"],
+            incident_count=row["incident_count"],
+            s1_count=row["s1_count"],
+            s2_count=row["s2_count"],
+            ocr_suspect_count=row["ocr_suspect_count"],
+            resolved_count=row["resolved_count"],
+            feedback_count=row["feedback_count"],
+            hint_correct_count=row["hint_correct_count"],
+            accept_rounding_count=row["accept_rounding_count"],
+        )
+        return SummaryAggregates(
+            counts=counts,
+            pipeline_total_ms=_percentiles(row["pipeline_pct"], row["total_invoices"]),
+            extraction_ms=_percentiles(row["extraction_pct"], row["extraction_samples"]),
+            errors=ErrorCounts(
+                by_code={r["status"]: r["n"] for r in error_rows},
+                total_requests=row["total_requests"],
+            ),
+            queue=QueueStats(
+                current_depth=depth or 0,
+                max_depth_in_period=row["max_depth"],
+                stuck_detected=row["stuck"],
+            ),
+        )
+
+    async def health_inputs(
+        self,
+        window: TimeWindow,
+        baseline: TimeWindow,
+        tenant_id: str | None,
+        *,
+        bucket_edges: Sequence[float],
+        recompute_limit: int,
+    ) -> HealthInputs:
+        """Aggregates of the system health report for `window` and its `baseline`."""
+        args = _scope_args(window, tenant_id)
+        async with self._snapshot() as conn:
+            bucket_rows = await conn.fetch(
+                _scoped(_MISMATCH_BUCKETS, tenant_id), *args, list(bucket_edges)
+            )
+            class_rows = await conn.fetch(_scoped(_INCIDENT_CLASSES, tenant_id), *args)
+            providers = await self._providers(conn, window, tenant_id)
+            baseline_providers = await self._providers(conn, baseline, tenant_id)
+            digest = await conn.fetchrow(_scoped(_DIGEST, tenant_id), *args)
+            recomputed = await conn.fetchval(
+                _scoped(_RECOMPUTED, tenant_id), *args, recompute_limit
+            )
+        assert digest is not None
+        primary: dict[str, int] = {}
+        actions: dict[str, int] = {}
+        for r in class_rows:
+            primary[r["primary_flag"]] = primary.get(r["primary_flag"], 0) + r["n"]
+            actions[r["action_class"]] = actions.get(r["action_class"], 0) + r["n"]
+        incidents = sum(p.incidents for p in providers.values())
+        return HealthInputs(
+            mismatch_buckets={r["bucket"]: r["n"] for r in bucket_rows if r["bucket"] is not None},
+            mismatches_without_ratio=sum(r["n"] for r in bucket_rows if r["bucket"] is None),
+            primary_flags=primary,
+            action_classes=actions,
+            providers=providers,
+            baseline_providers=baseline_providers,
+            digest=DigestInputs(
+                incidents=incidents,
+                bug_reports=primary.get("CALC_BUG", 0),
+                invoices_processed=digest["processed"],
+                jobs_exhausted=digest["exhausted"],
+                stuck_samples=digest["stuck"],
+                invoices_over_recompute_limit=recomputed,
+                error_5xx=digest["error_5xx"],
+            ),
+        )
+
+    @staticmethod
+    async def _providers(
+        conn: asyncpg.pool.PoolConnectionProxy, window: TimeWindow, tenant_id: str | None
+    ) -> dict[str, ProviderStats]:
+        rows = await conn.fetch(_scoped(_PROVIDERS, tenant_id), *_scope_args(window, tenant_id))
+        return {
+            r["provider"]: ProviderStats(r["invoices"], r["incidents"], r["s1"], r["ocr_suspects"])
+            for r in rows
+        }
+
+    async def active_tenants(self, window: TimeWindow, limit: int) -> list[str]:
+        """Tenants with invoices or incidents in `window`, alphabetically, at most `limit`."""
+        with _store_errors():
+            rows = await self._pool.fetch(_TENANTS, window.start, window.end, limit)
+        return [r["tenant_id"] for r in rows]
+
+    async def claim_summary(self, period_end: datetime, scope: str) -> bool:
+        """True for exactly one caller per (period end, scope): that one logs the summary."""
+        with _store_errors():
+            claimed = await self._pool.fetchval(_CLAIM_SUMMARY, period_end, scope)
+        return claimed is not None
