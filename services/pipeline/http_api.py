@@ -45,7 +45,8 @@ log = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _TENANT_KEY = web.RequestKey("ptf_tenant", str)
-_UNATTRIBUTED = "unattributed"
+# System-wide (no tenant): requests refused before a tenant was authorized, admin calls.
+_UNATTRIBUTED = ""
 # Parse large JSON documents off the event loop so one big body cannot stall other requests.
 _THREAD_PARSE_BYTES = 256 * 1024
 _CHUNK = 64 * 1024

@@ -48,6 +48,17 @@ log = logging.getLogger(__name__)
 
 SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
 MIGRATIONS = (MigrationSet("pipeline", Path(__file__).parent / "migrations"),)
+# Reconnect to telemetry within seconds after an outage instead of gRPC's default
+# backoff of up to two minutes, so the outbox drains soon after telemetry returns.
+TELEMETRY_CHANNEL_OPTIONS = (
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.min_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 3000),
+)
+
+
+def telemetry_channel(config: AppConfig) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(config.addresses.telemetry, options=TELEMETRY_CHANNEL_OPTIONS)
 
 
 @dataclass
@@ -104,7 +115,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     )
     await seed_dev_keys(keys, config)
     metrics = PipelineMetrics(runtime.metrics.meter)
-    channel = grpc.aio.insecure_channel(config.addresses.telemetry)
+    channel = telemetry_channel(config)
     telemetry = TelemetryClient(channel)
     relay = OutboxRelay(pool, telemetry.record_events, settings.relay)
     parts = build_workers(
@@ -199,7 +210,7 @@ async def run_worker_process(
     pool = await create_pool(config.database_url, max_size=max(2, concurrency + 2))
     redis = create_redis(config.redis_url)
     metrics = create_metrics(config)
-    channel = grpc.aio.insecure_channel(config.addresses.telemetry)
+    channel = telemetry_channel(config)
     try:
         await migrate(pool)
         outbox = OutboxRelay(pool, TelemetryClient(channel).record_events, settings.relay)

@@ -39,21 +39,6 @@ SELECT
   now() AS now
 """
 
-_BY_TENANT = """
-WITH active AS (
-    SELECT tenant_id,
-           count(*) FILTER (WHERE state IN ('QUEUED', 'RUNNING')) AS depth,
-           min(created_at) FILTER (WHERE state IN ('QUEUED', 'RUNNING')) AS oldest
-    FROM pipeline_jobs
-    WHERE state IN ('QUEUED', 'RUNNING') OR finished_at > now() - make_interval(secs => $1)
-    GROUP BY tenant_id
-)
-SELECT a.tenant_id, a.depth, a.oldest, now() AS now,
-       (SELECT max(j.finished_at) FROM pipeline_jobs j
-         WHERE j.tenant_id = a.tenant_id AND j.finished_at IS NOT NULL) AS last_finished
-FROM active a
-"""
-
 
 @dataclass(frozen=True)
 class QueueStatus:
@@ -92,7 +77,11 @@ async def queue_status(
 
 
 class QueueSampler:
-    """Writes a QUEUE_SAMPLE event per active tenant at a fixed interval."""
+    """Writes a system-wide QUEUE_SAMPLE event (depth, stuck) at a fixed interval.
+
+    The queue is shared by every tenant, so samples carry no tenant (telemetry
+    counts system-wide events in every tenant's summary).
+    """
 
     def __init__(
         self,
@@ -106,21 +95,12 @@ class QueueSampler:
         self._metrics = metrics
         self._interval = interval_seconds
 
-    async def sample_once(self) -> int:
-        stuck_after = timedelta(minutes=self._thresholds.Recovery.STUCK_MINUTES)
-        async with self._pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_BY_TENANT, self._interval * 2)
-            events = [
-                queue_sample(
-                    r["tenant_id"],
-                    r["depth"],
-                    _is_stuck(r["depth"], r["oldest"], r["last_finished"], r["now"], stuck_after),
-                )
-                for r in rows
-            ]
-            await write_events(conn, events)
-        self._metrics.queue_depth = sum(r["depth"] for r in rows)
-        return len(events)
+    async def sample_once(self) -> QueueStatus:
+        status = await queue_status(self._pool, self._thresholds)
+        async with self._pool.acquire() as conn:
+            await write_events(conn, [queue_sample("", status.depth, status.stuck)])
+        self._metrics.queue_depth = status.depth
+        return status
 
     async def run(self) -> None:
         while True:

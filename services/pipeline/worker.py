@@ -397,8 +397,10 @@ class WorkerGroup:
         self._queue = queue
         self._stop = asyncio.Event()
         self._finished = asyncio.Event()
+        self._started = False
 
     async def run(self) -> None:
+        self._started = True
         try:
             try:
                 await self._queue.ensure_group()
@@ -413,6 +415,8 @@ class WorkerGroup:
     async def stop(self, grace_seconds: float) -> None:
         """Stop taking messages and wait up to `grace_seconds` for jobs in progress."""
         self._stop.set()
+        if not self._started:
+            return
         try:
             await asyncio.wait_for(self._finished.wait(), timeout=grace_seconds)
         except TimeoutError:
