@@ -162,6 +162,16 @@ class AuditRepository:
         more = len(rows) > limit
         return entries, (entries[-1].id if more and entries else None)
 
+    async def by_token_hash(self, token_hash: str, *, limit: int) -> Sequence[AuditEntry]:
+        """Newest first: the rows carrying `token_hash` (an override's issuance and uses)."""
+        rows = await self._pool.fetch(
+            f"SELECT id, {_COLUMNS}, prev_hash, row_hash FROM gate_audit"
+            " WHERE token_hash = $1 ORDER BY id DESC LIMIT $2",
+            token_hash,
+            limit,
+        )
+        return [_entry(r) for r in rows]
+
     async def iterate(self, batch: int = 1000) -> AsyncIterator[AuditEntry]:
         """All entries in chain order, fetched in batches."""
         last_id = 0

@@ -1,31 +1,142 @@
-"""Wiring of the gate service: servicers and HTTP routes built from the shared runtime."""
+"""Wiring of the gate service: adapters, engine and servicer built from the shared runtime.
+
+`definition(GateOptions(...))` lets tests inject a clock, a metric store or
+an audit repository; `DEFINITION` is the production service. The token store
+is chosen by `config.token_store`; the token migrations are always applied
+(cheap, and switching stores needs no extra step).
+"""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
+import asyncpg
 import grpc
 from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
+from ptf.health.v1 import health_pb2_grpc
+from ptf.pipeline.v1 import pipeline_pb2_grpc
+from ptf.telemetry.v1 import telemetry_pb2_grpc
 
+from services.gate.audit import AuditRepository
+from services.gate.auth import AdminKeyCheck
+from services.gate.decisions import DecisionBus
+from services.gate.dedup import RequestDedup
+from services.gate.engine import Clock, GateDependencies, GateEngine, utc_now
+from services.gate.escalation import EscalationRepository
+from services.gate.metrics import GateMetrics
+from services.gate.servicer import GateServicer
+from services.gate.signal_sources import SignalEndpoints, SignalSources
+from services.gate.telemetry_report import DecisionReporter
 from services.runtime.db import MigrationSet
+from services.runtime.metric_stores import GateMetricStore
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
+from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS, PostgresTokenStore
+from services.runtime.tokens.redis_store import RedisTokenStore
+from services.runtime.tokens.store import TokenStore
 
 SERVICE_NAME = gate_pb2.DESCRIPTOR.services_by_name["GateService"].full_name
+GATE_MIGRATIONS = MigrationSet("gate", Path(__file__).parent / "migrations")
 
 
-async def build(runtime: Runtime) -> ServiceParts:
-    """Every RPC answers UNIMPLEMENTED until its issue builds it."""
-    del runtime
+def _load_metric_store(directory: Path) -> GateMetricStore:
+    return GateMetricStore.load_from_dir(directory)
+
+
+@dataclass(frozen=True)
+class GateOptions:
+    """What a test may replace; production uses the defaults."""
+
+    clock: Clock = utc_now
+    metric_store: Callable[[Path], GateMetricStore] = _load_metric_store
+    audit: Callable[[asyncpg.Pool], AuditRepository] = AuditRepository
+
+
+def _token_store(runtime: Runtime, clock: Clock) -> TokenStore:
+    retention = runtime.config.thresholds.Gate.USED_TOKEN_RETENTION_SECONDS
+
+    def seconds() -> float:
+        return clock().timestamp()
+
+    if runtime.config.token_store == "postgres":
+        return PostgresTokenStore(runtime.pool, retention_seconds=retention, clock=seconds)
+    return RedisTokenStore(runtime.redis, runtime.keys, retention_seconds=retention, clock=seconds)
+
+
+async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
+    config = runtime.config
+    gate = config.thresholds.Gate
+    addresses = (config.addresses.health, config.addresses.telemetry, config.addresses.pipeline)
+    channels = [grpc.aio.insecure_channel(address) for address in addresses]
+    endpoints = SignalEndpoints(
+        health=health_pb2_grpc.HealthServiceStub(channels[0]),
+        telemetry=telemetry_pb2_grpc.TelemetryServiceStub(channels[1]),
+        pipeline=pipeline_pb2_grpc.PipelineServiceStub(channels[2]),
+    )
+    metrics_dir = Path(config.metrics_dir)
+    metrics = GateMetrics(options.metric_store(metrics_dir), metrics_dir)
+    metrics.register(runtime.metrics.meter)
+    bus = DecisionBus(runtime.redis, runtime.keys)
+    await bus.start()
+    runtime.spawn("gate-decision-fanout", bus.run)
+    reporter = DecisionReporter(endpoints.telemetry, timeout_seconds=gate.SIGNAL_TIMEOUT_SECONDS)
+    audit = options.audit(runtime.pool)
+    deps = GateDependencies(
+        signals=SignalSources(
+            endpoints,
+            timeout_seconds=gate.SIGNAL_TIMEOUT_SECONDS,
+            cache_seconds=gate.SIGNAL_CACHE_SECONDS,
+        ),
+        escalation=EscalationRepository(runtime.pool),
+        tokens=_token_store(runtime, options.clock),
+        audit=audit,
+        metrics=metrics,
+        bus=bus,
+        reporter=reporter,
+    )
+    engine = GateEngine(config, deps, options.clock)
+    dedup = RequestDedup(runtime.pool, timedelta(minutes=gate.REQUEST_DEDUP_MINUTES), engine.now)
+    runtime.spawn("gate-dedup-expiry", dedup.expire_forever)
+    servicer = GateServicer(engine, dedup, AdminKeyCheck(config), bus, audit)
+    servers: list[grpc.aio.Server] = []
+    cleanup: list[asyncio.Task[None]] = []
 
     def register(server: grpc.aio.Server) -> None:
-        servicer = gate_pb2_grpc.GateServiceServicer()  # type: ignore[abstract]
+        servers.append(server)
         gate_pb2_grpc.add_GateServiceServicer_to_server(servicer, server)
 
-    return ServiceParts(grpc_service_names=[SERVICE_NAME], register_grpc=register)
+    async def release_after_stop() -> None:
+        # RPCs finishing within the grace period still use the channels.
+        for server in servers:
+            await server.wait_for_termination()
+        await reporter.drain()
+        await metrics.flush()
+        for channel in channels:
+            await channel.close()
+
+    async def on_shutdown() -> None:
+        await bus.close()  # ends every WatchDecisions stream, so none holds up the stop
+        await metrics.flush()
+        cleanup.append(asyncio.create_task(release_after_stop(), name="gate-release"))
+
+    return ServiceParts(
+        grpc_service_names=[SERVICE_NAME], register_grpc=register, on_shutdown=on_shutdown
+    )
 
 
-DEFINITION = ServiceDefinition(
-    name="gate",
-    build=build,
-    migrations=(MigrationSet("gate", Path(__file__).parent / "migrations"),),
-)
+def definition(options: GateOptions | None = None) -> ServiceDefinition:
+    """The gate service definition with the given options (defaults: production)."""
+    chosen = options or GateOptions()
+
+    async def build(runtime: Runtime) -> ServiceParts:
+        return await _build(runtime, chosen)
+
+    return ServiceDefinition(
+        name="gate", build=build, migrations=(GATE_MIGRATIONS, TOKEN_MIGRATIONS)
+    )
+
+
+DEFINITION = definition()

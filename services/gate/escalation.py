@@ -1,0 +1,94 @@
+"""Escalation state in Postgres: when each reason was first seen for a release (SPEC §5.2).
+
+Shared by every gate replica and kept across restarts, so "S1 rate high for
+15 minutes" means 15 minutes of wall time whichever replica answers. The
+earliest writer wins: two replicas that see a reason appear at the same time
+keep one first-seen time, and `record` returns the stored times so the
+caller can re-evaluate with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+import asyncpg
+
+from services.gate.domain.reasons import BlockReasonCode
+from services.runtime.errors import Unavailable
+
+_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
+
+
+def _store_unavailable() -> Unavailable:
+    return Unavailable(
+        "STATE_STORE_UNAVAILABLE",
+        "the gate's state store is unreachable; no verdict without escalation state",
+        retry_after_seconds=5,
+    )
+
+
+class EscalationRepository:
+    """SQL for `gate_escalation` (migration 0002)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def first_seen(self, release: str) -> dict[BlockReasonCode, datetime]:
+        """The first-seen time of every reason currently persisting for `release`."""
+        try:
+            rows = await self._pool.fetch(
+                "SELECT reason, first_seen_at FROM gate_escalation WHERE release = $1", release
+            )
+        except _UNAVAILABLE as exc:
+            raise _store_unavailable() from exc
+        out: dict[BlockReasonCode, datetime] = {}
+        for row in rows:
+            try:
+                out[BlockReasonCode(row["reason"])] = row["first_seen_at"]
+            except ValueError:
+                continue  # a reason this version does not know: not ours to judge
+        return out
+
+    async def record(
+        self,
+        release: str,
+        newly_seen: Iterable[BlockReasonCode],
+        cleared: Iterable[BlockReasonCode],
+        now: datetime,
+    ) -> Mapping[BlockReasonCode, datetime]:
+        """Insert newly seen reasons (earliest writer wins), delete cleared ones.
+
+        Returns the stored first-seen time of each newly seen reason, which is
+        earlier than `now` when another replica recorded it first.
+        """
+        seen = sorted(str(code) for code in newly_seen)
+        gone = sorted(str(code) for code in cleared)
+        if not seen and not gone:
+            return {}
+        try:
+            async with self._pool.acquire() as conn, conn.transaction():
+                if gone:
+                    await conn.execute(
+                        "DELETE FROM gate_escalation"
+                        " WHERE release = $1 AND reason = ANY($2::text[])",
+                        release,
+                        gone,
+                    )
+                rows = []
+                if seen:
+                    # DO UPDATE with a no-op assignment so RETURNING also yields the
+                    # rows another replica inserted first.
+                    rows = await conn.fetch(
+                        "INSERT INTO gate_escalation (release, reason, first_seen_at)"
+                        " SELECT $1, reason, $3 FROM unnest($2::text[]) AS reason"
+                        " ON CONFLICT (release, reason)"
+                        " DO UPDATE SET first_seen_at = gate_escalation.first_seen_at"
+                        " RETURNING reason, first_seen_at",
+                        release,
+                        seen,
+                        now,
+                    )
+        except _UNAVAILABLE as exc:
+            raise _store_unavailable() from exc
+        return {BlockReasonCode(row["reason"]): row["first_seen_at"] for row in rows}

@@ -1,0 +1,186 @@
+"""The `ptf.gate.v1.GateService` gRPC servicer: parse → engine/repository → map.
+
+Errors are raised as `PtfError`s and mapped to status codes and the
+`ptf-error-code` trailer by the shared interceptor; nothing here builds an
+error response by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+import grpc
+from ptf.common.v1 import common_pb2
+from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
+
+from services.gate.audit import AuditRepository, encode_cursor
+from services.gate.auth import AdminKeyCheck
+from services.gate.decisions import DecisionBus
+from services.gate.dedup import RequestDedup, fingerprint
+from services.gate.engine import GateEngine, OverrideDescription
+from services.gate.mapping import (
+    audit_entry,
+    check_response,
+    decision_event,
+    override_state,
+    preflight_result,
+    reason_code,
+    timestamp,
+)
+from services.gate.requests import (
+    PreflightInput,
+    audit_query,
+    check_operator,
+    override_input,
+    preflight_input,
+    release_filter,
+    token_hash_input,
+)
+from services.runtime.errors import Unavailable
+from services.runtime.logs import request_id_var
+
+Context = grpc.aio.ServicerContext[Any, Any]
+_DB_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
+
+
+class GateServicer(gate_pb2_grpc.GateServiceServicer):
+    """Thin gRPC layer over `GateEngine`."""
+
+    def __init__(
+        self,
+        engine: GateEngine,
+        dedup: RequestDedup,
+        auth: AdminKeyCheck,
+        bus: DecisionBus,
+        audit: AuditRepository,
+    ) -> None:
+        self._engine = engine
+        self._dedup = dedup
+        self._auth = auth
+        self._bus = bus
+        self._audit = audit
+
+    async def Preflight(
+        self, request: gate_pb2.PreflightRequest, context: Context
+    ) -> gate_pb2.PreflightResult:
+        inp = preflight_input(request)
+        answer = await self._dedup.run(
+            "Preflight",
+            inp.request_id,
+            fingerprint("Preflight", request.SerializeToString(deterministic=True)),
+            lambda: self._preflight(inp),
+        )
+        return gate_pb2.PreflightResult.FromString(answer)
+
+    async def _preflight(self, inp: PreflightInput) -> bytes:
+        run = await self._engine.preflight(inp, inp.request_id or request_id_var.get())
+        return preflight_result(run).SerializeToString(deterministic=True)
+
+    async def Check(
+        self, request: gate_pb2.CheckRequest, context: Context
+    ) -> gate_pb2.CheckResponse:
+        inp = preflight_input(request.preflight)
+        operator = check_operator(request)
+        answer = await self._dedup.run(
+            "Check",
+            inp.request_id,
+            fingerprint("Check", request.SerializeToString(deterministic=True)),
+            lambda: self._check(inp, operator),
+        )
+        return gate_pb2.CheckResponse.FromString(answer)
+
+    async def _check(self, inp: PreflightInput, operator: str) -> bytes:
+        done = await self._engine.check(inp, operator, inp.request_id or request_id_var.get())
+        response = check_response(
+            done.run,
+            str(done.decision.decision),
+            done.decision.audit_written,
+            done.audit_id,
+        )
+        return response.SerializeToString(deterministic=True)
+
+    async def RequestOverride(
+        self, request: gate_pb2.RequestOverrideRequest, context: Context
+    ) -> gate_pb2.RequestOverrideResponse:
+        self._auth.require_admin(context.invocation_metadata())
+        issued = await self._engine.request_override(override_input(request), request_id_var.get())
+        expires_at = datetime.fromtimestamp(issued.expires_at, UTC)
+        return gate_pb2.RequestOverrideResponse(
+            token=common_pb2.ConfirmationToken(token=issued.raw, expires_at=timestamp(expires_at)),
+            token_hash=issued.hash,
+        )
+
+    async def ListAudit(
+        self, request: gate_pb2.ListAuditRequest, context: Context
+    ) -> gate_pb2.ListAuditResponse:
+        query = audit_query(request)
+        try:
+            entries, last_id = await self._audit.page(
+                limit=query.limit, before_id=query.before_id, release=query.release
+            )
+        except _DB_UNAVAILABLE as exc:
+            raise Unavailable(
+                "AUDIT_UNAVAILABLE", "the audit trail is unreachable", retry_after_seconds=5
+            ) from exc
+        return gate_pb2.ListAuditResponse(
+            entries=[audit_entry(e) for e in entries],
+            next_cursor=encode_cursor(last_id) if last_id is not None else "",
+        )
+
+    async def WatchDecisions(
+        self, request: gate_pb2.WatchDecisionsRequest, context: Context
+    ) -> AsyncIterator[gate_pb2.DecisionEvent]:
+        release = release_filter(request.release)
+        with self._bus.subscribe() as subscription:
+            # Initial metadata tells the client its subscription is live.
+            await context.send_initial_metadata(())
+            while (notice := await subscription.next()) is not None:
+                if release is None or notice.release == release:
+                    yield decision_event(
+                        notice.seq,
+                        notice.ts,
+                        notice.release,
+                        notice.verdict,
+                        notice.decision,
+                        notice.reasons,
+                        notice.override_result,
+                    )
+
+    async def DescribeOverride(
+        self, request: gate_pb2.DescribeOverrideRequest, context: Context
+    ) -> gate_pb2.OverrideInfo:
+        self._auth.require_admin(context.invocation_metadata())
+        description = await self._engine.describe_override(token_hash_input(request.token_hash))
+        return _override_info(description)
+
+
+def _override_info(description: OverrideDescription) -> gate_pb2.OverrideInfo:
+    info, issuance = description.info, description.issuance
+    message = gate_pb2.OverrideInfo(
+        token_hash=description.token_hash,
+        state=override_state(  # type: ignore[arg-type]
+            known=info is not None,
+            used_at=None if info is None else info.used_at,
+            expires_at=0.0 if info is None else info.expires_at,
+            now=description.now,
+        ),
+        audit_entries=[audit_entry(e) for e in description.entries],
+    )
+    if info is not None:
+        message.issued_at.CopyFrom(timestamp(datetime.fromtimestamp(info.created_at, UTC)))
+        message.expires_at.CopyFrom(timestamp(datetime.fromtimestamp(info.expires_at, UTC)))
+        if info.used_at is not None:
+            message.used_at.CopyFrom(timestamp(datetime.fromtimestamp(info.used_at, UTC)))
+    if issuance is not None:
+        record = issuance.record
+        message.release = record.release
+        message.spec_hash = record.spec_hash
+        message.reasons.extend(reason_code(r) for r in record.reasons)  # type: ignore[misc]
+        message.operator = record.operator
+        message.justification = str(record.signal_snapshot.get("justification", ""))
+        if info is None:
+            message.issued_at.CopyFrom(timestamp(record.created_at))
+    return message

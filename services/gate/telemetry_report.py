@@ -1,0 +1,86 @@
+"""Best-effort report of each Check decision to telemetry as a GATE_DECISION event.
+
+Fire-and-forget with a deadline: telemetry being slow or down never delays
+or changes a decision. Each event carries a fresh UUID, so telemetry's
+idempotent ingestion would count a retried send once. Pending sends are
+awaited (each bounded by its deadline) at shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+class DecisionReporter:
+    """Sends `EVENT_TYPE_GATE_DECISION` events to telemetry `RecordEvents`."""
+
+    def __init__(
+        self, stub: telemetry_pb2_grpc.TelemetryServiceAsyncStub, *, timeout_seconds: float
+    ) -> None:
+        self._stub = stub
+        self._timeout = timeout_seconds
+        self._pending: set[asyncio.Task[None]] = set()
+
+    def report(
+        self,
+        *,
+        occurred_at: datetime,
+        tenant_id: str | None,
+        release: str,
+        allowed: bool,
+        reasons: Sequence[str],
+        contract_breach: bool,
+        breach_kind: str | None,
+        audit_write_failed: bool,
+    ) -> None:
+        """Schedule the send and return at once."""
+        payload = {
+            "release": release,
+            "allowed": allowed,
+            "reasons": list(reasons),
+            "contract_breach": contract_breach,
+            "breach_kind": breach_kind,
+            "audit_write_failed": audit_write_failed,
+        }
+        stamp = Timestamp()
+        stamp.FromDatetime(occurred_at.astimezone(UTC))
+        event = telemetry_pb2.Event(
+            event_id=str(uuid.uuid4()),
+            type=telemetry_pb2.EVENT_TYPE_GATE_DECISION,
+            tenant_id=tenant_id or "",
+            occurred_at=stamp,
+            payload_json=json.dumps(payload, sort_keys=True),
+        )
+        task = asyncio.create_task(self._send(event), name="gate-decision-report")
+        self._pending.add(task)
+        task.add_done_callback(self._pending.discard)
+
+    async def _send(self, event: telemetry_pb2.Event) -> None:
+        try:
+            reply = await self._stub.RecordEvents(
+                telemetry_pb2.RecordEventsRequest(events=[event]), timeout=self._timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.info("gate decision not reported to telemetry: %s", exc.code().name)
+            return
+        except Exception:
+            log.warning("gate decision report failed", exc_info=True)
+            return
+        for rejected in reply.rejected:
+            log.warning("telemetry rejected a gate decision event: %s", rejected.error.error_code)
+
+    async def drain(self) -> None:
+        """Wait for sends under way (each is bounded by its deadline)."""
+        if self._pending:
+            await asyncio.gather(*tuple(self._pending), return_exceptions=True)
