@@ -1,0 +1,270 @@
+"""Bad input for every gate RPC: a specific status and error code, and nothing written."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import grpc
+import pytest
+import redis.asyncio as aioredis
+from ptf.gate.v1 import gate_pb2
+
+from services.gate.auth import AdminKeyCheck
+from services.runtime.errors import Forbidden
+from tests.gate.service_support import (
+    ADMIN,
+    HEALTHY_FACTS,
+    StartGate,
+    error_code,
+    error_field,
+    gate_stub,
+    new_release,
+    preflight_request,
+    spec_yaml,
+)
+from tests.support.services import ConfigFactory
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
+SPEC_HASH = "sha256:" + "a" * 64
+
+Call = Callable[[Any, str], Awaitable[Any]]
+
+
+def _preflight(**changes: Any) -> Callable[[str], gate_pb2.PreflightRequest]:
+    def build(release: str) -> gate_pb2.PreflightRequest:
+        request = preflight_request(release)
+        for name, value in changes.items():
+            if name == "facts":
+                request.facts.clear()
+                request.facts.update(value)
+            else:
+                setattr(request, name, value(release) if callable(value) else value)
+        return request
+
+    return build
+
+
+PREFLIGHT_CASES = {
+    "malformed-yaml": (_preflight(spec_yaml="release: [unclosed\n"), "SPEC_INVALID", "spec"),
+    "oversized-spec": (
+        _preflight(spec_yaml=lambda r: spec_yaml(r) + "#" * 70_000 + "\n"),
+        "SPEC_INVALID",
+        "spec",
+    ),
+    "unknown-spec-field": (
+        _preflight(spec_yaml=lambda r: spec_yaml(r, "colour: blue")),
+        "SPEC_INVALID",
+        "colour",
+    ),
+    "unknown-fact": (
+        _preflight(facts={**HEALTHY_FACTS, "test_passed": "true"}),
+        "FACT_INVALID",
+        "facts.test_passed",
+    ),
+    "fact-not-boolean": (
+        _preflight(facts={**HEALTHY_FACTS, "smoke_passed": "yes"}),
+        "FACT_INVALID",
+        "facts.smoke_passed",
+    ),
+    "required-fact-missing": (
+        _preflight(facts={"tests_passed": "true"}),
+        "FACT_INVALID",
+        "facts.smoke_passed",
+    ),
+    "bad-request-id": (
+        _preflight(request_id="has spaces"),
+        "REQUEST_ID_INVALID",
+        "request_id",
+    ),
+    "oversized-token": (
+        _preflight(override_token="t" * 600),
+        "OVERRIDE_TOKEN_INVALID",
+        "override_token",
+    ),
+}
+
+
+async def _written(pg: asyncpg.Pool, release: str) -> tuple[int, int]:
+    audit = await pg.fetchval("SELECT count(*) FROM gate_audit WHERE release = $1", release)
+    escalation = await pg.fetchval(
+        "SELECT count(*) FROM gate_escalation WHERE release = $1", release
+    )
+    return audit, escalation
+
+
+@pytest.mark.parametrize("case", sorted(PREFLIGHT_CASES))
+@pytest.mark.parametrize("method", ["Preflight", "Check"])
+async def test_bad_preflight_input_is_invalid_argument_and_writes_nothing(
+    start_gate: StartGate, pg: asyncpg.Pool, case: str, method: str
+) -> None:
+    build, code, field = PREFLIGHT_CASES[case]
+    release = new_release()
+    async with start_gate() as svc:
+        stub = gate_stub(svc)
+        request = build(release)
+        call = (
+            stub.Check(gate_pb2.CheckRequest(preflight=request, operator="ops"))
+            if method == "Check"
+            else stub.Preflight(request)
+        )
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call
+    assert (caught.value.code(), error_code(caught.value), error_field(caught.value)) == (
+        INVALID,
+        code,
+        field,
+    )
+    assert await _written(pg, release) == (0, 0)
+
+
+async def test_check_without_operator_is_invalid_argument_and_writes_nothing(
+    start_gate: StartGate, pg: asyncpg.Pool
+) -> None:
+    release = new_release()
+    async with start_gate() as svc:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await gate_stub(svc).Check(
+                gate_pb2.CheckRequest(preflight=preflight_request(release), operator=" ")
+            )
+    assert (caught.value.code(), error_code(caught.value)) == (INVALID, "OPERATOR_INVALID")
+    assert await _written(pg, release) == (0, 0)
+
+
+def _override(**changes: Any) -> gate_pb2.RequestOverrideRequest:
+    fields: dict[str, Any] = {
+        "release": "2026.01.17-rc1",
+        "spec_hash": SPEC_HASH,
+        "reasons": [gate_pb2.BLOCK_REASON_CODE_S1_RATE_HIGH],
+        "justification": "approved",
+        "operator": "ops@example",
+    }
+    fields.update(changes)
+    return gate_pb2.RequestOverrideRequest(**fields)
+
+
+OVERRIDE_CASES: dict[str, tuple[gate_pb2.RequestOverrideRequest, Any, grpc.StatusCode, str]] = {
+    "missing-admin-key": (_override(), (), UNAUTHENTICATED, "MISSING_ADMIN_KEY"),
+    "wrong-admin-key": (
+        _override(),
+        (("x-admin-key", "guess"),),
+        UNAUTHENTICATED,
+        "INVALID_ADMIN_KEY",
+    ),
+    "bad-release": (_override(release="../etc"), ADMIN, INVALID, "RELEASE_INVALID"),
+    "bad-spec-hash": (_override(spec_hash="abc"), ADMIN, INVALID, "SPEC_HASH_INVALID"),
+    "no-reasons": (_override(reasons=[]), ADMIN, INVALID, "REASONS_REQUIRED"),
+    "unspecified-reason": (
+        _override(reasons=[gate_pb2.BLOCK_REASON_CODE_UNSPECIFIED]),
+        ADMIN,
+        INVALID,
+        "REASON_INVALID",
+    ),
+    "no-justification": (_override(justification=""), ADMIN, INVALID, "JUSTIFICATION_INVALID"),
+    "no-operator": (_override(operator=""), ADMIN, INVALID, "OPERATOR_INVALID"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(OVERRIDE_CASES))
+async def test_bad_override_request_is_refused_and_issues_nothing(
+    start_gate: StartGate,
+    pg: asyncpg.Pool,
+    redis_client: aioredis.Redis,
+    redis_prefix: str,
+    case: str,
+) -> None:
+    request, metadata, status, code = OVERRIDE_CASES[case]
+    async with start_gate() as svc:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await gate_stub(svc).RequestOverride(request, metadata=metadata)
+    tokens = [k async for k in redis_client.scan_iter(f"{redis_prefix}:ctok:*")]
+    audited = await pg.fetchval(
+        "SELECT count(*) FROM gate_audit WHERE release = $1", request.release
+    )
+    assert (caught.value.code(), error_code(caught.value)) == (status, code)
+    assert (tokens, audited) == ([], 0)
+
+
+@pytest.mark.parametrize(
+    ("request_fields", "code", "field"),
+    [
+        ({"cursor": "not-a-cursor"}, "CURSOR_INVALID", "cursor"),
+        ({"limit": -1}, "LIMIT_OUT_OF_RANGE", "limit"),
+        ({"limit": 501}, "LIMIT_OUT_OF_RANGE", "limit"),
+        ({"release": "bad release"}, "RELEASE_INVALID", "release"),
+    ],
+    ids=["bad-cursor", "negative-limit", "limit-too-large", "bad-release"],
+)
+async def test_bad_list_audit_request_is_invalid_argument(
+    start_gate: StartGate, request_fields: dict[str, Any], code: str, field: str
+) -> None:
+    async with start_gate() as svc:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await gate_stub(svc).ListAudit(gate_pb2.ListAuditRequest(**request_fields))
+    assert (caught.value.code(), error_code(caught.value), error_field(caught.value)) == (
+        INVALID,
+        code,
+        field,
+    )
+
+
+async def test_bad_watch_filter_is_invalid_argument(start_gate: StartGate) -> None:
+    async with start_gate() as svc:
+        call = gate_stub(svc).WatchDecisions(gate_pb2.WatchDecisionsRequest(release="no spaces"))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call.read()
+    assert (caught.value.code(), error_code(caught.value)) == (INVALID, "RELEASE_INVALID")
+
+
+@pytest.mark.parametrize(
+    ("token_hash", "metadata", "status", "code"),
+    [
+        ("f" * 64, (), UNAUTHENTICATED, "MISSING_ADMIN_KEY"),
+        ("not-hex", ADMIN, INVALID, "TOKEN_HASH_INVALID"),
+        ("f" * 64, ADMIN, grpc.StatusCode.NOT_FOUND, "OVERRIDE_NOT_FOUND"),
+    ],
+    ids=["missing-admin-key", "malformed-hash", "unknown-hash"],
+)
+async def test_bad_describe_override_request_is_refused(
+    start_gate: StartGate, token_hash: str, metadata: Any, status: grpc.StatusCode, code: str
+) -> None:
+    async with start_gate() as svc:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await gate_stub(svc).DescribeOverride(
+                gate_pb2.DescribeOverrideRequest(token_hash=token_hash), metadata=metadata
+            )
+    assert (caught.value.code(), error_code(caught.value)) == (status, code)
+
+
+def test_default_dev_admin_key_is_refused_outside_development(make_config: ConfigFactory) -> None:
+    check = AdminKeyCheck(make_config("gate", ENV="production"))
+    with pytest.raises(Forbidden) as caught:
+        check.require_admin((("x-admin-key", "dev-admin-key"),))
+    assert caught.value.error_code == "ADMIN_KEY_NOT_CONFIGURED"
+
+
+async def test_audit_pages_are_newest_first_and_continue_without_overlap(
+    start_gate: StartGate,
+) -> None:
+    release = new_release()
+    async with start_gate() as svc:
+        stub = gate_stub(svc)
+        ids = []
+        for _ in range(5):
+            response = await stub.Check(
+                gate_pb2.CheckRequest(preflight=preflight_request(release), operator="ops")
+            )
+            ids.append(response.audit_id)
+        seen: list[int] = []
+        cursor = ""
+        while True:
+            page = await stub.ListAudit(
+                gate_pb2.ListAuditRequest(limit=2, cursor=cursor, release=release)
+            )
+            seen.extend(e.id for e in page.entries)
+            cursor = page.next_cursor
+            if not cursor:
+                break
+    assert seen == sorted(ids, reverse=True)
