@@ -276,6 +276,8 @@ def test_load_of_corrupt_file_gives_fresh_store_counts_and_keeps_it_aside(tmp_pa
 
 
 def test_load_of_negative_counter_is_treated_as_corrupt(tmp_path: Path) -> None:
+    """Fault: a counter in the file is negative (hand-edited or damaged). The document must be
+    treated as corrupt (fresh store), never loaded with an impossible count."""
     (tmp_path / GateMetricStore.FILE_NAME).write_text('{"decision_counts": {"ALLOW": -1}}')
     assert GateMetricStore.load_from_dir(tmp_path).load_status is LoadStatus.CORRUPT
 

@@ -263,3 +263,16 @@ async def test_bad_report_query_is_a_400_with_a_stable_code(
     async with telemetry.http.get("/admin/system-health", params=params, headers=ADMIN) as response:
         assert response.status == 400
         assert (await response.json())["error_code"] == code
+
+
+async def test_bad_grpc_report_window_is_invalid_argument(
+    telemetry: ServiceHandle, slot: Slot
+) -> None:
+    request = telemetry_pb2.GetSystemHealthRequest(period=slot.proto_window())
+    request.period.start.CopyFrom(request.period.end)
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub(telemetry.channel).GetSystemHealth(
+            request, metadata=(("x-admin-key", "dev-admin-key"),)
+        )
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert dict(caught.value.trailing_metadata() or ())[ERROR_CODE_METADATA] == "INVALID_WINDOW"

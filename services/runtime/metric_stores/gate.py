@@ -106,7 +106,7 @@ class GateMetricExporter:
     @staticmethod
     def families(store: GateMetricStore) -> list[Family]:
         """The store's metric families in their fixed output order (seed 001 §1.3 names)."""
-        snapshot = store.to_dict()
+        snapshot = store.counter_snapshot()
         decisions, reasons = snapshot["decision_counts"], snapshot["reason_counts"]
         breaches = snapshot["breach_counts"]
         return [

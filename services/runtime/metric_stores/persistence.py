@@ -82,8 +82,9 @@ def restore_counts(data: Mapping[str, Any], key: str, labels: Iterable[str]) -> 
 class PersistentStore:
     """Base of `MetricStore` and `GateMetricStore`: metadata, locking and JSON persistence.
 
-    Subclasses implement `_counters_to_dict` and `_counters_from_dict`; both are
-    called with the store lock held (or on an unshared new instance).
+    Subclasses implement `_counters_to_dict` and `_counters_from_dict` (and may
+    add `_extra_to_dict`); they are called with the store lock held (or on an
+    unshared new instance).
     """
 
     FILE_NAME: ClassVar[str]
@@ -130,8 +131,17 @@ class PersistentStore:
     def _counters_from_dict(self, data: Mapping[str, Any]) -> None:
         raise NotImplementedError
 
+    def _extra_to_dict(self) -> dict[str, Any]:
+        """Persisted state beyond the counters (e.g. recent runs); none by default."""
+        return {}
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serializable snapshot of the whole store."""
+        with self._lock:
+            return {**self.counter_snapshot(), **self._extra_to_dict()}
+
+    def counter_snapshot(self) -> dict[str, Any]:
+        """Metadata and counters taken under one lock (what exporters read, cheaply)."""
         with self._lock:
             return {
                 "schema_version": SCHEMA_VERSION,

@@ -219,8 +219,10 @@ class MetricStore(PersistentStore):
             "verdict_counts": dict(self._verdict_counts),
             "reason_counts": dict(self._reason_counts),
             "override_counts": dict(self._override_counts),
-            "metrics": [m.to_dict() for m in self._recent],
         }
+
+    def _extra_to_dict(self) -> dict[str, Any]:
+        return {"metrics": [m.to_dict() for m in self._recent]}
 
     def _counters_from_dict(self, data: Mapping[str, Any]) -> None:
         self._verdict_counts = restore_counts(data, "verdict_counts", VERDICT_LABELS)
@@ -297,7 +299,7 @@ class MetricExporter:
     @staticmethod
     def families(store: MetricStore) -> list[Family]:
         """The store's metric families in their fixed output order."""
-        snapshot = store.to_dict()
+        snapshot = store.counter_snapshot()
         verdicts, reasons = snapshot["verdict_counts"], snapshot["reason_counts"]
         overrides = snapshot["override_counts"]
         return [
