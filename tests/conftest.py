@@ -6,6 +6,7 @@ servers started for this run (see tests/support/stores.py).
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import AbstractAsyncContextManager
@@ -13,6 +14,7 @@ from contextlib import AbstractAsyncContextManager
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import settings
 
 from services.runtime.config import AppConfig
 from services.runtime.redis_client import create_redis
@@ -24,6 +26,12 @@ from tests.support.services import (
     running_service,
 )
 from tests.support.stores import fresh_database, postgres_server, redis_server
+
+# CI runs the same examples every time (no flaky discoveries, no timing deadlines
+# on a shared 2-core machine); local runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+settings.register_profile("dev", deadline=None, print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 @pytest.fixture(scope="session")

@@ -84,7 +84,9 @@ def spawn_service(
     grpc_port, http_port = ports or default_ports(name)
     child_env = dict(env)
     child_env.update(PTF_GRPC_PORT=str(grpc_port), PTF_HTTP_PORT=str(http_port))
-    child_env.setdefault("PTF_METRICS_DIR", str(DATA_DIR / "metrics"))
+    # One metrics folder per service: gate and telemetry both persist a gate store.
+    metrics_root = Path(env.get("PTF_METRICS_DIR", str(DATA_DIR / "metrics")))
+    child_env["PTF_METRICS_DIR"] = str(metrics_root / name)
     process = subprocess.Popen(
         [sys.executable, "-m", f"services.{name}"],
         env=child_env,

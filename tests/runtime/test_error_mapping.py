@@ -5,8 +5,8 @@ from __future__ import annotations
 import grpc
 import pytest
 from aiohttp import web
+from ptf.health.v1 import health_pb2, health_pb2_grpc
 
-from services.gate.service import DEFINITION as GATE
 from services.runtime.errors import (
     ERROR_CODE_METADATA,
     ERROR_FIELD_METADATA,
@@ -86,10 +86,22 @@ async def test_unexpected_grpc_error_is_internal_without_details(
     assert "hunter2" not in (caught.value.details() or "")
 
 
+async def _build_unbuilt(runtime: Runtime) -> ServiceParts:
+    def register(server: grpc.aio.Server) -> None:
+        servicer = health_pb2_grpc.HealthServiceServicer()  # type: ignore[abstract]
+        health_pb2_grpc.add_HealthServiceServicer_to_server(servicer, server)
+
+    return ServiceParts(grpc_service_names=["ptf.health.v1.HealthService"], register_grpc=register)
+
+
+UNBUILT = ServiceDefinition(name="unbuilttest", build=_build_unbuilt)
+
+
 async def test_method_not_built_yet_answers_unimplemented(start_service: StartService) -> None:
-    async with start_service(GATE) as svc:
+    """A generated servicer base registered as-is answers UNIMPLEMENTED, not INTERNAL."""
+    async with start_service(UNBUILT) as svc:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await svc.channel.unary_unary("/ptf.gate.v1.GateService/ListAudit")(b"")
+            await health_pb2_grpc.HealthServiceStub(svc.channel).Ready(health_pb2.ReadyRequest())
     assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
 
 
