@@ -272,11 +272,12 @@ class PipelineHttp:
         return web.json_response({"tenant_id": tenant, **stats.to_dict()})
 
     async def system_health(self, request: web.Request) -> web.StreamResponse:
-        await self._auth.admin(request.headers.get("X-Admin-Key"))
+        admin_key = request.headers.get("X-Admin-Key", "")
+        await self._auth.admin(admin_key)
         tenant = _optional_tenant(request.query.get("tenant_id"))
         _attribute(request, tenant)
         try:
-            report = await self._telemetry.system_health(tenant, self._health_timeout)
+            report = await self._telemetry.system_health(tenant, self._health_timeout, admin_key)
         except grpc.aio.AioRpcError as exc:
             log.warning("telemetry system health unavailable: %s", exc.code().name)
             local = await local_health(self._pool, self._thresholds, tenant)

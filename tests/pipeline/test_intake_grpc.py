@@ -48,7 +48,9 @@ def _stub(svc: ServiceHandle) -> pipeline_pb2_grpc.PipelineServiceAsyncStub:
     return pipeline_pb2_grpc.PipelineServiceStub(svc.channel)
 
 
-def _request(tenant: Tenant, doc: object, *, asynchronous: bool = False) -> object:
+def _request(
+    tenant: Tenant, doc: object, *, asynchronous: bool = False
+) -> pipeline_pb2.SubmitInvoiceRequest:
     request = pipeline_pb2.SubmitInvoiceRequest(
         tenant_id=tenant.tenant_id, extraction_json=json.dumps(doc)
     )
