@@ -123,8 +123,6 @@ class GateEngine:
         started = time.perf_counter()
         now = self.now()
         spec = inp.spec
-        with translated_input_errors():
-            spec.gate_thresholds(self._thresholds.Gate)
         signals = await self._deps.signals.gather(spec, now)
         first_seen = await self._deps.escalation.first_seen(spec.release)
         evaluation = await self._evaluate_and_record(inp, signals, first_seen, now)

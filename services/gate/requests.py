@@ -9,7 +9,8 @@ never see them.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -46,6 +47,30 @@ def translated_input_errors() -> Iterator[None]:
         raise InvalidInput(exc.error_code, exc.message, field=exc.field) from None
 
 
+class SpecCache:
+    """Parsed specs by their exact text: a CI loop sends the same spec over and over.
+
+    Parsing (YAML plus the config invariants) costs more than the rest of a
+    cached preflight; a `ReleaseSpec` is immutable, so sharing one is safe.
+    Bounded, per servicer instance; specs that fail to parse are not kept.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._max = max_entries
+        self._specs: OrderedDict[str, ReleaseSpec] = OrderedDict()
+
+    def parse(self, text: str) -> ReleaseSpec:
+        spec = self._specs.get(text)
+        if spec is not None:
+            self._specs.move_to_end(text)
+            return spec
+        spec = parse_spec(text)
+        self._specs[text] = spec
+        if len(self._specs) > self._max:
+            self._specs.popitem(last=False)
+        return spec
+
+
 @dataclass(frozen=True)
 class PreflightInput:
     spec: ReleaseSpec
@@ -70,7 +95,9 @@ class AuditQuery:
     release: str | None
 
 
-def preflight_input(request: gate_pb2.PreflightRequest) -> PreflightInput:
+def preflight_input(
+    request: gate_pb2.PreflightRequest, parse: Callable[[str], ReleaseSpec] = parse_spec
+) -> PreflightInput:
     """Spec, facts, token and request id of a Preflight (or a Check's embedded preflight)."""
     if request.request_id and not _REQUEST_ID_RE.match(request.request_id):
         raise InvalidInput(
@@ -87,7 +114,7 @@ def preflight_input(request: gate_pb2.PreflightRequest) -> PreflightInput:
     if len(request.facts) > _MAX_FACTS:
         raise InvalidInput("FACT_INVALID", f"more than {_MAX_FACTS} facts", field="facts")
     with translated_input_errors():
-        spec = parse_spec(request.spec_yaml)
+        spec = parse(request.spec_yaml)
         facts = parse_facts(dict(request.facts), spec.facts)
     return PreflightInput(
         spec=spec,

@@ -32,6 +32,7 @@ from services.gate.mapping import (
 )
 from services.gate.requests import (
     PreflightInput,
+    SpecCache,
     audit_query,
     check_operator,
     override_input,
@@ -62,11 +63,12 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         self._auth = auth
         self._bus = bus
         self._audit = audit
+        self._specs = SpecCache()
 
     async def Preflight(
         self, request: gate_pb2.PreflightRequest, context: Context
     ) -> gate_pb2.PreflightResult:
-        inp = preflight_input(request)
+        inp = preflight_input(request, self._specs.parse)
         answer = await self._dedup.run(
             "Preflight",
             inp.request_id,
@@ -82,7 +84,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def Check(
         self, request: gate_pb2.CheckRequest, context: Context
     ) -> gate_pb2.CheckResponse:
-        inp = preflight_input(request.preflight)
+        inp = preflight_input(request.preflight, self._specs.parse)
         operator = check_operator(request)
         answer = await self._dedup.run(
             "Check",

@@ -194,8 +194,10 @@ async def _fetch(
         error = f"{exc.code().name}: {exc.details() or 'no details'}"
         log.warning("signal source %s unavailable: %s", source.value, error)
         return Unavailable(source, error)
-    except (TimeoutError, OSError) as exc:
-        log.warning("signal source %s unavailable: %s", source.value, type(exc).__name__)
+    except Exception as exc:  # whatever breaks, a source is missing data, never a crash
+        log.warning(
+            "signal source %s unavailable: %s", source.value, type(exc).__name__, exc_info=True
+        )
         return Unavailable(source, type(exc).__name__)
     try:
         return convert(reply)

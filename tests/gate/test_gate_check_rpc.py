@@ -224,3 +224,16 @@ async def test_shutdown_ends_open_watch_streams_cleanly(start_gate: StartGate) -
         assert await call.code() == grpc.StatusCode.OK
     finally:
         await channel.close()
+
+
+async def test_retried_check_with_the_same_request_id_is_decided_and_audited_once(
+    start_gate: StartGate, pg: asyncpg.Pool
+) -> None:
+    release = new_release()
+    request = check_request(release, request_id="deploy-42-check")
+    async with start_gate() as svc:
+        stub = gate_stub(svc)
+        first = await stub.Check(request)
+        retry = await stub.Check(request)
+    rows = await pg.fetchval("SELECT count(*) FROM gate_audit WHERE release = $1", release)
+    assert (retry, rows) == (first, 1)

@@ -310,3 +310,18 @@ async def test_request_id_reused_for_another_request_is_refused(start_gate: Star
         grpc.StatusCode.FAILED_PRECONDITION,
         "REQUEST_ID_REUSED",
     )
+
+
+async def test_escalation_state_is_shared_by_replicas(
+    start_gate: StartGate, signals: SignalServers, clock: FakeClock
+) -> None:
+    signals.summary.reply = s1_high_summary()
+    release = new_release()
+    async with (
+        start_gate(GateOptions(clock=clock)) as first,
+        start_gate(GateOptions(clock=clock)) as second,
+    ):
+        await gate_stub(first).Preflight(preflight_request(release))
+        clock.advance(minutes=15)
+        result = await gate_stub(second).Preflight(preflight_request(release))
+    assert verdict(result) == "RELEASE_BLOCK"
