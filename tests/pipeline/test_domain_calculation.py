@@ -26,6 +26,8 @@ from services.pipeline.domain import (
 from services.runtime.config import Thresholds
 from tests.pipeline.domain_builders import codes, document, extraction, field, process
 
+TOLERANCE = Decimal(str(Thresholds().Mismatch.SEPARATOR_MISREAD_TOLERANCE))
+
 DEFAULTS = Thresholds()
 
 
@@ -154,7 +156,9 @@ def test_unbounded_ratio_is_null_in_json() -> None:
 def test_total_near_a_power_of_ten_of_the_computed_total_is_a_separator_misread(
     invoice_total: str, computed: str, exponent: int
 ) -> None:
-    assert separator_misread_exponent(Decimal(invoice_total), Decimal(computed)) == exponent
+    assert (
+        separator_misread_exponent(Decimal(invoice_total), Decimal(computed), TOLERANCE) == exponent
+    )
 
 
 @pytest.mark.parametrize(
@@ -164,7 +168,7 @@ def test_total_near_a_power_of_ten_of_the_computed_total_is_a_separator_misread(
 def test_total_not_near_a_power_of_ten_is_no_separator_misread(
     invoice_total: str, computed: str
 ) -> None:
-    assert separator_misread_exponent(Decimal(invoice_total), Decimal(computed)) is None
+    assert separator_misread_exponent(Decimal(invoice_total), Decimal(computed), TOLERANCE) is None
 
 
 def test_mismatch_at_a_power_of_ten_with_high_confidence_is_an_ocr_suspect() -> None:

@@ -39,6 +39,8 @@ from services.runtime.config import MismatchThresholds, Thresholds
 from services.runtime.config.validation import find_violations
 from tests.pipeline.domain_builders import sample_prices, sample_tariffs
 
+TOLERANCE = Decimal(str(Thresholds().Mismatch.SEPARATOR_MISREAD_TOLERANCE))
+
 PROPERTY = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Flags that never compare a money amount with an absolute limit. The others
@@ -240,9 +242,9 @@ def test_scaling_money_keeps_the_ratio_and_every_scale_free_flag(
     scaled = run(scale_money(doc, factor))
     assert scaled.mismatch.ratio == original.mismatch.ratio
     assert separator_misread_exponent(
-        scaled.mismatch.invoice_total_tl, scaled.mismatch.computed_total_tl
+        scaled.mismatch.invoice_total_tl, scaled.mismatch.computed_total_tl, TOLERANCE
     ) == separator_misread_exponent(
-        original.mismatch.invoice_total_tl, original.mismatch.computed_total_tl
+        original.mismatch.invoice_total_tl, original.mismatch.computed_total_tl, TOLERANCE
     )
     assert [f for f in findings(scaled) if f[0] in SCALE_FREE] == [
         f for f in findings(original) if f[0] in SCALE_FREE

@@ -12,7 +12,8 @@
   delta ≥ SEVERE_ABSOLUTE, else S2.
 - Suspect, only for a mismatch: `OCR_LOCALE_SUSPECT` when any extracted
   numeric field has confidence < Validation.LOW_CONFIDENCE, or when
-  invoice_total / computed_total is within 2 % of 10^k for k ∈ {±1, ±2, ±3}
+  invoice_total / computed_total is within Mismatch.SEPARATOR_MISREAD_TOLERANCE
+  (2 %) of 10^k for k ∈ {±1, ±2, ±3}
   (a decimal or thousands separator read the wrong way: "42.000,00" taken as
   42.0, or "4.200" as 4200); otherwise `INVOICE_LOGIC`.
 
@@ -35,9 +36,6 @@ from services.pipeline.domain.extraction import Extraction
 from services.pipeline.domain.flags import Flag, FlagCode, Severity, SuspectReason
 from services.runtime.config.thresholds import MismatchThresholds, Thresholds
 
-# Part of the rule as SPEC §3.3 states it ("within 2 % of a power of ten"),
-# not one of the tunable thresholds of seed 002 §2.3.
-_SEPARATOR_MISREAD_TOLERANCE = Decimal("0.02")
 _SEPARATOR_MISREAD_EXPONENTS = (-3, -2, -1, 1, 2, 3)
 _UNBOUNDED = Decimal("Infinity")
 
@@ -132,15 +130,17 @@ def compare_totals(
     )
 
 
-def separator_misread_exponent(invoice_total: Decimal, computed: Decimal) -> int | None:
-    """k when invoice_total / computed is within 2 % of 10^k (k = ±1..3), else None."""
+def separator_misread_exponent(
+    invoice_total: Decimal, computed: Decimal, tolerance: Decimal
+) -> int | None:
+    """k when invoice_total / computed is within `tolerance` × 10^k of 10^k (k = ±1..3)."""
     if computed <= 0 or invoice_total <= 0:
         return None
     with exact():
         quotient = invoice_total / computed
         for exponent in _SEPARATOR_MISREAD_EXPONENTS:
             power = Decimal(10) ** exponent
-            if abs(quotient - power) <= _SEPARATOR_MISREAD_TOLERANCE * power:
+            if abs(quotient - power) <= tolerance * power:
                 return exponent
     return None
 
@@ -158,7 +158,11 @@ def check_total(extraction: Extraction, thresholds: Thresholds) -> MismatchCheck
     )
     if low_confidence:
         evidence.append("low confidence in " + ", ".join(low_confidence))
-    exponent = separator_misread_exponent(check.invoice_total_tl, check.computed_total_tl)
+    exponent = separator_misread_exponent(
+        check.invoice_total_tl,
+        check.computed_total_tl,
+        from_threshold(thresholds.Mismatch.SEPARATOR_MISREAD_TOLERANCE),
+    )
     if exponent is not None:
         evidence.append(
             f"invoice total is about 10^{exponent} × computed total "

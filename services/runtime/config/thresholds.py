@@ -19,6 +19,9 @@ class MismatchThresholds:
     SEVERE_ABSOLUTE: float = 500.0
     ROUNDING_DELTA: float = 10.0
     ROUNDING_RATIO: float = 0.005
+    # invoice_total / computed_total within this fraction of a power of ten reads
+    # as a decimal/thousands separator misread (SPEC §3.3: "within 2 %").
+    SEPARATOR_MISREAD_TOLERANCE: float = 0.02
 
 
 @dataclass(frozen=True)
