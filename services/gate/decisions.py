@@ -46,6 +46,7 @@ class DecisionNotice:
     override_result: str
 
     def envelope(self) -> dict[str, Any]:
+        """The SPEC §8 live envelope of this notice."""
         return {
             "v": ENVELOPE_VERSION,
             "event": "gate.decision",
@@ -193,6 +194,7 @@ class DecisionBus:
         return subscription
 
     def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering to `subscription` (idempotent)."""
         self._watchers.discard(subscription)
 
     async def close(self) -> None:

@@ -49,6 +49,7 @@ _OVERRIDE_HISTORY_LIMIT = 100
 
 
 def utc_now() -> datetime:
+    """The production clock."""
     return datetime.now(UTC)
 
 

@@ -56,6 +56,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
+    """Console-script entry point (`gatectl`)."""
     sys.exit(run())
 
 

@@ -38,6 +38,7 @@ _TOKEN = "TOKEN_ERROR_"
 
 
 def timestamp(value: datetime) -> Timestamp:
+    """A protobuf Timestamp of an aware datetime (stored in UTC)."""
     stamp = Timestamp()
     stamp.FromDatetime(value.astimezone(UTC))
     return stamp
@@ -64,6 +65,7 @@ def _from_enum(enum: EnumTypeWrapper, prefix: str, number: int) -> str:
 
 
 def reason_code(code: BlockReasonCode | str) -> int:
+    """Proto `BlockReasonCode` number of a reason name (UNSPECIFIED if unknown)."""
     return _to_enum(gate_pb2.BlockReasonCode, _REASON, str(code))
 
 
@@ -73,10 +75,12 @@ def reason_name(number: int) -> str:
 
 
 def verdict_name(number: int) -> str:
+    """`RELEASE_OK`... of a proto verdict ("" for UNSPECIFIED)."""
     return _from_enum(gate_pb2.Verdict, _VERDICT, number)
 
 
 def decision_name(number: int) -> str:
+    """`ALLOW`/`DENY` of a proto decision ("" for UNSPECIFIED)."""
     return _from_enum(gate_pb2.Decision, _DECISION, number)
 
 
@@ -86,14 +90,17 @@ def override_result_name(number: int) -> str:
 
 
 def level_name(number: int) -> str:
+    """`HOLD`/`BLOCK` of a proto reason level."""
     return _from_enum(gate_pb2.ReasonLevel, _LEVEL, number)
 
 
 def token_error_name(number: int) -> str:
+    """`TOKEN_USED`... of a proto token error ("" when unset)."""
     return _from_enum(common_pb2.TokenError, _TOKEN, number)
 
 
 def breach_kind_name(number: int) -> str:
+    """`NO_OVERRIDE`/`NON_OVERRIDABLE` of a proto breach kind ("" when unset)."""
     return _from_enum(gate_pb2.BreachKind, _BREACH, number)
 
 
@@ -133,6 +140,7 @@ class PreflightRun:
 
 
 def preflight_result(run: PreflightRun) -> gate_pb2.PreflightResult:
+    """The `PreflightResult` message of a preflight run."""
     outcome = run.outcome
     result = gate_pb2.PreflightResult(
         verdict=_to_enum(gate_pb2.Verdict, _VERDICT, outcome.verdict),  # type: ignore[arg-type]
@@ -162,14 +170,17 @@ def preflight_result(run: PreflightRun) -> gate_pb2.PreflightResult:
 
 
 def decision_code(decision: str) -> int:
+    """Proto `Decision` number of `ALLOW`/`DENY` (UNSPECIFIED otherwise)."""
     return _to_enum(gate_pb2.Decision, _DECISION, decision)
 
 
 def verdict_code(verdict: str) -> int:
+    """Proto `Verdict` number of `RELEASE_*` (UNSPECIFIED otherwise)."""
     return _to_enum(gate_pb2.Verdict, _VERDICT, verdict)
 
 
 def override_result_code(result: str) -> int:
+    """Proto `OverrideResult` number of `applied`... (UNSPECIFIED otherwise)."""
     return _to_enum(gate_pb2.OverrideResult, _OVERRIDE, result.upper())
 
 
@@ -219,12 +230,14 @@ def audit_record(message: gate_pb2.AuditEntry) -> AuditRecord:
 
 
 def reason_codes(numbers: Iterable[int]) -> tuple[str, ...]:
+    """Reason names of proto reason numbers."""
     return tuple(reason_name(n) for n in numbers)
 
 
 def check_response(
     run: PreflightRun, decision: str, audit_written: bool, audit_id: int
 ) -> gate_pb2.CheckResponse:
+    """The `CheckResponse` of a Check: decision, result and audit outcome."""
     return gate_pb2.CheckResponse(
         decision=decision_code(decision),  # type: ignore[arg-type]
         result=preflight_result(run),
@@ -242,6 +255,7 @@ def decision_event(
     reasons: Iterable[str],
     override_result: str,
 ) -> gate_pb2.DecisionEvent:
+    """The `DecisionEvent` streamed to WatchDecisions clients."""
     return gate_pb2.DecisionEvent(
         seq=seq,
         ts=timestamp(ts),

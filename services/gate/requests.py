@@ -60,6 +60,7 @@ class SpecCache:
         self._specs: OrderedDict[str, ReleaseSpec] = OrderedDict()
 
     def parse(self, text: str) -> ReleaseSpec:
+        """The parsed spec for `text` (raises `SpecError` like `parse_spec`)."""
         spec = self._specs.get(text)
         if spec is not None:
             self._specs.move_to_end(text)
@@ -141,6 +142,7 @@ def check_operator(request: gate_pb2.CheckRequest) -> str:
 
 
 def override_input(request: gate_pb2.RequestOverrideRequest) -> OverrideInput:
+    """Validated RequestOverride fields; reasons must be known and distinct."""
     if not _NAME_RE.match(request.release):
         raise InvalidInput(
             "RELEASE_INVALID",
@@ -178,6 +180,7 @@ def override_input(request: gate_pb2.RequestOverrideRequest) -> OverrideInput:
 
 
 def audit_query(request: gate_pb2.ListAuditRequest) -> AuditQuery:
+    """ListAudit paging: limit 1–500 (0 means the default), a cursor we issued."""
     if request.limit < 0 or request.limit > _MAX_PAGE:
         raise InvalidInput(
             "LIMIT_OUT_OF_RANGE", f"limit must be between 1 and {_MAX_PAGE}", field="limit"
@@ -209,6 +212,7 @@ def release_filter(release: str) -> str | None:
 
 
 def token_hash_input(value: str) -> str:
+    """A token hash as sent by `override show` (64 lower-case hex)."""
     if not _TOKEN_HASH_RE.match(value):
         raise InvalidInput(
             "TOKEN_HASH_INVALID",

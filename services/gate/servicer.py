@@ -68,6 +68,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def Preflight(
         self, request: gate_pb2.PreflightRequest, context: Context
     ) -> gate_pb2.PreflightResult:
+        """Evaluate a release spec; the same request_id replays the first answer."""
         inp = preflight_input(request, self._specs.parse)
         answer = await self._dedup.run(
             "Preflight",
@@ -84,6 +85,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def Check(
         self, request: gate_pb2.CheckRequest, context: Context
     ) -> gate_pb2.CheckResponse:
+        """Enforcement: ALLOW only for an OK verdict; audited, counted, published."""
         inp = preflight_input(request.preflight, self._specs.parse)
         operator = check_operator(request)
         answer = await self._dedup.run(
@@ -107,6 +109,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def RequestOverride(
         self, request: gate_pb2.RequestOverrideRequest, context: Context
     ) -> gate_pb2.RequestOverrideResponse:
+        """Admin only: issue a one-time override token (returned once) and audit it."""
         self._auth.require_admin(context.invocation_metadata())
         issued = await self._engine.request_override(override_input(request), request_id_var.get())
         expires_at = datetime.fromtimestamp(issued.expires_at, UTC)
@@ -118,6 +121,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def ListAudit(
         self, request: gate_pb2.ListAuditRequest, context: Context
     ) -> gate_pb2.ListAuditResponse:
+        """Audit rows newest first, keyset-paginated by an opaque cursor."""
         query = audit_query(request)
         try:
             entries, last_id = await self._audit.page(
@@ -135,6 +139,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def WatchDecisions(
         self, request: gate_pb2.WatchDecisionsRequest, context: Context
     ) -> AsyncIterator[gate_pb2.DecisionEvent]:
+        """Stream every Check decision of every replica until the gate shuts down."""
         release = release_filter(request.release)
         with self._bus.subscribe() as subscription:
             # Initial metadata tells the client its subscription is live.
@@ -154,6 +159,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def DescribeOverride(
         self, request: gate_pb2.DescribeOverrideRequest, context: Context
     ) -> gate_pb2.OverrideInfo:
+        """Admin only: an override token's state and audit rows, by its hash."""
         self._auth.require_admin(context.invocation_metadata())
         description = await self._engine.describe_override(token_hash_input(request.token_hash))
         return _override_info(description)

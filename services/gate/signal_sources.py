@@ -69,6 +69,7 @@ class _TtlCache:
         self._inflight: dict[Hashable, asyncio.Task[Any]] = {}
 
     async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
+        """The cached value for `key`, or the result of one shared `fetch()`."""
         cached = self._values.get(key)
         if cached is not None and cached[0] > self._monotonic():
             return cached[1]  # type: ignore[return-value]

@@ -16,6 +16,7 @@ class Parser(argparse.ArgumentParser):
     """argparse exits 2 on a usage error, which gatectl reserves for BLOCK: exit 64 instead."""
 
     def error(self, message: str) -> NoReturn:
+        """Report a usage error as exit 64."""
         self.print_usage()
         raise CliExit(USAGE, message)
 
@@ -65,6 +66,7 @@ def _admin(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> Parser:
+    """The gatectl argument parser with every command."""
     parser = Parser(prog="gatectl", description="Release gate client (SPEC §5.5).")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 

@@ -58,6 +58,7 @@ async def rpc(call: Awaitable[T]) -> T:
 
 
 def read_spec(path: str) -> str:
+    """The spec file's text; unreadable → exit 64."""
     try:
         return Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -65,6 +66,7 @@ def read_spec(path: str) -> str:
 
 
 def parse_fact_args(pairs: list[str] | None) -> dict[str, str]:
+    """`--fact name=value` pairs as a mapping; malformed → exit 64."""
     facts: dict[str, str] = {}
     for pair in pairs or ():
         name, sep, value = pair.partition("=")
@@ -75,6 +77,7 @@ def parse_fact_args(pairs: list[str] | None) -> dict[str, str]:
 
 
 def preflight_request(args: argparse.Namespace) -> gate_pb2.PreflightRequest:
+    """The PreflightRequest described by the command-line arguments."""
     token = args.override_token or os.environ.get(TOKEN_ENV, "")
     return gate_pb2.PreflightRequest(
         spec_yaml=read_spec(args.spec),
@@ -94,6 +97,7 @@ def _record_metrics(args: argparse.Namespace, result: dict[str, Any]) -> None:
 
 
 async def preflight(args: argparse.Namespace) -> int:
+    """`gatectl preflight`: exit 0 OK, 1 HOLD, 2 BLOCK."""
     request = preflight_request(args)
     async with gate(args.gate) as stub:
         result = await rpc(stub.Preflight(request, timeout=args.timeout))
@@ -111,6 +115,7 @@ def _operator(args: argparse.Namespace) -> str:
 
 
 async def check(args: argparse.Namespace) -> int:
+    """`gatectl check`: exit 0 ALLOW, else the verdict's code (at least 1)."""
     request = gate_pb2.CheckRequest(preflight=preflight_request(args), operator=_operator(args))
     async with gate(args.gate) as stub:
         response = await rpc(stub.Check(request, timeout=args.timeout))
@@ -143,6 +148,7 @@ def _reason_numbers(names: list[str]) -> list[int]:
 
 
 async def override_request(args: argparse.Namespace) -> int:
+    """`gatectl override request`: the only time the raw token is printed."""
     try:
         spec = parse_spec(read_spec(args.spec))
     except SpecError as exc:
@@ -182,6 +188,7 @@ async def override_request(args: argparse.Namespace) -> int:
 
 
 async def override_show(args: argparse.Namespace) -> int:
+    """`gatectl override show`: state and history by hash; never the token."""
     hashed = args.token_hash or (token_hash(args.token) if args.token else "")
     if not hashed:
         raise CliExit(USAGE, "give --token-hash (or --token, hashed locally)")
@@ -227,6 +234,7 @@ async def override_show(args: argparse.Namespace) -> int:
 
 
 async def audit_tail(args: argparse.Namespace) -> int:
+    """`gatectl audit tail`: the newest audit rows."""
     request = gate_pb2.ListAuditRequest(limit=args.limit, release=args.release or "")
     async with gate(args.gate) as stub:
         page = await rpc(stub.ListAudit(request, timeout=args.timeout))
@@ -255,6 +263,7 @@ def chain_breaks(entries: list[gate_pb2.AuditEntry]) -> list[tuple[int, str]]:
 
 
 async def audit_verify(args: argparse.Namespace) -> int:
+    """`gatectl audit verify`: exit 0 intact, 2 when any row fails its hash."""
     entries: list[gate_pb2.AuditEntry] = []
     cursor = ""
     async with gate(args.gate) as stub:
@@ -287,6 +296,7 @@ async def audit_verify(args: argparse.Namespace) -> int:
 
 
 async def watch(args: argparse.Namespace) -> int:
+    """`gatectl watch`: print live decisions until the stream ends or --count is reached."""
     seen = 0
     async with gate(args.gate) as stub:
         call = stub.WatchDecisions(gate_pb2.WatchDecisionsRequest(release=args.release or ""))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import grpc
 
@@ -16,17 +18,19 @@ SOFTWARE = 70  # EX_SOFTWARE: anything unexpected
 NO_PERMISSION = 77  # EX_NOPERM: missing or wrong admin key
 INTERRUPTED = 130
 
-_FOR_STATUS: dict[grpc.StatusCode, int] = {
-    grpc.StatusCode.UNAVAILABLE: UNAVAILABLE,
-    grpc.StatusCode.DEADLINE_EXCEEDED: UNAVAILABLE,
-    grpc.StatusCode.UNIMPLEMENTED: UNAVAILABLE,
-    grpc.StatusCode.INVALID_ARGUMENT: USAGE,
-    grpc.StatusCode.FAILED_PRECONDITION: USAGE,
-    grpc.StatusCode.OUT_OF_RANGE: USAGE,
-    grpc.StatusCode.UNAUTHENTICATED: NO_PERMISSION,
-    grpc.StatusCode.PERMISSION_DENIED: NO_PERMISSION,
-    grpc.StatusCode.NOT_FOUND: NOT_FOUND,
-}
+_FOR_STATUS: Mapping[grpc.StatusCode, int] = MappingProxyType(
+    {
+        grpc.StatusCode.UNAVAILABLE: UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED: UNAVAILABLE,
+        grpc.StatusCode.UNIMPLEMENTED: UNAVAILABLE,
+        grpc.StatusCode.INVALID_ARGUMENT: USAGE,
+        grpc.StatusCode.FAILED_PRECONDITION: USAGE,
+        grpc.StatusCode.OUT_OF_RANGE: USAGE,
+        grpc.StatusCode.UNAUTHENTICATED: NO_PERMISSION,
+        grpc.StatusCode.PERMISSION_DENIED: NO_PERMISSION,
+        grpc.StatusCode.NOT_FOUND: NOT_FOUND,
+    }
+)
 
 
 class CliExit(Exception):
@@ -55,4 +59,5 @@ def rpc_failure(exc: grpc.aio.AioRpcError) -> CliExit:
 
 
 def warn(message: str) -> None:
+    """Print a gatectl message on stderr."""
     print(f"gatectl: {message}", file=sys.stderr)

@@ -35,11 +35,14 @@ EXIT_PARTIAL = 4
 
 @dataclass
 class Step:
+    """The outcome of one post-deploy step with what was seen."""
+
     name: str
     ok: bool = True
     details: list[str] = field(default_factory=list)
 
     def fail(self, detail: str) -> None:
+        """Mark the step failed with what went wrong."""
         self.ok = False
         self.details.append(detail)
 
@@ -68,6 +71,7 @@ async def _get_json(
 
 
 async def check_ready(session: aiohttp.ClientSession, health_url: str) -> Step:
+    """Step 1: the health service reports the system ready."""
     step = Step("ready")
     body = await _get_json(session, f"{health_url}/health/ready", step)
     if body is None:
@@ -82,6 +86,7 @@ async def check_ready(session: aiohttp.ClientSession, health_url: str) -> Step:
 async def check_smoke(
     session: aiohttp.ClientSession, api_url: str, api_key: str, tenant: str
 ) -> Step:
+    """Step 2: each smoke fixture, processed for the pilot tenant, meets its expectations."""
     step = Step("smoke")
     for fixture in load_smoke_fixtures():
         url = f"{api_url}/full-process"
@@ -120,6 +125,7 @@ async def check_smoke(
 async def check_system_health(
     session: aiohttp.ClientSession, api_url: str, admin_key: str, tenant: str
 ) -> Step:
+    """Step 3: the system health report is served."""
     step = Step("system_health")
     body = await _get_json(
         session,
@@ -136,6 +142,7 @@ async def check_system_health(
 async def check_feedback(
     session: aiohttp.ClientSession, api_url: str, admin_key: str, tenant: str
 ) -> Step:
+    """Step 4: feedback statistics are served."""
     step = Step("feedback")
     body = await _get_json(
         session,
@@ -153,6 +160,7 @@ async def check_feedback(
 
 
 def exit_code(steps: Mapping[str, Step]) -> int:
+    """Seed 003 §4.2 exit code of the step outcomes."""
     if not steps["ready"].ok:
         return EXIT_READY
     if not steps["smoke"].ok:
@@ -165,6 +173,7 @@ def exit_code(steps: Mapping[str, Step]) -> int:
 
 
 async def post_deploy(args: argparse.Namespace) -> int:
+    """`gatectl post-deploy`: run every step, print them, return the exit code."""
     timeout = aiohttp.ClientTimeout(total=args.timeout)
     health_url = args.health_url.rstrip("/")
     api_url = args.api_url.rstrip("/")

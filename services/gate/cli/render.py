@@ -28,6 +28,7 @@ from services.gate.mapping import (
 
 
 def iso(stamp: Timestamp) -> str | None:
+    """ISO 8601 of a Timestamp, None when unset."""
     if stamp.seconds == 0 and stamp.nanos == 0:
         return None
     return stamp.ToDatetime(tzinfo=UTC).isoformat()
@@ -50,6 +51,7 @@ def _reason(reason: gate_pb2.Reason) -> dict[str, Any]:
 
 
 def preflight_dict(result: gate_pb2.PreflightResult) -> dict[str, Any]:
+    """The JSON form of a preflight result (see module docstring)."""
     return {
         "release": result.release,
         "verdict": verdict_name(result.verdict),
@@ -69,6 +71,7 @@ def preflight_dict(result: gate_pb2.PreflightResult) -> dict[str, Any]:
 
 
 def check_dict(response: gate_pb2.CheckResponse) -> dict[str, Any]:
+    """The JSON form of a Check: decision, audit outcome and the preflight result."""
     return {
         "decision": decision_name(response.decision),
         "audit_written": response.audit_written,
@@ -78,6 +81,7 @@ def check_dict(response: gate_pb2.CheckResponse) -> dict[str, Any]:
 
 
 def dumps(document: Any) -> str:
+    """Indented, key-sorted JSON."""
     return json.dumps(document, indent=2, sort_keys=True, ensure_ascii=False)
 
 
@@ -153,6 +157,7 @@ def preflight_text(document: dict[str, Any], decision: str | None = None) -> str
 
 
 def audit_entry_dict(entry: gate_pb2.AuditEntry) -> dict[str, Any]:
+    """The JSON form of an audit row; `kind` tells decisions from override issuance."""
     snapshot = json.loads(entry.signal_snapshot_json or "{}")
     kind = "override_issued" if snapshot.get("event") == "override_issued" else "decision"
     return {
@@ -178,6 +183,7 @@ AUDIT_HEADERS = ("ID", "TIME", "RELEASE", "WHAT", "VERDICT", "OVERRIDE", "OPERAT
 
 
 def audit_rows(entries: Iterable[dict[str, Any]]) -> list[list[str]]:
+    """Table rows of audit entries (newest first as given)."""
     return [
         [
             str(e["id"]),
@@ -194,6 +200,7 @@ def audit_rows(entries: Iterable[dict[str, Any]]) -> list[list[str]]:
 
 
 def decision_line(event: gate_pb2.DecisionEvent) -> str:
+    """One human-readable line per live decision."""
     when = iso(event.ts) or datetime.now(UTC).isoformat()
     reasons = ",".join(reason_name(r) for r in event.reasons) or "-"
     return (
@@ -204,6 +211,7 @@ def decision_line(event: gate_pb2.DecisionEvent) -> str:
 
 
 def decision_dict(event: gate_pb2.DecisionEvent) -> dict[str, Any]:
+    """The JSON form of a live decision."""
     return {
         "seq": event.seq,
         "ts": iso(event.ts),

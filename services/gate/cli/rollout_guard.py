@@ -94,6 +94,7 @@ async def _ask(args: argparse.Namespace, request: gate_pb2.PreflightRequest) -> 
 
 
 async def rollout_guard(args: argparse.Namespace) -> int:
+    """`gatectl rollout-guard`: ask, roll back on BLOCK, stop on OK once rolled out."""
     checks = 0
     while True:
         request = preflight_request(args)  # re-read: the spec file may be fixed mid-rollout
