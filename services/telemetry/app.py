@@ -159,7 +159,7 @@ class Telemetry:
         thresholds = self._config.thresholds
         inputs = await self._repository.health_inputs(
             window,
-            baseline_window(window),
+            baseline_window(window, thresholds.Drift),
             tenant_id,
             bucket_edges=mismatch_bucket_edges(thresholds),
             recompute_limit=thresholds.Alert.RECOMPUTE_LIMIT,

@@ -32,6 +32,8 @@ class DriftThresholds:
     MIN_ABSOLUTE_DELTA: int = 5
     RATE_MULTIPLIER: float = 2.0
     TOP_OFFENDERS_MIN_INVOICES: int = 20
+    # Rates of a report window are compared with this many days just before it.
+    BASELINE_DAYS: int = 7
 
 
 @dataclass(frozen=True)

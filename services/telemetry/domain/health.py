@@ -11,7 +11,7 @@
   invoices, by incident rate (incidents / invoices), highest first.
 - Drift: for all providers together and for each provider, the incident rate
   (incidents / invoices), S1 rate and OCR-suspect rate (per incident) of the
-  window are compared with the baseline window (the `BASELINE_WINDOW` before
+  window are compared with the baseline window (the `Drift.BASELINE_DAYS` before
   it). An alert needs both samples ≥ `Drift.MIN_SAMPLE`, an excess of at least
   `Drift.MIN_ABSOLUTE_DELTA` events over what the baseline rate predicts for
   the current sample, and a current rate ≥ `Drift.RATE_MULTIPLIER` × baseline.
@@ -35,15 +35,14 @@ from services.runtime.config import AlertThresholds, DriftThresholds, Thresholds
 from services.telemetry.domain.summary import rate
 from services.telemetry.domain.window import TimeWindow, format_instant
 
-BASELINE_WINDOW = timedelta(days=7)
 TOP_OFFENDERS_LIMIT = 10
 ALL_PROVIDERS = "*"
 BUG_FLAG = "CALC_BUG"
 
 
-def baseline_window(window: TimeWindow) -> TimeWindow:
-    """The `BASELINE_WINDOW` immediately before `window`."""
-    return TimeWindow(window.start - BASELINE_WINDOW, window.start)
+def baseline_window(window: TimeWindow, drift: DriftThresholds) -> TimeWindow:
+    """The `Drift.BASELINE_DAYS` immediately before `window`."""
+    return TimeWindow(window.start - timedelta(days=drift.BASELINE_DAYS), window.start)
 
 
 def mismatch_bucket_edges(thresholds: Thresholds) -> tuple[float, ...]:
@@ -350,7 +349,7 @@ def build_report(
     return SystemHealthReport(
         generated_at=generated_at,
         window=window,
-        baseline=baseline_window(window),
+        baseline=baseline_window(window, thresholds.Drift),
         tenant_id=tenant_id,
         buckets=histogram(mismatch_bucket_edges(thresholds), inputs.mismatch_buckets),
         mismatches_without_ratio=inputs.mismatches_without_ratio,
