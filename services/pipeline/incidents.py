@@ -22,6 +22,7 @@ import asyncpg
 
 from services.pipeline.domain import IncidentDraft
 from services.pipeline.events import encode_json, feedback_submitted, incident_resolved
+from services.pipeline.jobs import IncidentRow
 from services.pipeline.outbox import write_events
 from services.runtime.errors import Conflict, InvalidInput, NotFound
 
@@ -266,6 +267,21 @@ def parse_feedback(
     )
 
 
+def incident_row(draft: IncidentDraft) -> IncidentRow:
+    """The stored form of a drafted incident (tenant and invoice come from the job)."""
+    hint = draft.action_hint
+    return IncidentRow(
+        incident_id=uuid4(),
+        provider=draft.provider or "",
+        severity=draft.severity.value,
+        primary_flag=draft.primary_flag.value,
+        flags=[code.value for code in draft.flags],
+        action_class=hint.action_class.value,
+        primary_suspect=hint.primary_suspect,
+        mismatch_info_json=encode_json(draft.mismatch_info.to_dict()),
+    )
+
+
 def _scope_clause(tenants: Iterable[str] | None, position: int) -> tuple[str, list[Any]]:
     if tenants is None:
         return "", []
@@ -277,29 +293,6 @@ class IncidentStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self._pool = pool
-
-    @staticmethod
-    async def insert(
-        conn: Connection, tenant_id: str, invoice_id: UUID, draft: IncidentDraft
-    ) -> UUID | None:
-        """The new incident's id, or None when the invoice already has one."""
-        hint = draft.action_hint
-        return await conn.fetchval(  # type: ignore[no-any-return]
-            "INSERT INTO pipeline_incidents (incident_id, tenant_id, invoice_id, provider,"
-            " severity, primary_flag, flags, action_class, primary_suspect, mismatch_info)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10::jsonb)"
-            " ON CONFLICT (invoice_id) DO NOTHING RETURNING incident_id",
-            uuid4(),
-            tenant_id,
-            invoice_id,
-            draft.provider or "",
-            draft.severity.value,
-            draft.primary_flag.value,
-            [code.value for code in draft.flags],
-            hint.action_class.value,
-            hint.primary_suspect,
-            encode_json(draft.mismatch_info.to_dict()),
-        )
 
     async def page(self, query: IncidentFilter) -> IncidentPage:
         clauses: list[str] = []

@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from uuid import uuid4
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -83,21 +84,31 @@ class Intake:
         self, tenant_id: str, submission: Submission, received_at: datetime, *, wait: bool
     ) -> SubmitOutcome:
         self.check_extractor(submission)
-        async with store_errors():
-            job, created = await self._jobs.create(tenant_id, submission, received_at)
-        if created:
-            try:
-                await self._queue.enqueue([(job.job_id, tenant_id)])
-            except (RedisError, OSError) as exc:
-                # The job is stored; the sweeper sends it once Redis is back, and a
-                # resubmission returns this same job.
-                log.warning("job stored but not queued (%s)", type(exc).__name__)
-                raise Unavailable(
-                    "QUEUE_UNAVAILABLE",
-                    "the job queue is unavailable; the job is stored and will run later",
-                    retry_after_seconds=RETRY_AFTER_SECONDS,
-                ) from exc
-        if wait and not job.state.final:
+        job_id = uuid4()
+        # Subscribed before the insert, a synchronous caller cannot miss the result.
+        with self._watcher.subscribe(job_id) as subscription:
             async with store_errors():
-                job = await self._watcher.wait_final(job, self.settings.sync_timeout_seconds)
+                job, created = await self._jobs.create(tenant_id, submission, received_at, job_id)
+            if created:
+                await self._enqueue(job)
+            if wait and not job.state.final:
+                timeout = self.settings.sync_timeout_seconds
+                async with store_errors():
+                    if created:
+                        job = await self._watcher.wait_subscribed(subscription, job, timeout)
+                    else:
+                        job = await self._watcher.wait_final(job, timeout)
         return SubmitOutcome(job, deduplicated=not created)
+
+    async def _enqueue(self, job: JobView) -> None:
+        try:
+            await self._queue.enqueue([(job.job_id, job.tenant_id)])
+        except (RedisError, OSError) as exc:
+            # The job is stored; the sweeper sends it once Redis is back, and a
+            # resubmission returns this same job.
+            log.warning("job stored but not queued (%s)", type(exc).__name__)
+            raise Unavailable(
+                "QUEUE_UNAVAILABLE",
+                "the job queue is unavailable; the job is stored and will run later",
+                retry_after_seconds=RETRY_AFTER_SECONDS,
+            ) from exc

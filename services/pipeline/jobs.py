@@ -10,6 +10,7 @@ by tenant except the sweeper's, which re-enqueues work across tenants.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +20,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from services.pipeline.documents import SourceKind, Submission
+from services.pipeline.events import OutboxEvent, outbox_rows
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -71,14 +73,26 @@ class JobView:
 
 
 @dataclass(frozen=True)
+class InvoiceSource:
+    """What the worker needs to extract an invoice."""
+
+    kind: SourceKind
+    document_json: str | None
+    file_bytes: bytes | None
+    content_type: str
+    file_name: str
+
+
+@dataclass(frozen=True)
 class ClaimedJob:
-    """A job this worker holds the lease on."""
+    """A job this worker holds the lease on, with its invoice's source (None if purged)."""
 
     job_id: UUID
     tenant_id: str
     invoice_id: UUID
     attempts: int
     received_at: datetime
+    source: InvoiceSource | None = None
 
 
 @dataclass(frozen=True)
@@ -89,17 +103,6 @@ class JobProbe:
     attempts: int
     due: bool
     lease_expired: bool
-
-
-@dataclass(frozen=True)
-class InvoiceSource:
-    """What the worker needs to extract an invoice."""
-
-    kind: SourceKind
-    document_json: str | None
-    file_bytes: bytes | None
-    content_type: str
-    file_name: str
 
 
 _VIEW_COLUMNS = (
@@ -129,13 +132,19 @@ RETURNING job_id, tenant_id, invoice_id, state, attempts, error_code, error_mess
 """
 
 _CLAIM = """
-UPDATE pipeline_jobs
-SET state = 'RUNNING', attempts = attempts + 1, lease_owner = $3,
-    lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-WHERE job_id = $1 AND tenant_id = $2 AND attempts < $5
-  AND ((state = 'QUEUED' AND next_attempt_at <= now())
-       OR (state = 'RUNNING' AND lease_expires_at < now()))
-RETURNING job_id, tenant_id, invoice_id, attempts, received_at
+WITH claimed AS (
+    UPDATE pipeline_jobs
+    SET state = 'RUNNING', attempts = attempts + 1, lease_owner = $3,
+        lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
+    WHERE job_id = $1 AND tenant_id = $2 AND attempts < $5
+      AND ((state = 'QUEUED' AND next_attempt_at <= now())
+           OR (state = 'RUNNING' AND lease_expires_at < now()))
+    RETURNING job_id, tenant_id, invoice_id, attempts, received_at
+)
+SELECT c.job_id, c.tenant_id, c.invoice_id, c.attempts, c.received_at,
+       i.source_kind, i.document::text AS document, i.file_bytes, i.content_type, i.file_name
+FROM claimed c
+LEFT JOIN pipeline_invoices i ON i.invoice_id = c.invoice_id AND i.tenant_id = c.tenant_id
 """
 
 _EXHAUST = """
@@ -166,6 +175,48 @@ SET state = CASE WHEN attempts >= $4 THEN 'EXHAUSTED' ELSE 'QUEUED' END,
     error_code = $6, error_message = $7, updated_at = now()
 WHERE job_id = $1 AND tenant_id = $2 AND state = 'RUNNING' AND lease_owner = $3
 RETURNING state
+"""
+
+# The whole outcome of a processed job in one statement (one round trip, atomic):
+# DONE fenced on the lease; every other part only happens when the fence held.
+# The INCIDENT_CREATED event is written only if the incident row was inserted.
+_COMPLETE = """
+WITH fenced AS (
+    UPDATE pipeline_jobs
+    SET state = 'DONE', finished_at = now(), updated_at = now(), finished_by = $3,
+        lease_owner = NULL, lease_expires_at = NULL, error_code = NULL, error_message = NULL
+    WHERE job_id = $1 AND tenant_id = $2 AND state = 'RUNNING' AND lease_owner = $3
+    RETURNING invoice_id, tenant_id
+), saved AS (
+    UPDATE pipeline_invoices i
+    SET document = coalesce($4::jsonb, i.document), result = $5::jsonb, quality_grade = $6,
+        provider = $7, invoice_period = $8, extraction_ms = $9, processed_at = now()
+    FROM fenced f
+    WHERE i.invoice_id = f.invoice_id AND i.tenant_id = f.tenant_id
+    RETURNING i.invoice_id
+), incident AS (
+    INSERT INTO pipeline_incidents (incident_id, tenant_id, invoice_id, provider, severity,
+                                    primary_flag, flags, action_class, primary_suspect,
+                                    mismatch_info)
+    SELECT $10::uuid, f.tenant_id, f.invoice_id, $11, $12, $13, $14::text[], $15, $16, $17::jsonb
+    FROM fenced f
+    WHERE $10::uuid IS NOT NULL
+    ON CONFLICT (invoice_id) DO NOTHING
+    RETURNING incident_id
+), events AS (
+    INSERT INTO pipeline_outbox (event_id, tenant_id, event_type, occurred_at, payload)
+    SELECT e.event_id, e.tenant_id, e.event_type, e.occurred_at, e.payload
+    FROM unnest($18::uuid[], $19::text[], $20::text[], $21::timestamptz[], $22::jsonb[],
+                $23::boolean[])
+         AS e(event_id, tenant_id, event_type, occurred_at, payload, needs_incident)
+    WHERE EXISTS (SELECT 1 FROM fenced)
+      AND (NOT e.needs_incident OR EXISTS (SELECT 1 FROM incident))
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM fenced) AS fenced,
+       (SELECT incident_id FROM incident) AS incident_id,
+       (SELECT count(*) FROM saved) AS saved,
+       (SELECT count(*) FROM events) AS events
 """
 
 _SWEEP = """
@@ -206,6 +257,32 @@ def _view(row: asyncpg.Record) -> JobView:
     )
 
 
+@dataclass(frozen=True)
+class JobResult:
+    """What a processed job stores on its invoice."""
+
+    document_json: str | None
+    result_json: str
+    quality_grade: str
+    provider: str | None
+    invoice_period: str | None
+    extraction_ms: float | None
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    """The columns of a new incident besides its tenant and invoice."""
+
+    incident_id: UUID
+    provider: str
+    severity: str
+    primary_flag: str
+    flags: list[str]
+    action_class: str
+    primary_suspect: str
+    mismatch_info_json: str
+
+
 class LeaseLost(Exception):
     """Another worker took the job over; this worker's outcome must not be committed."""
 
@@ -217,9 +294,13 @@ class JobStore:
         self._pool = pool
 
     async def create(
-        self, tenant_id: str, submission: Submission, received_at: datetime
+        self,
+        tenant_id: str,
+        submission: Submission,
+        received_at: datetime,
+        job_id: UUID | None = None,
     ) -> tuple[JobView, bool]:
-        """The new job, or the existing one for the same document (`created` False)."""
+        """The new job (with `job_id` if given), or the existing one for the same document."""
         row = await self._pool.fetchrow(
             _CREATE,
             uuid4(),
@@ -230,7 +311,7 @@ class JobStore:
             submission.file_name,
             submission.document_json,
             submission.file_bytes,
-            uuid4(),
+            job_id or uuid4(),
             received_at,
         )
         if row is not None:
@@ -261,12 +342,22 @@ class JobStore:
         )
         if row is None:
             return None
+        source = None
+        if row["source_kind"] is not None:
+            source = InvoiceSource(
+                kind=SourceKind(row["source_kind"]),
+                document_json=row["document"],
+                file_bytes=row["file_bytes"],
+                content_type=row["content_type"],
+                file_name=row["file_name"],
+            )
         return ClaimedJob(
             job_id=row["job_id"],
             tenant_id=row["tenant_id"],
             invoice_id=row["invoice_id"],
             attempts=row["attempts"],
             received_at=row["received_at"],
+            source=source,
         )
 
     async def probe(self, job_id: UUID, tenant_id: str) -> JobProbe | None:
@@ -304,6 +395,56 @@ class JobStore:
             raise LeaseLost(str(job.job_id))
         return finished  # type: ignore[no-any-return]
 
+    async def complete(
+        self,
+        job: ClaimedJob,
+        owner: str,
+        result: JobResult,
+        incident: IncidentRow | None,
+        events: Sequence[OutboxEvent],
+        incident_events: Sequence[OutboxEvent] = (),
+    ) -> bool:
+        """Commit a processed job atomically; True if its incident was created.
+
+        `incident_events` are written only when the incident row is inserted.
+        Raises `LeaseLost` (and writes nothing) when `owner` no longer holds the job.
+        """
+        rows = outbox_rows([*events, *incident_events])
+        columns = [list(c) for c in zip(*rows, strict=True)]
+        needs_incident = [False] * len(events) + [True] * len(incident_events)
+        incident_values: tuple[Any, ...] = (
+            (
+                incident.incident_id,
+                incident.provider,
+                incident.severity,
+                incident.primary_flag,
+                incident.flags,
+                incident.action_class,
+                incident.primary_suspect,
+                incident.mismatch_info_json,
+            )
+            if incident is not None
+            else (None,) * 8
+        )
+        row = await self._pool.fetchrow(
+            _COMPLETE,
+            job.job_id,
+            job.tenant_id,
+            owner,
+            result.document_json,
+            result.result_json,
+            result.quality_grade,
+            result.provider,
+            result.invoice_period,
+            result.extraction_ms,
+            *incident_values,
+            *columns,
+            needs_incident,
+        )
+        if row is None or not row["fenced"]:
+            raise LeaseLost(str(job.job_id))
+        return row["incident_id"] is not None
+
     async def retry(
         self,
         conn: Connection,
@@ -328,50 +469,6 @@ class JobStore:
         if state is None:
             raise LeaseLost(str(job.job_id))
         return JobState(state)
-
-    async def source(self, job: ClaimedJob) -> InvoiceSource | None:
-        row = await self._pool.fetchrow(
-            "SELECT source_kind, document::text AS document, file_bytes, content_type, file_name"
-            " FROM pipeline_invoices WHERE invoice_id = $1 AND tenant_id = $2",
-            job.invoice_id,
-            job.tenant_id,
-        )
-        if row is None:
-            return None
-        return InvoiceSource(
-            kind=SourceKind(row["source_kind"]),
-            document_json=row["document"],
-            file_bytes=row["file_bytes"],
-            content_type=row["content_type"],
-            file_name=row["file_name"],
-        )
-
-    async def save_result(
-        self,
-        conn: Connection,
-        job: ClaimedJob,
-        *,
-        document_json: str | None,
-        result_json: str,
-        quality_grade: str,
-        provider: str | None,
-        invoice_period: str | None,
-        extraction_ms: float | None,
-    ) -> None:
-        await conn.execute(
-            "UPDATE pipeline_invoices SET document = coalesce($3::jsonb, document),"
-            " result = $4::jsonb, quality_grade = $5, provider = $6, invoice_period = $7,"
-            " extraction_ms = $8, processed_at = now()"
-            " WHERE invoice_id = $1 AND tenant_id = $2",
-            job.invoice_id,
-            job.tenant_id,
-            document_json,
-            result_json,
-            quality_grade,
-            provider,
-            invoice_period,
-            extraction_ms,
-        )
 
     async def sweep(self, stale_seconds: float, limit: int = 500) -> list[tuple[UUID, str]]:
         """Jobs whose retry is due or whose message was lost; marked enqueued now."""

@@ -7,13 +7,15 @@ records and reads back the one period and tariff group an invoice needs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from decimal import Decimal
 
 import asyncpg
 
 from services.pipeline.domain import DistributionTariff, MarketPrice
 
+_MAX_CACHED = 1024
 _LOOKUP = """
 SELECT 'price' AS kind, period AS key, ptf_tl_per_mwh AS a, yekdem_tl_per_mwh AS b
 FROM pipeline_market_prices WHERE period = $1
@@ -23,11 +25,28 @@ FROM pipeline_tariffs WHERE tariff_group = $2
 """
 
 
-class MarketStore:
-    """Reference tables shared by every tenant."""
+Lookup = tuple[dict[str, MarketPrice], dict[str, DistributionTariff]]
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+
+class MarketStore:
+    """Reference tables shared by every tenant.
+
+    Lookups are cached per process for `cache_seconds` (0 disables): the tables
+    change only when an operator loads a file, and a worker prices thousands
+    of invoices of the same few periods in between.
+    """
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool = pool
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: dict[tuple[str | None, str | None], tuple[Lookup, float]] = {}
 
     async def upsert_prices(self, prices: Mapping[str, MarketPrice], source: str) -> int:
         """Insert or replace every period of `prices` in one transaction; returns the count."""
@@ -60,10 +79,21 @@ class MarketStore:
             )
         return len(tariffs)
 
-    async def lookup(
-        self, period: str | None, tariff_group: str | None
-    ) -> tuple[dict[str, MarketPrice], dict[str, DistributionTariff]]:
+    async def lookup(self, period: str | None, tariff_group: str | None) -> Lookup:
         """The market price of `period` and the tariff of `tariff_group`, as domain lookups."""
+        key = (period, tariff_group)
+        now = self._clock()
+        cached = self._cache.get(key)
+        if cached is not None and cached[1] > now:
+            return cached[0]
+        found = await self._load(period, tariff_group)
+        if self._cache_seconds > 0:
+            if len(self._cache) >= _MAX_CACHED:
+                self._cache.clear()
+            self._cache[key] = (found, now + self._cache_seconds)
+        return found
+
+    async def _load(self, period: str | None, tariff_group: str | None) -> Lookup:
         prices: dict[str, MarketPrice] = {}
         tariffs: dict[str, DistributionTariff] = {}
         if period is None and tariff_group is None:

@@ -121,23 +121,37 @@ class JobWatcher:
         self._notifier = notifier
         self._poll = poll_seconds
 
+    def subscribe(self, job_id: UUID) -> contextlib.AbstractContextManager[JobSubscription]:
+        """Subscribe before the job can change (e.g. before inserting it) to miss nothing."""
+        return self._notifier.subscribe(job_id)
+
     async def wait_final(self, job: JobView, within_seconds: float) -> JobView:
         """The job once final, or as it is when `within_seconds` pass or the service stops."""
-        deadline = time.monotonic() + within_seconds
         with self._notifier.subscribe(job.job_id) as subscription:
             current = await self._jobs.get(job.job_id, job.tenant_id)
-            while current is not None and not current.state.final:
-                job = current
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    break
-                published = await subscription.next(min(remaining, self._poll))
-                if published == _CLOSED:
-                    break
-                if published in _UNFINISHED:
-                    continue
-                current = await self._jobs.get(job.job_id, job.tenant_id)
-            return current or job
+            if current is None:
+                return job
+            return await self.wait_subscribed(subscription, current, within_seconds)
+
+    async def wait_subscribed(
+        self, subscription: JobSubscription, job: JobView, within_seconds: float
+    ) -> JobView:
+        """Like `wait_final`, on a subscription taken before `job` was read or created."""
+        deadline = time.monotonic() + within_seconds
+        while not job.state.final:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            published = await subscription.next(min(remaining, self._poll))
+            if published == _CLOSED:
+                break
+            if published in _UNFINISHED:
+                continue
+            current = await self._jobs.get(job.job_id, job.tenant_id)
+            if current is None:
+                break
+            job = current
+        return job
 
     async def watch(self, job_id: UUID, tenant_id: str) -> AsyncIterator[JobView]:
         """The job now, then each time its state changes, until a final state or shutdown."""

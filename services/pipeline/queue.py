@@ -110,6 +110,23 @@ class JobQueue:
             pipe.xdel(self.stream, message_id)
             await pipe.execute()
 
+    async def prune_consumers(self, idle_ms: int) -> int:
+        """Forget consumers of exited workers: nothing pending and idle for `idle_ms`.
+
+        Every worker process registers new consumer names, so without pruning
+        the group's consumer list grows with every restart.
+        """
+        try:
+            consumers = await self._redis.xinfo_consumers(self.stream, GROUP)
+        except ResponseError:
+            return 0
+        removed = 0
+        for consumer in consumers:
+            if int(consumer["pending"]) == 0 and int(consumer["idle"]) >= idle_ms:
+                await self._redis.xgroup_delconsumer(self.stream, GROUP, consumer["name"])
+                removed += 1
+        return removed
+
     async def pending(self) -> int:
         """Messages delivered but not yet acknowledged."""
         summary = await self._redis.xpending(self.stream, GROUP)

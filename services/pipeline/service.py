@@ -93,7 +93,7 @@ def build_workers(
     processor = InvoiceProcessor(
         pool,
         jobs,
-        MarketStore(pool),
+        MarketStore(pool, cache_seconds=settings.market_cache_seconds),
         extractor,
         config.thresholds,
         settings.queue,

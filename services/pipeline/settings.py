@@ -78,6 +78,9 @@ class PipelineSettings:
     inprocess_workers: int = 2
     # Run the outbox relay in this process.
     run_relay: bool = True
+    # How long a worker reuses a market price / tariff lookup (a table load shows
+    # up in new offers at most this much later).
+    market_cache_seconds: float = 5.0
     # Interval of QUEUE_SAMPLE events.
     queue_sample_interval_seconds: float = 15.0
     # How long a resolved API key stays cached in the process (revocation delay).

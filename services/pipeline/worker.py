@@ -43,8 +43,15 @@ from services.pipeline.events import (
     job_exhausted,
 )
 from services.pipeline.extractors import Extracted, ExtractionFailed, FileExtractor
-from services.pipeline.incidents import IncidentStore
-from services.pipeline.jobs import ClaimedJob, InvoiceSource, JobState, JobStore, LeaseLost
+from services.pipeline.incidents import incident_row
+from services.pipeline.jobs import (
+    ClaimedJob,
+    InvoiceSource,
+    JobResult,
+    JobState,
+    JobStore,
+    LeaseLost,
+)
 from services.pipeline.market import MarketStore
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.notifications import JobNotifier
@@ -55,6 +62,9 @@ from services.runtime.config import Thresholds
 
 log = logging.getLogger(__name__)
 
+# Consumers idle this long with nothing pending belong to workers that are gone.
+_CONSUMER_IDLE_MS = 3_600_000
+_PRUNE_INTERVAL_SECONDS = 300.0
 _INFRA_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, RedisError, OSError)
 
 
@@ -112,7 +122,7 @@ class InvoiceProcessor:
 
     async def process(self, job: ClaimedJob, owner: str) -> JobState:
         try:
-            source = await self._jobs.source(job)
+            source = job.source
             if source is None:
                 raise _Failed("INVOICE_MISSING", "the invoice of this job no longer exists")
             extracted = await self._extract(source)
@@ -166,40 +176,34 @@ class InvoiceProcessor:
         document_json = (
             None if source.kind is SourceKind.JSON else canonical_json(extracted.document)
         )
-        async with self._pool.acquire() as conn, conn.transaction():
-            await self._jobs.finish(conn, job, owner, JobState.DONE)
-            await self._jobs.save_result(
-                conn,
-                job,
+        incident = incident_row(result.incident) if result.incident is not None else None
+        processed = invoice_processed(
+            job.tenant_id,
+            result,
+            invoice_id=job.invoice_id,
+            job_id=job.job_id,
+            pipeline_total_ms=total_ms,
+            extraction_ms=extracted.extraction_ms,
+        )
+        created = await self._jobs.complete(
+            job,
+            owner,
+            JobResult(
                 document_json=document_json,
                 result_json=encode_json(result.to_dict()),
                 quality_grade=result.quality.grade.value,
                 provider=result.extraction.provider,
                 invoice_period=result.extraction.invoice_period,
                 extraction_ms=extracted.extraction_ms,
-            )
-            events = [
-                invoice_processed(
-                    job.tenant_id,
-                    result,
-                    invoice_id=job.invoice_id,
-                    job_id=job.job_id,
-                    pipeline_total_ms=total_ms,
-                    extraction_ms=extracted.extraction_ms,
-                )
-            ]
-            incident_id = None
-            if result.incident is not None:
-                incident_id = await IncidentStore.insert(
-                    conn, job.tenant_id, job.invoice_id, result.incident
-                )
-                if incident_id is not None:
-                    events.append(
-                        incident_created(job.tenant_id, incident_id, job.invoice_id, result)
-                    )
-            await write_events(conn, events)
+            ),
+            incident,
+            [processed],
+            [incident_created(job.tenant_id, incident.incident_id, job.invoice_id, result)]
+            if incident is not None
+            else [],
+        )
         self._on_committed()
-        self._record(result, total_ms, incident_created=incident_id is not None)
+        self._record(result, total_ms, incident_created=created)
         return JobState.DONE
 
     def _record(self, result: ProcessingResult, total_ms: float, *, incident_created: bool) -> None:
@@ -379,9 +383,13 @@ class Sweeper:
         return len(due)
 
     async def run(self, stop: asyncio.Event) -> None:
+        last_prune = time.monotonic()
         while not stop.is_set():
             try:
                 await self.sweep_once()
+                if time.monotonic() - last_prune >= _PRUNE_INTERVAL_SECONDS:
+                    last_prune = time.monotonic()
+                    await self._queue.prune_consumers(_CONSUMER_IDLE_MS)
             except _INFRA_ERRORS as exc:
                 log.warning("sweeper: store unavailable (%s)", type(exc).__name__)
             with contextlib.suppress(TimeoutError):

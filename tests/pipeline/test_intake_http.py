@@ -195,3 +195,17 @@ async def test_request_outcomes_become_http_request_events(
     assert payload["route"] == "/full-process"
     assert payload["method"] == "POST"
     assert payload["status"] == 200
+
+
+async def test_processed_invoices_and_requests_show_in_metrics(
+    pipeline: ServiceHandle, tenant: Tenant
+) -> None:
+    async with pipeline.http.post(
+        f"/full-process?tenant_id={tenant.tenant_id}", json=s2_document(), headers=tenant.headers
+    ):
+        pass
+    async with pipeline.http.get("/metrics") as response:
+        text = await response.text()
+    assert 'ptf_pipeline_invoices_processed_total{grade="CHECK"}' in text
+    assert 'ptf_pipeline_incidents_created_total{primary_flag="INVOICE_TOTAL_MISMATCH"' in text
+    assert 'code="200",method="POST",route="/full-process"' in text

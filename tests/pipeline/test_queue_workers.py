@@ -331,3 +331,19 @@ async def test_job_whose_stream_message_was_lost_is_resent_by_the_sweeper(
     async with _worker_groups(no_workers, 1):
         done = await eventually(lambda: _state_is(pg, job_id, "DONE"), within=20)
     assert done["attempts"] == 1
+
+
+async def test_consumers_of_exited_workers_are_pruned_unless_they_hold_messages(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    queue = JobQueue(redis_client, RedisKeys(redis_prefix))
+    await queue.ensure_group()
+    await queue.enqueue([(UUID(int=1), "t"), (UUID(int=2), "t")])
+    held = await queue.read("holder", 1, 10)
+    for message in await queue.read("exited", 1, 10):
+        await queue.ack(message.message_id)
+    removed = await queue.prune_consumers(idle_ms=0)
+    consumers = await redis_client.xinfo_consumers(queue.stream, GROUP)
+    assert removed == 1
+    assert [c["name"] for c in consumers] == [b"holder"]
+    assert len(held) == 1
