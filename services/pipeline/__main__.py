@@ -1,7 +1,7 @@
 """`ptf-pipeline` / `python -m services.pipeline`: the pipeline's command line.
 
     ptf-pipeline                              serve the API (gRPC + HTTP) until SIGTERM
-    ptf-pipeline worker [--concurrency N] [--relay]
+    ptf-pipeline worker [--concurrency N] [--relay] [--http-port P]
                                               run worker loops only (scale as wanted)
     ptf-pipeline load-market-prices FILE      upsert PTF/YEKDEM prices from CSV
     ptf-pipeline load-tariffs FILE            upsert distribution tariffs from CSV
@@ -146,6 +146,9 @@ def _parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run worker loops only")
     worker.add_argument("--concurrency", type=int, default=2, help="worker loops (default 2)")
     worker.add_argument("--relay", action="store_true", help="also relay the outbox to telemetry")
+    worker.add_argument(
+        "--http-port", type=int, default=None, help="serve /health and /metrics on this port"
+    )
     for name, what in (("load-market-prices", "market prices"), ("load-tariffs", "tariffs")):
         loader = commands.add_parser(name, help=f"upsert {what} from a CSV file")
         loader.add_argument("file", type=Path)
@@ -225,9 +228,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         if not config.redis_url or args.concurrency < 1:
             print("REDIS_URL must be set and --concurrency >= 1", file=sys.stderr)
             raise SystemExit(EXIT_CONFIG)
+        code = 0
         with contextlib.suppress(KeyboardInterrupt):
-            asyncio.run(run_worker_process(config, settings, args.concurrency, relay=args.relay))
-        return
+            code = asyncio.run(
+                run_worker_process(
+                    config,
+                    settings,
+                    args.concurrency,
+                    relay=args.relay,
+                    http_port=args.http_port,
+                )
+            )
+        raise SystemExit(code)
     if command == "create-key":
         raise SystemExit(_create_key(config, args.role, args.tenant, args.label))
     raise SystemExit(_load_table(config, command, args.file))

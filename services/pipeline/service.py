@@ -20,6 +20,7 @@ import aiohttp
 import asyncpg
 import grpc
 import redis.asyncio as aioredis
+from aiohttp import web
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 from services.pipeline.auth import Authorizer, KeyStore, refused_dev_keys, seed_dev_keys
@@ -40,7 +41,7 @@ from services.pipeline.telemetry_client import TelemetryClient
 from services.pipeline.worker import InvoiceProcessor, Sweeper, Worker, WorkerGroup, consumer_name
 from services.runtime.config import AppConfig
 from services.runtime.db import MigrationSet, apply_migrations, create_pool, discover_migrations
-from services.runtime.metrics import create_metrics
+from services.runtime.metrics import Metrics, create_metrics, metrics_route
 from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
@@ -203,14 +204,35 @@ async def migrate(pool: asyncpg.Pool) -> None:
             )
 
 
+def _worker_routes(metrics: Metrics, workers: asyncio.Task[None]) -> list[web.RouteDef]:
+    """Liveness (503 once the worker loops have died) and metrics of a worker process."""
+
+    async def alive(_: web.Request) -> web.Response:
+        if workers.done():
+            return web.json_response({"status": "failed", "service": "pipeline-worker"}, status=503)
+        return web.json_response({"status": "alive", "service": "pipeline-worker"})
+
+    return [web.get("/health", alive), metrics_route(metrics)]
+
+
 async def run_worker_process(
-    config: AppConfig, settings: PipelineSettings, concurrency: int, *, relay: bool
-) -> None:
-    """`ptf-pipeline worker`: worker loops until SIGTERM/SIGINT, then a graceful stop."""
+    config: AppConfig,
+    settings: PipelineSettings,
+    concurrency: int,
+    *,
+    relay: bool,
+    http_port: int | None = None,
+) -> int:
+    """`ptf-pipeline worker`: worker loops until SIGTERM/SIGINT, then a graceful stop.
+
+    Returns the exit code: 0 after a signal, 1 if the worker loops died. With
+    `http_port`, serves `/health` and `/metrics` for probes and scraping.
+    """
     pool = await create_pool(config.database_url, max_size=max(2, concurrency + 2))
     redis = create_redis(config.redis_url)
     metrics = create_metrics(config)
     channel = telemetry_channel(config)
+    runner: web.AppRunner | None = None
     try:
         await migrate(pool)
         outbox = OutboxRelay(pool, TelemetryClient(channel).record_events, settings.relay)
@@ -228,20 +250,33 @@ async def run_worker_process(
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        tasks = [asyncio.create_task(parts.group.run(), name="pipeline-workers")]
+        workers = asyncio.create_task(parts.group.run(), name="pipeline-workers")
+        tasks = [workers]
         if relay:
             tasks.append(asyncio.create_task(outbox.run(), name="pipeline-outbox-relay"))
+        if http_port is not None:
+            app = web.Application()
+            app.add_routes(_worker_routes(metrics, workers))
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, config.bind_host, http_port).start()
         log.info("pipeline worker started", extra={"concurrency": concurrency, "relay": relay})
         waiter = asyncio.create_task(stop.wait())
-        await asyncio.wait([waiter, tasks[0]], return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait([waiter, workers], return_when=asyncio.FIRST_COMPLETED)
+        crashed = workers.done()
+        if crashed:
+            log.error("worker loops stopped unexpectedly", exc_info=workers.exception())
         await parts.group.stop(grace_seconds=settings.queue.visibility_timeout_seconds / 2)
         for task in [*tasks[1:], waiter]:
             task.cancel()
         await asyncio.gather(*tasks, waiter, return_exceptions=True)
         await parts.session.close()
     finally:
+        if runner is not None:
+            await runner.cleanup()
         await channel.close()
         await redis.aclose()
         await pool.close()
         metrics.shutdown()
     log.info("pipeline worker stopped")
+    return 1 if crashed else 0

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import subprocess
 import sys
 from decimal import Decimal
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 
 from services.pipeline.auth import KeyStore, Role
 from services.pipeline.service import migrate
+from services.runtime.devservers import free_port
 from tests.pipeline.service_support import REPO, SAMPLE_DATA
+from tests.support.polling import eventually
 
 
 def _run(database_url: str, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -96,3 +101,46 @@ def test_invalid_queue_setting_exits_78_naming_it(database_url: str) -> None:
     )
     assert result.returncode == 78
     assert "queue max_attempts (0) must be >= 1" in result.stderr
+
+
+async def test_worker_process_serves_health_and_metrics_and_stops_cleanly_on_sigterm(
+    database_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    port = free_port()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("PTF_")}
+    environ.update(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "PTF_REDIS_PREFIX": redis_prefix,
+            "BUILD_ID": "test",
+        }
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.pipeline",
+        "worker",
+        "--http-port",
+        str(port),
+        env=environ,
+        cwd=REPO,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
+
+            async def alive() -> bool:
+                try:
+                    async with http.get("/health") as response:
+                        return response.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(alive, within=30)
+            async with http.get("/metrics") as response:
+                assert "ptf_build_info" in await response.text()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        code = await process.wait()
+    assert code == 0
