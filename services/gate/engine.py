@@ -30,7 +30,7 @@ from services.gate.domain.override import (
 from services.gate.domain.reasons import BlockReasonCode
 from services.gate.domain.signals import Signals, snapshot
 from services.gate.escalation import EscalationRepository
-from services.gate.mapping import PreflightRun
+from services.gate.mapping import PreflightRun, preflight_record
 from services.gate.metrics import GateMetrics
 from services.gate.requests import OverrideInput, PreflightInput, translated_input_errors
 from services.gate.signal_sources import SignalSources
@@ -152,6 +152,10 @@ class GateEngine:
             duration_ms=(time.perf_counter() - started) * 1000,
             request_id=request_id,
         )
+
+    def report_preflight(self, run: PreflightRun) -> None:
+        """Hand the run to telemetry's preflight store (best effort, never blocks)."""
+        self._deps.reporter.report_preflight(preflight_record(run))
 
     async def _evaluate_and_record(
         self,

@@ -20,6 +20,7 @@ from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.common.v1 import common_pb2
 from ptf.gate.v1 import gate_pb2
+from ptf.telemetry.v1 import telemetry_pb2
 
 from services.gate.audit import AuditEntry, AuditRecord
 from services.gate.domain.evaluate import Evaluation, Reason
@@ -276,3 +277,20 @@ def override_state(*, known: bool, used_at: float | None, expires_at: float, now
     if now.timestamp() >= expires_at:
         return gate_pb2.OVERRIDE_STATE_EXPIRED
     return gate_pb2.OVERRIDE_STATE_ACTIVE
+
+
+def preflight_record(run: PreflightRun) -> telemetry_pb2.RecordPreflightRequest:
+    """The seed 000 PreflightMetric of a run, as telemetry's `RecordPreflight` takes it."""
+    outcome = run.outcome
+    stamp = timestamp(run.evaluated_at)
+    return telemetry_pb2.RecordPreflightRequest(
+        timestamp=stamp,
+        verdict=f"VERDICT_{outcome.verdict}",
+        exit_code=outcome.verdict.exit_code,
+        reasons=sorted(str(code) for code in run.evaluation.codes),
+        override_applied=outcome.override_applied,
+        contract_breach=outcome.contract_breach,
+        override_result=str(outcome.override_result),
+        duration_ms=run.duration_ms,
+        spec_hash=run.spec.spec_hash,
+    )

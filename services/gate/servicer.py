@@ -80,6 +80,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
 
     async def _preflight(self, inp: PreflightInput) -> bytes:
         run = await self._engine.preflight(inp, inp.request_id or request_id_var.get())
+        self._engine.report_preflight(run)
         return preflight_result(run).SerializeToString(deterministic=True)
 
     async def Check(

@@ -1,4 +1,5 @@
-"""Best-effort report of each Check decision to telemetry as a GATE_DECISION event.
+"""Best-effort reports to telemetry: each Check decision as a GATE_DECISION event and
+each Preflight run through `RecordPreflight` (telemetry's persisted preflight store).
 
 Fire-and-forget with a deadline: telemetry being slow or down never delays
 or changes a decision. Each event carries a fresh UUID, so telemetry's
@@ -12,8 +13,9 @@ import asyncio
 import json
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,7 +25,7 @@ log = logging.getLogger(__name__)
 
 
 class DecisionReporter:
-    """Sends `EVENT_TYPE_GATE_DECISION` events to telemetry `RecordEvents`."""
+    """Sends gate decisions (`RecordEvents`) and preflight runs (`RecordPreflight`)."""
 
     def __init__(
         self, stub: telemetry_pb2_grpc.TelemetryServiceAsyncStub, *, timeout_seconds: float
@@ -62,9 +64,24 @@ class DecisionReporter:
             occurred_at=stamp,
             payload_json=json.dumps(payload, sort_keys=True),
         )
-        task = asyncio.create_task(self._send(event), name="gate-decision-report")
+        self._schedule(self._send(event), "gate-decision-report")
+
+    def report_preflight(self, run: telemetry_pb2.RecordPreflightRequest) -> None:
+        """Schedule one preflight run for telemetry's MetricStore and return at once."""
+        self._schedule(self._send_preflight(run), "gate-preflight-report")
+
+    def _schedule(self, send: Coroutine[Any, Any, None], name: str) -> None:
+        task = asyncio.create_task(send, name=name)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
+
+    async def _send_preflight(self, run: telemetry_pb2.RecordPreflightRequest) -> None:
+        try:
+            await self._stub.RecordPreflight(run, timeout=self._timeout)
+        except grpc.aio.AioRpcError as exc:
+            log.info("preflight run not reported to telemetry: %s", exc.code().name)
+        except Exception:
+            log.warning("preflight report failed", exc_info=True)
 
     async def _send(self, event: telemetry_pb2.Event) -> None:
         try:

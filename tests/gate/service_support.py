@@ -113,9 +113,21 @@ class _Health(health_pb2_grpc.HealthServiceServicer):
 
 
 class _Telemetry(telemetry_pb2_grpc.TelemetryServiceServicer):
-    def __init__(self, canned: Canned, events: list[telemetry_pb2.Event]) -> None:
+    def __init__(
+        self,
+        canned: Canned,
+        events: list[telemetry_pb2.Event],
+        preflights: list[telemetry_pb2.RecordPreflightRequest],
+    ) -> None:
         self.canned = canned
         self.events = events
+        self.preflights = preflights
+
+    async def RecordPreflight(
+        self, request: telemetry_pb2.RecordPreflightRequest, context: Context
+    ) -> telemetry_pb2.RecordPreflightResponse:
+        self.preflights.append(request)
+        return telemetry_pb2.RecordPreflightResponse(store_generation=len(self.preflights))
 
     async def GetRunSummary(
         self, request: telemetry_pb2.GetRunSummaryRequest, context: Context
@@ -158,6 +170,7 @@ class SignalServers:
     summary: Canned = field(default_factory=lambda: Canned(reply=healthy_summary()))
     backtest: Canned = field(default_factory=lambda: Canned(error=grpc.StatusCode.UNIMPLEMENTED))
     events: list[telemetry_pb2.Event] = field(default_factory=list)
+    preflights: list[telemetry_pb2.RecordPreflightRequest] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
         return {
@@ -174,7 +187,7 @@ async def signal_servers() -> AsyncIterator[SignalServers]:
     servers = SignalServers(address=f"127.0.0.1:{port}")
     health_pb2_grpc.add_HealthServiceServicer_to_server(_Health(servers.health), server)
     telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
-        _Telemetry(servers.summary, servers.events), server
+        _Telemetry(servers.summary, servers.events, servers.preflights), server
     )
     pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(_Pipeline(servers.backtest), server)
     await server.start()

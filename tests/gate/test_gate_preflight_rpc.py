@@ -325,3 +325,18 @@ async def test_escalation_state_is_shared_by_replicas(
         clock.advance(minutes=15)
         result = await gate_stub(second).Preflight(preflight_request(release))
     assert verdict(result) == "RELEASE_BLOCK"
+
+
+async def test_each_preflight_run_is_reported_to_telemetry_once(
+    start_gate: StartGate, signals: SignalServers
+) -> None:
+    """A replayed request id answers from the dedup store and is not reported again."""
+    release = new_release()
+    async with start_gate() as svc:
+        stub = gate_stub(svc)
+        first = await stub.Preflight(preflight_request(release, request_id="report-1"))
+        await stub.Preflight(preflight_request(release, request_id="report-1"))
+        second = await stub.Preflight(preflight_request(new_release()))
+    reported = [(p.spec_hash, p.override_result, p.exit_code) for p in signals.preflights]
+    assert sorted(reported) == sorted([(first.spec_hash, "none", 0), (second.spec_hash, "none", 0)])
+    assert all(p.verdict == telemetry_pb2.VERDICT_RELEASE_OK for p in signals.preflights)
