@@ -122,7 +122,8 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def ListAudit(
         self, request: gate_pb2.ListAuditRequest, context: Context
     ) -> gate_pb2.ListAuditResponse:
-        """Audit rows newest first, keyset-paginated by an opaque cursor."""
+        """Admin only: audit rows newest first, keyset-paginated by an opaque cursor."""
+        self._auth.require_admin(context.invocation_metadata())
         query = audit_query(request)
         try:
             entries, last_id = await self._audit.page(
@@ -140,7 +141,8 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def WatchDecisions(
         self, request: gate_pb2.WatchDecisionsRequest, context: Context
     ) -> AsyncIterator[gate_pb2.DecisionEvent]:
-        """Stream every Check decision of every replica until the gate shuts down."""
+        """Admin only: every Check decision of every replica until the gate shuts down."""
+        self._auth.require_admin(context.invocation_metadata())
         release = release_filter(request.release)
         with self._bus.subscribe() as subscription:
             # Initial metadata tells the client its subscription is live.

@@ -202,7 +202,9 @@ async def test_bad_list_audit_request_is_invalid_argument(
 ) -> None:
     async with start_gate() as svc:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await gate_stub(svc).ListAudit(gate_pb2.ListAuditRequest(**request_fields))
+            await gate_stub(svc).ListAudit(
+                gate_pb2.ListAuditRequest(**request_fields), metadata=ADMIN
+            )
     assert (caught.value.code(), error_code(caught.value), error_field(caught.value)) == (
         INVALID,
         code,
@@ -210,9 +212,33 @@ async def test_bad_list_audit_request_is_invalid_argument(
     )
 
 
+@pytest.mark.parametrize(
+    ("metadata", "code"),
+    [((), "MISSING_ADMIN_KEY"), ((("x-admin-key", "wrong"),), "INVALID_ADMIN_KEY")],
+    ids=["missing-admin-key", "wrong-admin-key"],
+)
+async def test_audit_trail_needs_an_admin_key(
+    start_gate: StartGate, metadata: tuple[tuple[str, str], ...], code: str
+) -> None:
+    async with start_gate() as svc:
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await gate_stub(svc).ListAudit(gate_pb2.ListAuditRequest(), metadata=metadata)
+    assert (caught.value.code(), error_code(caught.value)) == (UNAUTHENTICATED, code)
+
+
+async def test_decision_stream_needs_an_admin_key(start_gate: StartGate) -> None:
+    async with start_gate() as svc:
+        call = gate_stub(svc).WatchDecisions(gate_pb2.WatchDecisionsRequest())
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await call.read()
+    assert (caught.value.code(), error_code(caught.value)) == (UNAUTHENTICATED, "MISSING_ADMIN_KEY")
+
+
 async def test_bad_watch_filter_is_invalid_argument(start_gate: StartGate) -> None:
     async with start_gate() as svc:
-        call = gate_stub(svc).WatchDecisions(gate_pb2.WatchDecisionsRequest(release="no spaces"))
+        call = gate_stub(svc).WatchDecisions(
+            gate_pb2.WatchDecisionsRequest(release="no spaces"), metadata=ADMIN
+        )
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call.read()
     assert (caught.value.code(), error_code(caught.value)) == (INVALID, "RELEASE_INVALID")
@@ -261,7 +287,7 @@ async def test_audit_pages_are_newest_first_and_continue_without_overlap(
         cursor = ""
         while True:
             page = await stub.ListAudit(
-                gate_pb2.ListAuditRequest(limit=2, cursor=cursor, release=release)
+                gate_pb2.ListAuditRequest(limit=2, cursor=cursor, release=release), metadata=ADMIN
             )
             seen.extend(e.id for e in page.entries)
             cursor = page.next_cursor

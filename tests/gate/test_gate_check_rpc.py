@@ -16,6 +16,7 @@ from services.gate.audit import AuditEntry, AuditRecord, AuditRepository
 from services.gate.service import GateOptions
 from services.runtime.metric_stores import GateMetricStore
 from tests.gate.service_support import (
+    ADMIN,
     SignalServers,
     StartGate,
     gate_stub,
@@ -187,7 +188,9 @@ async def test_unreachable_telemetry_does_not_change_the_decision(
 async def test_watchers_on_another_replica_see_each_decision(start_gate: StartGate) -> None:
     release = new_release()
     async with start_gate() as deciding, start_gate() as watching:
-        call = gate_stub(watching).WatchDecisions(gate_pb2.WatchDecisionsRequest(release=release))
+        call = gate_stub(watching).WatchDecisions(
+            gate_pb2.WatchDecisionsRequest(release=release), metadata=ADMIN
+        )
         await call.initial_metadata()
         await gate_stub(deciding).Check(check_request(release))
         event = await call.read()
@@ -204,7 +207,7 @@ async def test_watch_filters_by_release(start_gate: StartGate) -> None:
     wanted, other = new_release(), new_release()
     async with start_gate() as svc:
         stub = gate_stub(svc)
-        call = stub.WatchDecisions(gate_pb2.WatchDecisionsRequest(release=wanted))
+        call = stub.WatchDecisions(gate_pb2.WatchDecisionsRequest(release=wanted), metadata=ADMIN)
         await call.initial_metadata()
         await stub.Check(check_request(other))
         await stub.Check(check_request(wanted))
@@ -218,7 +221,7 @@ async def test_shutdown_ends_open_watch_streams_cleanly(start_gate: StartGate) -
     async with start_gate() as svc:
         channel = grpc.aio.insecure_channel(svc.running.grpc_target)
         stub: gate_pb2_grpc.GateServiceAsyncStub = gate_pb2_grpc.GateServiceStub(channel)  # type: ignore[assignment]
-        call = stub.WatchDecisions(gate_pb2.WatchDecisionsRequest())
+        call = stub.WatchDecisions(gate_pb2.WatchDecisionsRequest(), metadata=ADMIN)
         await call.initial_metadata()
     try:
         assert await call.code() == grpc.StatusCode.OK

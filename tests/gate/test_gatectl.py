@@ -278,7 +278,9 @@ async def test_audit_tail_shows_the_newest_rows_of_a_release(
             await stub.Check(
                 gate_pb2.CheckRequest(preflight=preflight_request(release), operator=operator)
             )
-        run = await gatectl("audit", "tail", "--release", release, "--json", *target(svc))
+        run = await gatectl(
+            "audit", "tail", "--release", release, "--json", "--admin-key", ADMIN_KEY, *target(svc)
+        )
     entries = json.loads(run.out)["entries"]
     assert [e["operator"] for e in entries] == ["second", "first"]
 
@@ -288,7 +290,9 @@ async def test_audit_verify_accepts_an_intact_chain(start_gate: StartGate, relea
         await gate_stub(svc).Check(
             gate_pb2.CheckRequest(preflight=preflight_request(release), operator="ops")
         )
-        run = await gatectl("audit", "verify", "--page-size", "50", *target(svc))
+        run = await gatectl(
+            "audit", "verify", "--page-size", "50", "--admin-key", ADMIN_KEY, *target(svc)
+        )
     assert (run.code, "hash chain intact" in run.out) == (0, True)
 
 
@@ -303,7 +307,7 @@ async def test_audit_verify_exits_2_naming_a_row_modified_by_hand(
         )
         await _rewrite_decision(pg, response.audit_id, "DENY")
         try:
-            run = await gatectl("audit", "verify", "--json", *target(svc))
+            run = await gatectl("audit", "verify", "--json", "--admin-key", ADMIN_KEY, *target(svc))
         finally:
             await _rewrite_decision(pg, response.audit_id, "ALLOW")
     document = json.loads(run.out)
@@ -329,6 +333,8 @@ async def test_watch_prints_each_live_decision(start_gate: StartGate, release: s
             "--count",
             "1",
             "--json",
+            "--admin-key",
+            ADMIN_KEY,
             *target(svc),
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

@@ -236,8 +236,9 @@ async def override_show(args: argparse.Namespace) -> int:
 async def audit_tail(args: argparse.Namespace) -> int:
     """`gatectl audit tail`: the newest audit rows."""
     request = gate_pb2.ListAuditRequest(limit=args.limit, release=args.release or "")
+    metadata = _admin_metadata(args)
     async with gate(args.gate) as stub:
-        page = await rpc(stub.ListAudit(request, timeout=args.timeout))
+        page = await rpc(stub.ListAudit(request, timeout=args.timeout, metadata=metadata))
     entries = [render.audit_entry_dict(e) for e in page.entries]
     text = render.table(render.AUDIT_HEADERS, render.audit_rows(entries))
     _emit({"entries": entries, "next_cursor": page.next_cursor}, text, args.json)
@@ -266,12 +267,14 @@ async def audit_verify(args: argparse.Namespace) -> int:
     """`gatectl audit verify`: exit 0 intact, 2 when any row fails its hash."""
     entries: list[gate_pb2.AuditEntry] = []
     cursor = ""
+    metadata = _admin_metadata(args)
     async with gate(args.gate) as stub:
         while True:
             page = await rpc(
                 stub.ListAudit(
                     gate_pb2.ListAuditRequest(limit=args.page_size, cursor=cursor),
                     timeout=args.timeout,
+                    metadata=metadata,
                 )
             )
             entries.extend(page.entries)
@@ -298,8 +301,11 @@ async def audit_verify(args: argparse.Namespace) -> int:
 async def watch(args: argparse.Namespace) -> int:
     """`gatectl watch`: print live decisions until the stream ends or --count is reached."""
     seen = 0
+    metadata = _admin_metadata(args)
     async with gate(args.gate) as stub:
-        call = stub.WatchDecisions(gate_pb2.WatchDecisionsRequest(release=args.release or ""))
+        call = stub.WatchDecisions(
+            gate_pb2.WatchDecisionsRequest(release=args.release or ""), metadata=metadata
+        )
         try:
             await rpc(call.initial_metadata())
             print(
