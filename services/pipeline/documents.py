@@ -20,6 +20,7 @@ from typing import Any
 from services.pipeline.domain import PipelineDomainError, content_hash, parse_extraction
 from services.pipeline.domain.errors import ErrorCode
 from services.pipeline.domain.hashing import MAX_DEPTH, canonical_json
+from services.pipeline.errors import UnsupportedMediaType
 from services.runtime.errors import InvalidInput, PtfError, Unprocessable
 
 
@@ -27,12 +28,6 @@ class SourceKind(StrEnum):
     JSON = "json"
     PDF = "pdf"
     IMAGE = "image"
-
-
-class UnsupportedMediaType(InvalidInput):
-    """A file that is neither an extraction JSON document nor a PDF or image."""
-
-    http_status = 415
 
 
 _IMAGE_SIGNATURES: tuple[tuple[bytes, str], ...] = (

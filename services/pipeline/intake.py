@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import uuid4
 
-import asyncpg
 from redis.exceptions import RedisError
 
 from services.pipeline.documents import SourceKind, Submission
+from services.pipeline.errors import DATABASE_DOWN
 from services.pipeline.extractors import extractor_unavailable
 from services.pipeline.jobs import JobStore, JobView
 from services.pipeline.notifications import JobWatcher
@@ -36,7 +36,7 @@ async def store_errors() -> AsyncIterator[None]:
     """Postgres unreachable → 503 DATABASE_UNAVAILABLE with Retry-After (SPEC §11)."""
     try:
         yield
-    except (asyncpg.PostgresConnectionError, asyncpg.InterfaceError, OSError) as exc:
+    except DATABASE_DOWN as exc:
         log.warning("database unavailable: %s", type(exc).__name__)
         raise Unavailable(
             "DATABASE_UNAVAILABLE",

@@ -22,6 +22,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.telemetry.v1 import telemetry_pb2
 
+from services.pipeline.errors import STORE_ERRORS
 from services.pipeline.events import OutboxEvent, outbox_rows
 from services.pipeline.settings import RelaySettings
 
@@ -132,7 +133,7 @@ class OutboxRelay:
                 self._settings.batch_size,
                 error[:500],
             )
-        except (asyncpg.PostgresError, OSError):
+        except STORE_ERRORS:
             log.warning("could not record outbox delivery failure")
 
     async def run(self) -> None:
@@ -147,7 +148,7 @@ class OutboxRelay:
                 await self._sleep(delay, wakeable=False)
                 delay = min(delay * 2, self._settings.backoff_max_seconds)
                 continue
-            except (asyncpg.PostgresError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("outbox relay cannot reach the database: %s", type(exc).__name__)
                 await self._sleep(delay, wakeable=False)
                 delay = min(delay * 2, self._settings.backoff_max_seconds)
@@ -201,7 +202,7 @@ class EventBuffer:
         try:
             async with self._pool.acquire() as conn:
                 await write_events(conn, batch)
-        except (asyncpg.PostgresError, OSError):
+        except STORE_ERRORS:
             log.warning("could not write %d buffered event(s); will retry", len(batch))
             self._events = batch + self._events
             del self._events[: max(0, len(self._events) - self._max)]

@@ -18,6 +18,7 @@ from typing import Any
 
 import asyncpg
 
+from services.pipeline.errors import STORE_ERRORS
 from services.pipeline.events import queue_sample
 from services.pipeline.extractors import ExtractorRateLimit, RateLimitState
 from services.pipeline.metrics import PipelineMetrics
@@ -106,7 +107,7 @@ class QueueSampler:
         while True:
             try:
                 await self.sample_once()
-            except (asyncpg.PostgresError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 log.warning("queue sample failed (%s)", type(exc).__name__)
             await asyncio.sleep(self._interval)
 

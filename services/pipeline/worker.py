@@ -26,7 +26,6 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import asyncpg
-from redis.exceptions import RedisError
 
 from services.pipeline.documents import SourceKind, load_document
 from services.pipeline.domain import (
@@ -36,6 +35,7 @@ from services.pipeline.domain import (
     parse_extraction,
 )
 from services.pipeline.domain.hashing import canonical_json
+from services.pipeline.errors import STORE_ERRORS
 from services.pipeline.events import (
     encode_json,
     incident_created,
@@ -65,7 +65,7 @@ log = logging.getLogger(__name__)
 # Consumers idle this long with nothing pending belong to workers that are gone.
 _CONSUMER_IDLE_MS = 3_600_000
 _PRUNE_INTERVAL_SECONDS = 300.0
-_INFRA_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, RedisError, OSError)
+_INFRA_ERRORS = STORE_ERRORS
 
 
 def consumer_name(index: int) -> str:

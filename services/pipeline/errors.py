@@ -1,0 +1,34 @@
+"""Errors of the pipeline's adapters.
+
+`StoreUnavailable` lists what Postgres and Redis raise when they are down or
+going away; background loops survive these (log, back off, retry) and request
+handlers turn the Postgres ones into 503 DATABASE_UNAVAILABLE.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+from redis.exceptions import RedisError
+
+from services.runtime.errors import InvalidInput
+
+# Postgres unreachable, restarting or terminating our connections.
+DATABASE_DOWN: tuple[type[BaseException], ...] = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    OSError,
+    TimeoutError,
+)
+# Anything a store outage raises, for loops that must outlive one.
+STORE_ERRORS: tuple[type[BaseException], ...] = (
+    *DATABASE_DOWN,
+    asyncpg.PostgresError,
+    RedisError,
+)
+
+
+class UnsupportedMediaType(InvalidInput):
+    """A file that is neither an extraction JSON document nor a PDF or image."""
+
+    http_status = 415
