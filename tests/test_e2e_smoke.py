@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.common.v1 import common_pb2
@@ -152,7 +153,7 @@ async def _run_summary(stack: Stack, since: datetime) -> telemetry_pb2.RunSummar
     )
 
 
-async def test_three_seed_fixtures_run_the_whole_loop(stack: Stack) -> None:
+async def test_three_seed_fixtures_run_the_whole_loop(stack: Stack, pg: asyncpg.Pool) -> None:
     started = datetime.now(UTC)
     fixtures = {f.name: f for f in load_smoke_fixtures()}
     happy = fixtures["happy_path_invoice"]
@@ -226,3 +227,16 @@ async def test_three_seed_fixtures_run_the_whole_loop(stack: Stack) -> None:
     final = await eventually(feedback_counted, within=30)
     assert final.counts.resolved_count == 2
     assert final.rates.feedback_coverage == 0.5
+
+    # Every event of the tenant, HTTP request outcomes included, reached telemetry valid.
+    async def settled() -> list[asyncpg.Record] | None:
+        rows = await pg.fetch(
+            "SELECT event_type, rejected, delivered_at FROM pipeline_outbox WHERE tenant_id = $1",
+            stack.tenant,
+        )
+        types = {r["event_type"] for r in rows}
+        delivered = all(r["delivered_at"] is not None for r in rows)
+        return rows if delivered and "HTTP_REQUEST" in types else None
+
+    events = await eventually(settled, within=30)
+    assert [r["event_type"] for r in events if r["rejected"]] == []

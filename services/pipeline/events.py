@@ -18,6 +18,9 @@ from uuid import UUID, uuid4
 from services.pipeline.domain import ProcessingResult
 
 
+MAX_PROVIDER_LENGTH = 128
+
+
 class EventType(StrEnum):
     """Names match `ptf.telemetry.v1.EventType` without the `EVENT_TYPE_` prefix."""
 
@@ -58,6 +61,11 @@ def encode_json(value: object) -> str:
     return json.dumps(value, default=_json_default, allow_nan=False, separators=(",", ":"))
 
 
+def _provider(provider: str | None) -> str:
+    """Telemetry keeps provider names of at most 128 characters (the domain allows 200)."""
+    return (provider or "")[:MAX_PROVIDER_LENGTH]
+
+
 def invoice_processed(
     tenant_id: str,
     result: ProcessingResult,
@@ -77,7 +85,7 @@ def invoice_processed(
         {
             "invoice_id": str(invoice_id),
             "job_id": str(job_id),
-            "provider": result.extraction.provider or "",
+            "provider": _provider(result.extraction.provider),
             "pipeline_total_ms": round(pipeline_total_ms, 3),
             "extraction_ms": None if extraction_ms is None else round(extraction_ms, 3),
             "quality_grade": result.quality.grade.value,
@@ -108,7 +116,7 @@ def incident_created(
         {
             "incident_id": str(incident_id),
             "invoice_id": str(invoice_id),
-            "provider": incident.provider or "",
+            "provider": _provider(incident.provider),
             "severity": incident.severity.value,
             "primary_flag": incident.primary_flag.value,
             "action_class": incident.action_hint.action_class.value,
