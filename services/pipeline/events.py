@@ -17,7 +17,6 @@ from uuid import UUID, uuid4
 
 from services.pipeline.domain import ProcessingResult
 
-
 MAX_PROVIDER_LENGTH = 128
 
 
