@@ -7,7 +7,9 @@ import os
 import tempfile
 from pathlib import Path
 
-from bench.processes import bench_processes
+from bench.gate import bench_gate
+from bench.health import bench_health_ready
+from bench.processes import bench_idle_processes, running_stack
 from bench.report import render
 from bench.tokens import bench_tokens
 from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
@@ -27,7 +29,10 @@ def main() -> None:
         )
         try:
             rows = asyncio.run(bench_tokens(env["REDIS_URL"]))
-            rows += bench_processes(env)
+            with running_stack(env) as stack:
+                rows += bench_idle_processes(stack)
+                rows += asyncio.run(bench_gate(f"127.0.0.1:{stack['gate'].grpc_port}"))
+                rows += asyncio.run(bench_health_ready(stack["health"].http_port))
         finally:
             redis_server.stop()
             postgres.stop()

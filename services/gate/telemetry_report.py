@@ -23,6 +23,8 @@ from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 log = logging.getLogger(__name__)
 
+MAX_PENDING = 256
+
 
 class DecisionReporter:
     """Sends gate decisions (`RecordEvents`) and preflight runs (`RecordPreflight`)."""
@@ -33,6 +35,7 @@ class DecisionReporter:
         self._stub = stub
         self._timeout = timeout_seconds
         self._pending: set[asyncio.Task[None]] = set()
+        self.dropped = 0
 
     def report(
         self,
@@ -71,6 +74,15 @@ class DecisionReporter:
         self._schedule(self._send_preflight(run), "gate-preflight-report")
 
     def _schedule(self, send: Coroutine[Any, Any, None], name: str) -> None:
+        """Start a send unless MAX_PENDING are already under way (then drop and count it).
+
+        Telemetry being slow must not make the gate pile up tasks without bound.
+        """
+        if len(self._pending) >= MAX_PENDING:
+            send.close()
+            self.dropped += 1
+            log.warning("telemetry report dropped: %d sends already pending", MAX_PENDING)
+            return
         task = asyncio.create_task(send, name=name)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)

@@ -139,6 +139,15 @@ async def create_pool(
         if on_query is not None:
             conn.add_query_logger(lambda _record: on_query())
 
+    async def keep_session(conn: asyncpg.Connection) -> None:
+        """Release without asyncpg's default `RESET ALL; UNLISTEN *; ...` round trip.
+
+        Our statements leave no session state behind (no SET, LISTEN or held
+        advisory lock outlives its block; asyncpg still rolls back an open
+        transaction itself), so the reset only cost one query per acquire.
+        """
+        del conn
+
     pool = await asyncpg.create_pool(
         database_url,
         min_size=min_size,
@@ -146,5 +155,6 @@ async def create_pool(
         command_timeout=30,
         server_settings={"application_name": "ptf-admin"},
         init=init,
+        reset=keep_session,
     )
     return pool
