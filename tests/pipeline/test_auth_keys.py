@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 import aiohttp
 import asyncpg
 import pytest
@@ -10,16 +12,16 @@ from services.pipeline.auth import KeyStore, Role, hash_key
 from services.pipeline.service import make_definition, migrate
 from services.runtime.errors import InvalidInput
 from tests.conftest import StartService
-from tests.pipeline.service_support import NO_TELEMETRY, document, fast_settings
+from tests.pipeline.service_support import NO_TELEMETRY, fast_settings
 
 
 async def _submit_status(
     http: aiohttp.ClientSession, tenant_id: str, key: str
 ) -> tuple[int, str | None]:
-    async with http.post(
-        f"/full-process?tenant_id={tenant_id}&async=true",
-        json=document(),
-        headers={"X-API-Key": key},
+    """Status and error code of a job lookup: 404 JOB_NOT_FOUND means the key was accepted
+    for the tenant (and, unlike a submission, leaves no job behind in the shared database)."""
+    async with http.get(
+        f"/jobs/{uuid.uuid4()}?tenant_id={tenant_id}", headers={"X-API-Key": key}
     ) as response:
         body = await response.json()
         return response.status, body.get("error_code")
@@ -32,8 +34,8 @@ async def test_dev_tenant_key_grants_pilot_and_default_in_development(
     async with start_service(
         make_definition(fast_settings(inprocess_workers=0)), PTF_TELEMETRY_ADDR=NO_TELEMETRY
     ) as svc:
-        status, _ = await _submit_status(svc.http, tenant_id, "dev-tenant-key")
-    assert status == 202
+        status = await _submit_status(svc.http, tenant_id, "dev-tenant-key")
+    assert status == (404, "JOB_NOT_FOUND")
 
 
 async def test_dev_tenant_key_does_not_grant_other_tenants(start_service: StartService) -> None:
