@@ -112,7 +112,7 @@ def _sniff(content: bytes) -> tuple[SourceKind, str] | None:
     return None
 
 
-def file_submission(content: bytes, declared_type: str, file_name: str) -> Submission:
+def file_submission(content: bytes, declared_type: str = "", file_name: str = "") -> Submission:
     """A multipart file: an extraction JSON document, or a PDF/image for the extractor."""
     if not content:
         raise InvalidInput("EMPTY_FILE", "the uploaded file is empty", field="file")

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -174,11 +175,14 @@ class PipelineHttp:
             raise too_large(limit)
         if not raw:
             raise InvalidInput("EMPTY_BODY", "the request body is empty")
-        if request.content_type in ("application/json", "application/octet-stream", ""):
-            if len(raw) > _THREAD_PARSE_BYTES:
-                return await asyncio.to_thread(json_submission, raw)
-            return json_submission(raw)
-        return file_submission(raw, request.content_type, "")
+        # A JSON content type means an extraction document; anything else (a raw
+        # PDF/image, or curl's form default) is classified by its leading bytes.
+        declared = request.content_type
+        is_json = declared == "application/json" or declared.endswith("+json")
+        parse = json_submission if is_json else partial(file_submission, declared_type=declared)
+        if len(raw) > _THREAD_PARSE_BYTES:
+            return await asyncio.to_thread(parse, raw)
+        return parse(raw)
 
     async def _read_multipart(self, request: web.Request, limit: int) -> Submission:
         try:

@@ -209,3 +209,16 @@ async def test_processed_invoices_and_requests_show_in_metrics(
     assert 'ptf_pipeline_invoices_processed_total{grade="CHECK"}' in text
     assert 'ptf_pipeline_incidents_created_total{primary_flag="INVOICE_TOTAL_MISMATCH"' in text
     assert 'code="200",method="POST",route="/full-process"' in text
+
+
+async def test_extraction_json_sent_with_curls_default_content_type_is_processed(
+    pipeline: ServiceHandle, tenant: Tenant
+) -> None:
+    async with pipeline.http.post(
+        f"/full-process?tenant_id={tenant.tenant_id}",
+        data=json.dumps(document()).encode(),
+        headers={**tenant.headers, "Content-Type": "application/x-www-form-urlencoded"},
+    ) as response:
+        body = await response.json()
+    assert response.status == 200
+    assert body["state"] == "DONE"
