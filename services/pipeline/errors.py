@@ -1,6 +1,6 @@
 """Errors of the pipeline's adapters.
 
-`StoreUnavailable` lists what Postgres and Redis raise when they are down or
+`STORE_ERRORS` lists what Postgres and Redis raise when they are down or
 going away; background loops survive these (log, back off, retry) and request
 handlers turn the Postgres ones into 503 DATABASE_UNAVAILABLE.
 """
@@ -26,6 +26,14 @@ STORE_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.PostgresError,
     RedisError,
 )
+
+
+class PipelineError(Exception):
+    """Root of the pipeline adapters' internal failures (lost lease, extractor, relay).
+
+    Client-facing refusals are `PtfError`s (runtime) and the domain's
+    `PipelineDomainError`; these never reach a client as such.
+    """
 
 
 class UnsupportedMediaType(InvalidInput):

@@ -21,6 +21,7 @@ import aiohttp
 import redis.asyncio as aioredis
 
 from services.pipeline.documents import decode_json
+from services.pipeline.errors import PipelineError
 from services.pipeline.settings import ExtractorSettings
 from services.runtime.config import AppConfig
 from services.runtime.errors import PtfError, Unprocessable
@@ -93,7 +94,7 @@ class Extracted:
     extraction_ms: float | None
 
 
-class ExtractionFailed(Exception):
+class ExtractionFailed(PipelineError):
     """The extractor could not produce a document; `retryable` decides retry vs FAILED."""
 
     def __init__(

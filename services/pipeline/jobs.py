@@ -20,6 +20,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from services.pipeline.documents import SourceKind, Submission
+from services.pipeline.errors import PipelineError
 from services.pipeline.events import OutboxEvent, outbox_rows
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -283,7 +284,7 @@ class IncidentRow:
     mismatch_info_json: str
 
 
-class LeaseLost(Exception):
+class LeaseLost(PipelineError):
     """Another worker took the job over; this worker's outcome must not be committed."""
 
 

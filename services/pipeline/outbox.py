@@ -22,7 +22,7 @@ import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.telemetry.v1 import telemetry_pb2
 
-from services.pipeline.errors import STORE_ERRORS
+from services.pipeline.errors import STORE_ERRORS, PipelineError
 from services.pipeline.events import OutboxEvent, outbox_rows
 from services.pipeline.settings import RelaySettings
 
@@ -71,7 +71,7 @@ class RelayResult:
     rejected: int
 
 
-class RelayError(Exception):
+class RelayError(PipelineError):
     """Telemetry could not take the batch; the rows stay pending."""
 
 

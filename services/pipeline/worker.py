@@ -35,7 +35,7 @@ from services.pipeline.domain import (
     parse_extraction,
 )
 from services.pipeline.domain.hashing import canonical_json
-from services.pipeline.errors import STORE_ERRORS
+from services.pipeline.errors import STORE_ERRORS, PipelineError
 from services.pipeline.events import (
     encode_json,
     incident_created,
@@ -79,7 +79,7 @@ def backoff_seconds(attempt: int, settings: QueueSettings) -> float:
     return float(min(settings.backoff_max_seconds, settings.backoff_base_seconds * 2**exponent))
 
 
-class _Failed(Exception):
+class _Failed(PipelineError):
     """A permanent failure of one job: FAILED with this code."""
 
     def __init__(self, error_code: str, message: str) -> None:
@@ -88,7 +88,7 @@ class _Failed(Exception):
         self.message = message
 
 
-class _Retry(Exception):
+class _Retry(PipelineError):
     """A transient failure: try again later (or EXHAUSTED)."""
 
     def __init__(self, error_code: str, message: str) -> None:
