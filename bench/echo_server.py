@@ -1,4 +1,7 @@
-"""The baseline of the gate benchmark: a bare grpc.aio unary echo server (`python -m bench.echo_server PORT`)."""
+"""Baseline of the gate benchmark: a bare grpc.aio unary echo server.
+
+Run as `python -m bench.echo_server PORT`; prints "ready" once serving.
+"""
 
 from __future__ import annotations
 

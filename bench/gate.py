@@ -6,7 +6,7 @@ Same Python client, same concurrency, same request count: throughput must be
 
 from __future__ import annotations
 
-import subprocess
+import asyncio
 import sys
 
 import grpc
@@ -36,18 +36,18 @@ async def _measure(call: Operation) -> LoadResult:
 
 async def _echo_baseline(payload: bytes) -> LoadResult:
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.echo_server", str(port)], stdout=subprocess.PIPE
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bench.echo_server", str(port), stdout=asyncio.subprocess.PIPE
     )
     try:
         assert process.stdout is not None
-        process.stdout.readline()
+        await process.stdout.readline()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
             echo = channel.unary_unary(METHOD)
             return await _measure(lambda: echo(payload))
     finally:
         process.terminate()
-        process.wait()
+        await process.wait()
 
 
 async def bench_gate(gate_target: str) -> list[BenchRow]:
