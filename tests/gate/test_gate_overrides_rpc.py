@@ -3,11 +3,7 @@ restarts, and the raw token never leaving the requester."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
-import sys
-from collections import Counter
 from pathlib import Path
 
 import asyncpg
@@ -33,6 +29,7 @@ from tests.gate.service_support import (
     spec_yaml,
     verdict,
 )
+from tests.support.race import race_processes
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -279,33 +276,13 @@ async def test_200_concurrent_calls_in_4_processes_apply_one_token_exactly_once(
         stub = gate_stub(svc)
         issued = await request_override(stub, release, _spec_hash(release), "S1_RATE_HIGH")
         await stub.Preflight(preflight_request(release))  # first-seen state settled
-        processes = [
-            await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "tests.gate.race_client",
-                svc.running.grpc_target,
-                str(spec_file),
-                issued.token.token,
-                "50",
-                stdin=asyncio.subprocess.PIPE,
-                stdout=asyncio.subprocess.PIPE,
-                cwd=REPO,
-            )
-            for _ in range(4)
-        ]
-        for process in processes:
-            assert process.stdout is not None
-            assert (await process.stdout.readline()).strip() == b"ready"
-        for process in processes:
-            assert process.stdin is not None
-            process.stdin.write(b"go\n")
-            await process.stdin.drain()
-        totals: Counter[str] = Counter()
-        for process in processes:
-            out, _ = await process.communicate()
-            assert process.returncode == 0
-            totals.update(json.loads(out))
+        totals = await race_processes(
+            "tests.gate.race_client",
+            svc.running.grpc_target,
+            str(spec_file),
+            issued.token.token,
+            "50",
+        )
     assert totals == {"APPLIED": 1, "REJECTED": 199}
 
 

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import sys
-from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +17,7 @@ from services.runtime.tokens.errors import TokenError, params_hash, token_hash
 from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS, PostgresTokenStore
 from services.runtime.tokens.redis_store import RedisTokenStore
 from services.runtime.tokens.store import TokenStore
+from tests.support.race import race_processes
 
 REPO = Path(__file__).resolve().parents[2]
 PURPOSE = "test.race"
@@ -223,33 +221,7 @@ async def test_200_concurrent_consumers_in_4_processes_yield_exactly_one_success
 ) -> None:
     kind, url, store = race_target
     token = await store.issue(PURPOSE, BOUND, TTL)
-    processes = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tests.support.token_consumer",
-            kind,
-            url,
-            redis_prefix,
-            token.raw,
-            BOUND,
-            "50",
-            stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE,
-            cwd=REPO,
-        )
-        for _ in range(4)
-    ]
-    for process in processes:
-        assert process.stdout is not None
-        assert (await process.stdout.readline()).strip() == b"ready"
-    for process in processes:
-        assert process.stdin is not None
-        process.stdin.write(b"go\n")
-        await process.stdin.drain()
-    totals: Counter[str] = Counter()
-    for process in processes:
-        out, _ = await process.communicate()
-        assert process.returncode == 0
-        totals.update(json.loads(out))
+    totals = await race_processes(
+        "tests.support.token_consumer", kind, url, redis_prefix, token.raw, BOUND, "50"
+    )
     assert totals == {"ok": 1, "TOKEN_USED": 199}
