@@ -31,8 +31,6 @@ from tests.gate.service_support import (
 )
 from tests.support.race import race_processes
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _spec_hash(release: str, *extra_lines: str) -> str:
     return parse_spec(spec_yaml(release, *extra_lines)).spec_hash

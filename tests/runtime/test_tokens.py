@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -19,7 +18,6 @@ from services.runtime.tokens.redis_store import RedisTokenStore
 from services.runtime.tokens.store import TokenStore
 from tests.support.race import race_processes
 
-REPO = Path(__file__).resolve().parents[2]
 PURPOSE = "test.race"
 TTL = 900.0
 RETENTION = 3600.0
