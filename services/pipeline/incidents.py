@@ -4,7 +4,9 @@ At most one incident exists per invoice (unique `invoice_id`, insert with
 ON CONFLICT DO NOTHING). Lists page by `(created_at, incident_id)` descending
 with an opaque cursor. Resolving and feedback write their telemetry event in
 the same transaction. A tenant key sees only its tenants' incidents; an admin
-key sees every tenant.
+key sees every tenant. Acting on another tenant's incident is 403
+TENANT_FORBIDDEN (the same answer as naming another tenant's id), while an
+id that does not exist at all stays 404.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from services.pipeline.domain import IncidentDraft
 from services.pipeline.events import encode_json, feedback_submitted, incident_resolved
 from services.pipeline.jobs import IncidentRow
 from services.pipeline.outbox import write_events
-from services.runtime.errors import Conflict, InvalidInput, NotFound
+from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -282,12 +284,6 @@ def incident_row(draft: IncidentDraft) -> IncidentRow:
     )
 
 
-def _scope_clause(tenants: Iterable[str] | None, position: int) -> tuple[str, list[Any]]:
-    if tenants is None:
-        return "", []
-    return f" AND tenant_id = ANY(${position}::text[])", [sorted(tenants)]
-
-
 class IncidentStore:
     """SQL for incidents."""
 
@@ -326,14 +322,24 @@ class IncidentStore:
     async def _get(
         self, conn: Connection, incident_id: UUID, tenants: Iterable[str] | None
     ) -> Incident:
-        scope, scope_args = _scope_clause(tenants, 2)
+        """The incident locked FOR UPDATE if `tenants` (None: every tenant) covers it.
+
+        The row is fetched by id alone so that one query tells "no such id"
+        (404) from "not yours" (403); the tenant check happens here, before any
+        write, and the UPDATEs still filter on the row's tenant.
+        """
         row = await conn.fetchrow(
-            f"SELECT {_COLUMNS} FROM pipeline_incidents WHERE incident_id = $1{scope} FOR UPDATE",
+            f"SELECT {_COLUMNS} FROM pipeline_incidents WHERE incident_id = $1 FOR UPDATE",
             incident_id,
-            *scope_args,
         )
         if row is None:
             raise NotFound("INCIDENT_NOT_FOUND", "no such incident", field="incident_id")
+        if tenants is not None and row["tenant_id"] not in frozenset(tenants):
+            raise Forbidden(
+                "TENANT_FORBIDDEN",
+                "the API key does not grant this incident's tenant",
+                field="incident_id",
+            )
         return _incident(row)
 
     async def resolve(
