@@ -26,14 +26,13 @@ from services.health.checks import (
 )
 from services.health.readiness import Readiness
 from services.health.report import CheckStatus, ReadinessReport
+from services.pipeline.pilot import invoice_limiter
 from services.pipeline.service import MIGRATIONS as PIPELINE_MIGRATIONS
 from services.pipeline.status import ExtractorRateLimit, queue_status
 from services.runtime.db import MigrationSet
-from services.runtime.ratelimit import SlidingWindowLimiter
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
-PILOT_INVOICE_LIMITER = "pilot-invoices"
 
 _PROTO_STATUS = {
     CheckStatus.OK: health_pb2.CHECK_STATUS_OK,
@@ -102,13 +101,7 @@ async def build(runtime: Runtime) -> ServiceParts:
         )
     }
     rate_limit = ExtractorRateLimit(runtime.redis, runtime.keys)
-    invoices = SlidingWindowLimiter(
-        runtime.redis,
-        runtime.keys,
-        PILOT_INVOICE_LIMITER,
-        limit=thresholds.Pilot.MAX_INVOICES_PER_HOUR,
-        window_seconds=thresholds.Pilot.WINDOW_SECONDS,
-    )
+    invoices = invoice_limiter(runtime.redis, runtime.keys, thresholds)
 
     async def queue() -> QueueSnapshot:
         status = await queue_status(runtime.pool, thresholds)

@@ -3,7 +3,9 @@
 A submission is validated completely before anything is written (a refused
 document leaves no row behind), stored idempotently (same document for the
 same tenant → the existing job), put on the job stream, and — in synchronous
-mode — waited for until the job is final or the sync timeout passes.
+mode — waited for until the job is final or the sync timeout passes. A pilot
+submission also passes the pilot guard: refused while the kill switch is off,
+and a new document takes a slot of the hourly budget (a resubmission does not).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from redis.exceptions import RedisError
 
@@ -22,6 +24,7 @@ from services.pipeline.errors import DATABASE_DOWN
 from services.pipeline.extractors import extractor_unavailable
 from services.pipeline.jobs import JobStore, JobView
 from services.pipeline.notifications import JobWatcher
+from services.pipeline.pilot import PilotGuard
 from services.pipeline.queue import JobQueue
 from services.pipeline.settings import IntakeSettings
 from services.runtime.errors import PayloadTooLarge, Unavailable
@@ -65,6 +68,7 @@ class Intake:
         jobs: JobStore,
         queue: JobQueue,
         watcher: JobWatcher,
+        pilot: PilotGuard,
         *,
         files_supported: bool,
         settings: IntakeSettings,
@@ -72,6 +76,7 @@ class Intake:
         self._jobs = jobs
         self._queue = queue
         self._watcher = watcher
+        self._pilot = pilot
         self._files_supported = files_supported
         self.settings = settings
 
@@ -84,11 +89,11 @@ class Intake:
         self, tenant_id: str, submission: Submission, received_at: datetime, *, wait: bool
     ) -> SubmitOutcome:
         self.check_extractor(submission)
+        self._pilot.check_open(tenant_id)
         job_id = uuid4()
         # Subscribed before the insert, a synchronous caller cannot miss the result.
         with self._watcher.subscribe(job_id) as subscription:
-            async with store_errors():
-                job, created = await self._jobs.create(tenant_id, submission, received_at, job_id)
+            job, created = await self._store(tenant_id, submission, received_at, job_id)
             if created:
                 await self._enqueue(job)
             if wait and not job.state.final:
@@ -99,6 +104,29 @@ class Intake:
                     else:
                         job = await self._watcher.wait_final(job, timeout)
         return SubmitOutcome(job, deduplicated=not created)
+
+    async def _store(
+        self, tenant_id: str, submission: Submission, received_at: datetime, job_id: UUID
+    ) -> tuple[JobView, bool]:
+        """The job of this document: existing, or new (for the pilot, within its budget)."""
+        if not self._pilot.guards(tenant_id):
+            async with store_errors():
+                return await self._jobs.create(tenant_id, submission, received_at, job_id)
+        async with store_errors():
+            existing = await self._jobs.find(tenant_id, submission.content_hash)
+        if existing is not None:
+            return existing, False
+        slot = await self._pilot.reserve_invoice(tenant_id)
+        try:
+            async with store_errors():
+                job, created = await self._jobs.create(tenant_id, submission, received_at, job_id)
+        except BaseException:
+            await self._pilot.release_invoice(slot)
+            raise
+        if not created:
+            # A concurrent submission of the same document won the insert.
+            await self._pilot.release_invoice(slot)
+        return job, created
 
     async def _enqueue(self, job: JobView) -> None:
         try:

@@ -220,6 +220,16 @@ SELECT (SELECT count(*) FROM fenced) AS fenced,
        (SELECT count(*) FROM events) AS events
 """
 
+# Kill switch (SPEC §3.6): a job nobody is running becomes SKIPPED instead of running.
+_SKIPPABLE = "(state = 'QUEUED' OR (state = 'RUNNING' AND lease_expires_at < now()))"
+_SKIP = f"""
+UPDATE pipeline_jobs
+SET state = 'SKIPPED', finished_at = now(), updated_at = now(), finished_by = $3,
+    lease_owner = NULL, lease_expires_at = NULL, error_code = $4, error_message = $5
+WHERE tenant_id = $1 AND ($2::uuid IS NULL OR job_id = $2) AND {_SKIPPABLE}
+RETURNING job_id
+"""
+
 _SWEEP = """
 WITH due AS (
     SELECT job_id FROM pipeline_jobs
@@ -317,15 +327,20 @@ class JobStore:
         )
         if row is not None:
             return _view(row), True
-        existing = await self._pool.fetchrow(
+        existing = await self.find(tenant_id, submission.content_hash)
+        if existing is None:  # pragma: no cover - the conflicting row was purged meanwhile
+            raise LookupError("duplicate document vanished during intake")
+        return existing, False
+
+    async def find(self, tenant_id: str, content_hash: str) -> JobView | None:
+        """The job of a document this tenant already submitted, if any."""
+        row = await self._pool.fetchrow(
             f"SELECT {_VIEW_COLUMNS}{_VIEW_FROM}"
             " WHERE i.tenant_id = $1 AND i.content_hash = $2 AND j.tenant_id = $1",
             tenant_id,
-            submission.content_hash,
+            content_hash,
         )
-        if existing is None:  # pragma: no cover - the conflicting row was purged meanwhile
-            raise LookupError("duplicate document vanished during intake")
-        return _view(existing), False
+        return _view(row) if row else None
 
     async def get(self, job_id: UUID, tenant_id: str) -> JobView | None:
         row = await self._pool.fetchrow(
@@ -470,6 +485,13 @@ class JobStore:
         if state is None:
             raise LeaseLost(str(job.job_id))
         return JobState(state)
+
+    async def skip(
+        self, tenant_id: str, job_id: UUID | None, by: str, reason: tuple[str, str]
+    ) -> list[UUID]:
+        """SKIPPED for the tenant's jobs nobody runs (one job, or all with `job_id` None)."""
+        rows = await self._pool.fetch(_SKIP, tenant_id, job_id, by, reason[0], reason[1])
+        return [r["job_id"] for r in rows]
 
     async def sweep(self, stale_seconds: float, limit: int = 500) -> list[tuple[UUID, str]]:
         """Jobs whose retry is due or whose message was lost; marked enqueued now."""

@@ -23,6 +23,10 @@ class PipelineMetrics:
             "ptf_pipeline_accept_rounding",
             description="Invoices whose total differed only by rounding.",
         )
+        self.pilot_incidents_skipped = meter.create_counter(
+            "ptf_pipeline_pilot_incidents_skipped",
+            description="Pilot incidents not created because the hourly incident budget was spent.",
+        )
         self.jobs_finished = meter.create_counter(
             "ptf_pipeline_jobs_finished",
             description="Jobs reaching a final state, by state.",

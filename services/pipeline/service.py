@@ -34,6 +34,7 @@ from services.pipeline.market import MarketStore
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.notifications import JobNotifier, JobWatcher
 from services.pipeline.outbox import EventBuffer, OutboxRelay
+from services.pipeline.pilot import PilotGuard, incident_limiter, invoice_limiter
 from services.pipeline.queue import JobQueue
 from services.pipeline.settings import MEBIBYTE, PipelineSettings
 from services.pipeline.status import QueueSampler
@@ -69,7 +70,21 @@ class WorkerParts:
     group: WorkerGroup
     queue: JobQueue
     notifier: JobNotifier
+    pilot: PilotGuard
     session: aiohttp.ClientSession
+
+
+def pilot_guard(
+    config: AppConfig, redis: aioredis.Redis, keys: RedisKeys, metrics: PipelineMetrics
+) -> PilotGuard:
+    """The kill switch and budgets of `config.pilot_tenant_id`, shared through Redis."""
+    return PilotGuard(
+        tenant_id=config.pilot_tenant_id,
+        enabled=config.pilot_enabled,
+        invoices=invoice_limiter(redis, keys, config.thresholds),
+        incidents=incident_limiter(redis, keys, config.thresholds),
+        incidents_skipped=metrics.pilot_incidents_skipped,
+    )
 
 
 def build_workers(
@@ -88,6 +103,7 @@ def build_workers(
     queue = JobQueue(redis, keys)
     notifier = JobNotifier(redis, keys)
     jobs = JobStore(pool)
+    pilot = pilot_guard(config, redis, keys, metrics)
     extractor = create_file_extractor(
         config, session, ExtractorRateLimit(redis, keys), settings.extractor
     )
@@ -99,14 +115,16 @@ def build_workers(
         config.thresholds,
         settings.queue,
         metrics,
+        pilot,
         on_committed,
     )
     workers = [
-        Worker(consumer_name(i), queue, jobs, processor, notifier, settings.queue)
+        Worker(consumer_name(i), queue, jobs, processor, notifier, settings.queue, pilot)
         for i in range(count)
     ]
-    group = WorkerGroup(workers, Sweeper(jobs, queue, settings.queue), queue)
-    return WorkerParts(group=group, queue=queue, notifier=notifier, session=session)
+    sweeper = Sweeper(jobs, queue, notifier, settings.queue, pilot)
+    group = WorkerGroup(workers, sweeper, queue)
+    return WorkerParts(group=group, queue=queue, notifier=notifier, pilot=pilot, session=session)
 
 
 async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
@@ -136,6 +154,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         jobs,
         parts.queue,
         watcher,
+        parts.pilot,
         files_supported=config.extractor != "json",
         settings=settings.intake,
     )

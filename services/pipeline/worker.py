@@ -9,7 +9,9 @@ result, at most one incident, outbox events — and only then acknowledged. A
 worker that dies leaves the message pending and the lease running out;
 XAUTOCLAIM gives the message to a live worker after the visibility timeout.
 Transient failures go back to QUEUED with exponential backoff; a job out of
-attempts becomes EXHAUSTED.
+attempts becomes EXHAUSTED. While the pilot kill switch is off, pilot jobs are
+marked SKIPPED instead of run, and a pilot incident is opened only within the
+pilot's hourly incident budget.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from services.pipeline.market import MarketStore
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.notifications import JobNotifier
 from services.pipeline.outbox import write_events
+from services.pipeline.pilot import PILOT_DISABLED, PilotGuard
 from services.pipeline.queue import JobQueue, QueueMessage
 from services.pipeline.settings import QueueSettings
 from services.runtime.config import Thresholds
@@ -66,6 +69,9 @@ log = logging.getLogger(__name__)
 _CONSUMER_IDLE_MS = 3_600_000
 _PRUNE_INTERVAL_SECONDS = 300.0
 _INFRA_ERRORS = STORE_ERRORS
+_SKIP_REASON = (PILOT_DISABLED, "the pilot is switched off (PILOT_ENABLED=false)")
+# Marked in a processed job's result when the pilot's incident budget was spent.
+INCIDENT_SKIPPED_KEY = "incident_skipped"
 
 
 def consumer_name(index: int) -> str:
@@ -109,6 +115,7 @@ class InvoiceProcessor:
         thresholds: Thresholds,
         settings: QueueSettings,
         metrics: PipelineMetrics,
+        pilot: PilotGuard,
         on_committed: Callable[[], None] = lambda: None,
     ) -> None:
         self._pool = pool
@@ -116,6 +123,7 @@ class InvoiceProcessor:
         self._market = market
         self._extractor = file_extractor
         self._thresholds = thresholds
+        self._pilot = pilot
         self._settings = settings
         self._metrics = metrics
         self._on_committed = on_committed
@@ -177,6 +185,11 @@ class InvoiceProcessor:
             None if source.kind is SourceKind.JSON else canonical_json(extracted.document)
         )
         incident = incident_row(result.incident) if result.incident is not None else None
+        result_dict = result.to_dict()
+        slot = await self._pilot.reserve_incident(job.tenant_id) if incident else None
+        if slot is not None and not slot.admitted:
+            incident = None
+            result_dict[INCIDENT_SKIPPED_KEY] = "PILOT_INCIDENT_BUDGET_SPENT"
         processed = invoice_processed(
             job.tenant_id,
             result,
@@ -185,23 +198,29 @@ class InvoiceProcessor:
             pipeline_total_ms=total_ms,
             extraction_ms=extracted.extraction_ms,
         )
-        created = await self._jobs.complete(
-            job,
-            owner,
-            JobResult(
-                document_json=document_json,
-                result_json=encode_json(result.to_dict()),
-                quality_grade=result.quality.grade.value,
-                provider=result.extraction.provider,
-                invoice_period=result.extraction.invoice_period,
-                extraction_ms=extracted.extraction_ms,
-            ),
-            incident,
-            [processed],
-            [incident_created(job.tenant_id, incident.incident_id, job.invoice_id, result)]
-            if incident is not None
-            else [],
-        )
+        try:
+            created = await self._jobs.complete(
+                job,
+                owner,
+                JobResult(
+                    document_json=document_json,
+                    result_json=encode_json(result_dict),
+                    quality_grade=result.quality.grade.value,
+                    provider=result.extraction.provider,
+                    invoice_period=result.extraction.invoice_period,
+                    extraction_ms=extracted.extraction_ms,
+                ),
+                incident,
+                [processed],
+                [incident_created(job.tenant_id, incident.incident_id, job.invoice_id, result)]
+                if incident is not None
+                else [],
+            )
+        except BaseException:
+            await self._pilot.release_incident(slot)
+            raise
+        if not created:
+            await self._pilot.release_incident(slot)
         self._on_committed()
         self._record(result, total_ms, incident_created=created)
         return JobState.DONE
@@ -284,6 +303,7 @@ class Worker:
         processor: InvoiceProcessor,
         notifier: JobNotifier,
         settings: QueueSettings,
+        pilot: PilotGuard,
     ) -> None:
         self.name = name
         self._queue = queue
@@ -291,6 +311,7 @@ class Worker:
         self._processor = processor
         self._notifier = notifier
         self._settings = settings
+        self._pilot = pilot
         # The most recent outcomes of this worker, for tests and debugging.
         self.recent: deque[tuple[str, JobState]] = deque(maxlen=1000)
 
@@ -321,6 +342,9 @@ class Worker:
         if message.job_id is None:
             await self._queue.ack(message.message_id)
             return
+        if self._pilot.skips_jobs_of(message.tenant_id):
+            await self._skip(message)
+            return
         job = await self._jobs.claim(
             message.job_id,
             message.tenant_id,
@@ -349,6 +373,16 @@ class Worker:
         self.recent.append((str(job.job_id), state))
         await self._notifier.publish(job.job_id, state)
 
+    async def _skip(self, message: QueueMessage) -> None:
+        """The kill switch is off: SKIPPED instead of run (a job someone runs is left to them)."""
+        assert message.job_id is not None
+        if await self._jobs.skip(message.tenant_id, message.job_id, self.name, _SKIP_REASON):
+            await self._queue.ack(message.message_id)
+            self.recent.append((str(message.job_id), JobState.SKIPPED))
+            await self._notifier.publish(message.job_id, JobState.SKIPPED)
+            return
+        await self._unclaimed(message)
+
     async def _unclaimed(self, message: QueueMessage) -> None:
         """A message whose job this worker could not claim: spent, or left pending."""
         assert message.job_id is not None
@@ -370,14 +404,31 @@ class Worker:
 
 
 class Sweeper:
-    """Re-sends jobs whose retry is due or whose message was lost (crash before XADD)."""
+    """Re-sends jobs whose retry is due or whose message was lost (crash before XADD).
 
-    def __init__(self, jobs: JobStore, queue: JobQueue, settings: QueueSettings) -> None:
+    While the pilot kill switch is off it also marks every waiting pilot job
+    SKIPPED, so the queue drains even where no message is left to deliver them.
+    """
+
+    def __init__(
+        self,
+        jobs: JobStore,
+        queue: JobQueue,
+        notifier: JobNotifier,
+        settings: QueueSettings,
+        pilot: PilotGuard,
+    ) -> None:
         self._jobs = jobs
         self._queue = queue
+        self._notifier = notifier
         self._settings = settings
+        self._pilot = pilot
 
     async def sweep_once(self) -> int:
+        if not self._pilot.enabled:
+            skipped = await self._jobs.skip(self._pilot.tenant_id, None, "sweeper", _SKIP_REASON)
+            for job_id in skipped:
+                await self._notifier.publish(job_id, JobState.SKIPPED)
         due = await self._jobs.sweep(self._settings.visibility_timeout_seconds)
         await self._queue.enqueue(due)
         return len(due)

@@ -60,9 +60,13 @@ class WindowUsage:
 
 @dataclass(frozen=True)
 class Admission:
+    """The answer of `acquire`; `slot` names the admission so it can be handed back."""
+
     admitted: bool
     usage: WindowUsage
     retry_after_seconds: int
+    subject: str
+    slot: str
 
 
 class SlidingWindowLimiter:
@@ -92,13 +96,19 @@ class SlidingWindowLimiter:
     async def acquire(self, subject: str) -> Admission:
         """Take one slot if the window has room; otherwise say when the next one frees up."""
         now_ms = int(self._clock() * 1000)
+        slot = f"{now_ms}-{uuid.uuid4().hex}"
         admitted, count, retry_ms = await self._acquire(
             keys=[self._key(subject)],
-            args=[now_ms, self._window_seconds * 1000, self._limit, f"{now_ms}-{uuid.uuid4().hex}"],
+            args=[now_ms, self._window_seconds * 1000, self._limit, slot],
         )
         usage = WindowUsage(int(count), self._limit, self._window_seconds)
         retry_after = 0 if admitted else max(1, math.ceil(int(retry_ms) / 1000))
-        return Admission(bool(admitted), usage, retry_after)
+        return Admission(bool(admitted), usage, retry_after, subject, slot)
+
+    async def release(self, admission: Admission) -> None:
+        """Hand back a slot whose work did not happen (a duplicate, a failed write)."""
+        if admission.admitted:
+            await self._client.zrem(self._key(admission.subject), admission.slot)
 
     async def usage(self, subject: str) -> WindowUsage:
         """Current usage without taking a slot."""

@@ -23,10 +23,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from ptf.health.v1 import health_pb2 as ready_pb2
 from ptf.health.v1 import health_pb2_grpc as ready_pb2_grpc
 
-from services.health.service import DEFINITION, PILOT_INVOICE_LIMITER
+from services.health.service import DEFINITION
+from services.pipeline.pilot import invoice_limiter
 from services.pipeline.status import ExtractorRateLimit
-from services.runtime.ratelimit import SlidingWindowLimiter
-from services.runtime.redis_client import RedisKeys
 from tests.conftest import StartService
 from tests.support.polling import eventually
 from tests.support.services import ServiceHandle
@@ -266,6 +265,11 @@ async def test_stuck_queue_is_an_error(
 ) -> None:
     """Fault: workers stopped; the oldest waiting job is older than Recovery.STUCK_MINUTES
     and nothing finished since. Readiness must be 503 with queue error."""
+    # Jobs other tests finished minutes ago would count as progress: move them back.
+    await pg.execute(
+        "UPDATE pipeline_jobs SET finished_at = finished_at - interval '1 day'"
+        " WHERE finished_at > now() - interval '1 day'"
+    )
     async with start_health() as svc:
         await _insert_job(pg, "healthtest-b", age_minutes=11)
         status, body = await _ready(svc)
@@ -294,13 +298,7 @@ async def test_openai_rate_limited_is_an_error(start_health: StartHealth) -> Non
 async def test_pilot_block_shows_rate_limit_usage(start_health: StartHealth) -> None:
     async with start_health() as svc:
         runtime = svc.running.runtime
-        limiter = SlidingWindowLimiter(
-            runtime.redis,
-            RedisKeys(runtime.config.redis_prefix),
-            PILOT_INVOICE_LIMITER,
-            limit=50,
-            window_seconds=3600,
-        )
+        limiter = invoice_limiter(runtime.redis, runtime.keys, runtime.config.thresholds)
         for _ in range(5):
             await limiter.acquire("pilot")
         _, body = await _ready(svc)
@@ -310,6 +308,13 @@ async def test_pilot_block_shows_rate_limit_usage(start_health: StartHealth) -> 
         "remaining": 45,
         "window_seconds": 3600,
     }
+
+
+async def test_kill_switch_off_keeps_the_system_ready(start_health: StartHealth) -> None:
+    async with start_health(PILOT_ENABLED="false") as svc:
+        status, body = await _ready(svc)
+    assert status == 200
+    assert body["pilot"]["enabled"] is False  # type: ignore[index]
 
 
 async def test_verbose_gives_a_line_per_check(start_health: StartHealth) -> None:

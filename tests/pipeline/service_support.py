@@ -95,9 +95,13 @@ class Tenant:
         return (("x-api-key", self.api_key),)
 
 
-async def new_tenant(pg: asyncpg.Pool, prefix: str = "t") -> Tenant:
-    """A fresh tenant and a tenant key granting only it (the pipeline must have migrated)."""
-    tenant_id = f"{prefix}-{uuid.uuid4().hex[:12]}"
+def new_tenant_id(prefix: str = "t") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+async def new_tenant(pg: asyncpg.Pool, prefix: str = "t", tenant_id: str | None = None) -> Tenant:
+    """A tenant key granting only `tenant_id` (default: a fresh tenant); needs the migrations."""
+    tenant_id = tenant_id or new_tenant_id(prefix)
     api_key = f"key-{uuid.uuid4().hex}"
     await pg.execute(
         "INSERT INTO pipeline_api_keys (key_hash, role, tenants, label) VALUES ($1, 'tenant', $2,"

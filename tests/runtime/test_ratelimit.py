@@ -84,3 +84,21 @@ async def test_usage_reads_without_taking_a_slot(
     usage = await limiter.usage("pilot")
     assert usage.as_json() == {"current": 2, "limit": 5, "remaining": 3, "window_seconds": 60}
     assert (await limiter.usage("pilot")).current == 2
+
+
+async def test_a_released_slot_is_free_again(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    limiter = _limiter(redis_client, redis_prefix, Clock(), limit=1)
+    taken = await limiter.acquire("pilot")
+    await limiter.release(taken)
+    assert (await limiter.acquire("pilot")).admitted
+
+
+async def test_releasing_a_refusal_frees_nothing(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    limiter = _limiter(redis_client, redis_prefix, Clock(), limit=1)
+    await limiter.acquire("pilot")
+    await limiter.release(await limiter.acquire("pilot"))
+    assert (await limiter.usage("pilot")).current == 1
