@@ -34,8 +34,8 @@ from services.gate.telemetry_report import DecisionReporter
 from services.runtime.db import MigrationSet
 from services.runtime.metric_stores import GateMetricStore
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
-from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS, PostgresTokenStore
-from services.runtime.tokens.redis_store import RedisTokenStore
+from services.runtime.tokens.factory import create_token_store
+from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS
 from services.runtime.tokens.store import TokenStore
 
 SERVICE_NAME = gate_pb2.DESCRIPTOR.services_by_name["GateService"].full_name
@@ -56,14 +56,11 @@ class GateOptions:
 
 
 def _token_store(runtime: Runtime, clock: Clock) -> TokenStore:
-    retention = runtime.config.thresholds.Gate.USED_TOKEN_RETENTION_SECONDS
-
     def seconds() -> float:
         return clock().timestamp()
 
-    if runtime.config.token_store == "postgres":
-        return PostgresTokenStore(runtime.pool, retention_seconds=retention, clock=seconds)
-    return RedisTokenStore(runtime.redis, runtime.keys, retention_seconds=retention, clock=seconds)
+    retention = runtime.config.thresholds.Gate.USED_TOKEN_RETENTION_SECONDS
+    return create_token_store(runtime, retention_seconds=retention, clock=seconds)
 
 
 async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:

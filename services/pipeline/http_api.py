@@ -36,6 +36,7 @@ from services.pipeline.intake import Intake, store_errors, too_large
 from services.pipeline.jobs import JobState, JobStore, JobView
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.outbox import EventBuffer
+from services.pipeline.purge import TenantPurge, parse_confirmation_token, parse_operator
 from services.pipeline.status import local_health
 from services.pipeline.telemetry_client import TelemetryClient
 from services.runtime.config import Thresholds
@@ -89,6 +90,7 @@ class PipelineHttp:
         metrics: PipelineMetrics,
         thresholds: Thresholds,
         pool: asyncpg.Pool,
+        purge: TenantPurge,
         system_health_timeout: float,
     ) -> None:
         self._auth = authorizer
@@ -100,6 +102,7 @@ class PipelineHttp:
         self._metrics = metrics
         self._thresholds = thresholds
         self._pool = pool
+        self._purge = purge
         self._health_timeout = system_health_timeout
 
     def routes(self) -> list[web.RouteDef]:
@@ -120,6 +123,14 @@ class PipelineHttp:
                 "/admin/feedback-stats", observed("/admin/feedback-stats", self.feedback_stats)
             ),
             web.get("/admin/system-health", observed("/admin/system-health", self.system_health)),
+            web.post(
+                "/admin/tenants/{tenant_id}/purge",
+                observed("/admin/tenants/{tenant_id}/purge", self.request_purge),
+            ),
+            web.post(
+                "/admin/tenants/{tenant_id}/purge/confirm",
+                observed("/admin/tenants/{tenant_id}/purge/confirm", self.confirm_purge),
+            ),
         ]
 
     def _observed(self, route: str, handler: Handler) -> Handler:
@@ -289,6 +300,28 @@ class PipelineHttp:
                 {"source": "pipeline", "telemetry_error": exc.code().name, **local}
             )
         return web.json_response({"source": "telemetry", **report})
+
+    async def request_purge(self, request: web.Request) -> web.StreamResponse:
+        """Step one of a tenant purge: what would be deleted, and the token that allows it."""
+        await self._auth.admin(request.headers.get("X-Admin-Key"))
+        tenant = validate_tenant_id(request.match_info["tenant_id"])
+        _attribute(request, tenant)
+        body = await self._json_body(request)
+        purge = await self._purge.request(tenant, parse_operator(body.get("operator")))
+        return web.json_response(purge.to_dict())
+
+    async def confirm_purge(self, request: web.Request) -> web.StreamResponse:
+        """Step two: consume the token and delete the tenant's rows."""
+        await self._auth.admin(request.headers.get("X-Admin-Key"))
+        tenant = validate_tenant_id(request.match_info["tenant_id"])
+        _attribute(request, tenant)
+        body = await self._json_body(request)
+        receipt = await self._purge.confirm(
+            tenant,
+            parse_confirmation_token(body.get("confirmation_token")),
+            parse_operator(body.get("operator")),
+        )
+        return web.json_response(receipt.to_dict())
 
 
 def _job_response(job: JobView, body: dict[str, Any]) -> web.Response:

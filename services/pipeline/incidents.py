@@ -230,7 +230,8 @@ def parse_incident_id(raw: str) -> UUID:
         ) from exc
 
 
-def _text(value: object, name: str, limit: int, *, required: bool) -> str:
+def text_field(value: object, name: str, limit: int, *, required: bool) -> str:
+    """A trimmed string field of a request body: 400 naming the field when it is not one."""
     if value is None or value == "":
         if required:
             raise InvalidInput("MISSING_FIELD", f"{name} is required", field=name)
@@ -249,8 +250,8 @@ def _text(value: object, name: str, limit: int, *, required: bool) -> str:
 
 def parse_resolution(reason: object, operator: object) -> tuple[str, str]:
     return (
-        _text(reason, "resolution_reason", MAX_TEXT, required=True),
-        _text(operator, "operator", MAX_TEXT, required=False),
+        text_field(reason, "resolution_reason", MAX_TEXT, required=True),
+        text_field(operator, "operator", MAX_TEXT, required=False),
     )
 
 
@@ -263,9 +264,11 @@ def parse_feedback(
         )
     return FeedbackInput(
         hint_correct=hint_correct,
-        actual_root_cause=_text(actual_root_cause, "actual_root_cause", MAX_TEXT, required=True),
-        note=_text(note, "note", MAX_NOTE, required=False),
-        operator=_text(operator, "operator", MAX_TEXT, required=False),
+        actual_root_cause=text_field(
+            actual_root_cause, "actual_root_cause", MAX_TEXT, required=True
+        ),
+        note=text_field(note, "note", MAX_NOTE, required=False),
+        operator=text_field(operator, "operator", MAX_TEXT, required=False),
     )
 
 

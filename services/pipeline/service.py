@@ -35,6 +35,7 @@ from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.notifications import JobNotifier, JobWatcher
 from services.pipeline.outbox import EventBuffer, OutboxRelay
 from services.pipeline.pilot import PilotGuard, incident_limiter, invoice_limiter
+from services.pipeline.purge import TenantPurge
 from services.pipeline.queue import JobQueue
 from services.pipeline.settings import MEBIBYTE, PipelineSettings
 from services.pipeline.status import QueueSampler
@@ -45,11 +46,13 @@ from services.runtime.db import MigrationSet, apply_migrations, create_pool, dis
 from services.runtime.metrics import Metrics, create_metrics, metrics_route
 from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
+from services.runtime.tokens.factory import create_token_store
+from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
-MIGRATIONS = (MigrationSet("pipeline", Path(__file__).parent / "migrations"),)
+MIGRATIONS = (MigrationSet("pipeline", Path(__file__).parent / "migrations"), TOKEN_MIGRATIONS)
 # Reconnect to telemetry within seconds after an outage instead of gRPC's default
 # backoff of up to two minutes, so the outbox drains soon after telemetry returns.
 TELEMETRY_CHANNEL_OPTIONS = (
@@ -170,6 +173,13 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         metrics=metrics,
         thresholds=config.thresholds,
         pool=pool,
+        purge=TenantPurge(
+            pool,
+            create_token_store(
+                runtime, retention_seconds=config.thresholds.Gate.USED_TOKEN_RETENTION_SECONDS
+            ),
+            config.thresholds.Pilot.PURGE_TOKEN_TTL_SECONDS,
+        ),
         system_health_timeout=settings.system_health_timeout_seconds,
     )
     sampler = QueueSampler(pool, config.thresholds, metrics, settings.queue_sample_interval_seconds)

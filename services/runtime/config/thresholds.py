@@ -74,6 +74,8 @@ class PilotThresholds:
     MAX_INVOICES_PER_HOUR: int = 50
     MAX_INCIDENTS_PER_HOUR: int = 20
     WINDOW_SECONDS: int = 3600
+    # How long a tenant-purge confirmation token stays valid.
+    PURGE_TOKEN_TTL_SECONDS: int = 300
 
 
 @dataclass(frozen=True)
