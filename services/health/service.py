@@ -26,9 +26,10 @@ from services.health.checks import (
 )
 from services.health.readiness import Readiness
 from services.health.report import CheckStatus, ReadinessReport
+from services.health.single_flight import SingleFlightCache
 from services.pipeline.pilot import invoice_limiter
 from services.pipeline.service import MIGRATIONS as PIPELINE_MIGRATIONS
-from services.pipeline.status import ExtractorRateLimit, queue_status
+from services.pipeline.status import ExtractorRateLimit, PipelineSnapshot, pipeline_snapshot
 from services.runtime.db import MigrationSet
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
@@ -103,9 +104,18 @@ async def build(runtime: Runtime) -> ServiceParts:
     rate_limit = ExtractorRateLimit(runtime.redis, runtime.keys)
     invoices = invoice_limiter(runtime.redis, runtime.keys, thresholds)
 
+    # The queue check and last_activity of one evaluation share a single query;
+    # half the readiness window keeps it from being reused by the next evaluation.
+    snapshot = SingleFlightCache[PipelineSnapshot](
+        lambda: pipeline_snapshot(runtime.pool, thresholds), thresholds.Health.CACHE_SECONDS / 2
+    )
+
     async def queue() -> QueueSnapshot:
-        status = await queue_status(runtime.pool, thresholds)
+        status = (await snapshot.get()).queue
         return QueueSnapshot(depth=status.depth, stuck=status.stuck)
+
+    async def activity() -> dict[str, str | None]:
+        return last_activity(await snapshot.get())
 
     async def rate_limited() -> bool:
         return await rate_limit.current() is not None
@@ -128,7 +138,7 @@ async def build(runtime: Runtime) -> ServiceParts:
             "services": services_check(channels, thresholds.Health.CHECK_TIMEOUT_SECONDS),
         },
         pilot=pilot,
-        activity=lambda: last_activity(runtime.pool),
+        activity=activity,
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -27,18 +27,27 @@ from services.runtime.config import Thresholds
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ExtractorRateLimit", "QueueStatus", "RateLimitState", "queue_status"]
+__all__ = [
+    "ExtractorRateLimit",
+    "PipelineSnapshot",
+    "QueueStatus",
+    "RateLimitState",
+    "pipeline_snapshot",
+    "queue_status",
+]
 
-_STATUS = """
-SELECT
+_QUEUE_COLUMNS = """
   (SELECT count(*) FROM pipeline_jobs
     WHERE state IN ('QUEUED', 'RUNNING') AND ($1::text IS NULL OR tenant_id = $1)) AS depth,
   (SELECT min(created_at) FROM pipeline_jobs
     WHERE state IN ('QUEUED', 'RUNNING') AND ($1::text IS NULL OR tenant_id = $1)) AS oldest,
   (SELECT max(finished_at) FROM pipeline_jobs
     WHERE finished_at IS NOT NULL AND ($1::text IS NULL OR tenant_id = $1)) AS last_finished,
-  now() AS now
-"""
+  now() AS now"""
+_STATUS = f"SELECT {_QUEUE_COLUMNS}"
+_SNAPSHOT = f"""SELECT {_QUEUE_COLUMNS},
+  (SELECT max(created_at) FROM pipeline_incidents) AS last_incident_at,
+  (SELECT max(processed_at) FROM pipeline_invoices) AS last_extraction_at"""
 
 
 @dataclass(frozen=True)
@@ -62,18 +71,43 @@ def _is_stuck(
     return now - progress >= stuck_after
 
 
-async def queue_status(
-    pool: asyncpg.Pool, thresholds: Thresholds, tenant_id: str | None = None
-) -> QueueStatus:
-    """Depth and stuck flag of the whole queue, or of one tenant's jobs."""
-    row = await pool.fetchrow(_STATUS, tenant_id)
-    assert row is not None
+def _queue(row: asyncpg.Record, thresholds: Thresholds) -> QueueStatus:
     stuck_after = timedelta(minutes=thresholds.Recovery.STUCK_MINUTES)
     return QueueStatus(
         depth=row["depth"],
         stuck=_is_stuck(row["depth"], row["oldest"], row["last_finished"], row["now"], stuck_after),
         last_finished_at=row["last_finished"],
         oldest_waiting_since=row["oldest"],
+    )
+
+
+async def queue_status(
+    pool: asyncpg.Pool, thresholds: Thresholds, tenant_id: str | None = None
+) -> QueueStatus:
+    """Depth and stuck flag of the whole queue, or of one tenant's jobs."""
+    row = await pool.fetchrow(_STATUS, tenant_id)
+    assert row is not None
+    return _queue(row, thresholds)
+
+
+@dataclass(frozen=True)
+class PipelineSnapshot:
+    """The whole queue and the latest activity, as readiness shows them."""
+
+    queue: QueueStatus
+    last_incident_at: datetime | None
+    last_extraction_at: datetime | None
+
+
+async def pipeline_snapshot(pool: asyncpg.Pool, thresholds: Thresholds) -> PipelineSnapshot:
+    """Queue status and last activity in one statement, so a readiness evaluation costs the
+    database two statements (this and the latency probe) instead of three."""
+    row = await pool.fetchrow(_SNAPSHOT, None)
+    assert row is not None
+    return PipelineSnapshot(
+        queue=_queue(row, thresholds),
+        last_incident_at=row["last_incident_at"],
+        last_extraction_at=row["last_extraction_at"],
     )
 
 
