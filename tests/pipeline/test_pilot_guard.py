@@ -162,6 +162,26 @@ async def test_resubmitting_a_pilot_document_spends_no_budget(
     assert 3500 <= int(headers["Retry-After"]) <= 3600
 
 
+async def test_pilot_submission_over_budget_over_grpc_is_resource_exhausted(
+    pilot_service: PilotService,
+) -> None:
+    async with pilot_service(PTF_THRESHOLD__PILOT__MAX_INVOICES_PER_HOUR="1") as (svc, pilot):
+        stub = pipeline_pb2_grpc.PipelineServiceStub(svc.channel)
+
+        def request() -> pipeline_pb2.SubmitInvoiceRequest:
+            return pipeline_pb2.SubmitInvoiceRequest(
+                tenant_id=pilot.tenant_id, extraction_json=json.dumps(document()).encode()
+            )
+
+        await stub.SubmitInvoice(request(), metadata=pilot.metadata)
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await stub.SubmitInvoice(request(), metadata=pilot.metadata)
+    trailers = dict(caught.value.trailing_metadata() or ())
+    assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert trailers[ERROR_CODE_METADATA] == "PILOT_RATE_LIMITED"
+    assert 3500 <= int(trailers["retry-after"]) <= 3600
+
+
 async def test_budget_spent_by_the_pipeline_shows_in_readiness(
     pilot_service: PilotService, start_service: StartService
 ) -> None:
