@@ -116,7 +116,7 @@ async def stack(
             _cli(env, "load-market-prices", str(SAMPLE_DATA / "market_prices.sample.csv"))
             _cli(env, "load-tariffs", str(SAMPLE_DATA / "tariffs.sample.csv"))
             tenant = f"smoke-{uuid.uuid4().hex[:10]}"
-            key = _cli(env, "create-key", "--role", "tenant", "--tenant", tenant).strip()
+            key = _cli(env, "keys", "create", "--tenant", tenant).strip()
             worker = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",

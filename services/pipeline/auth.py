@@ -5,6 +5,10 @@ and the admin operations. Keys are compared as hashes with
 `hmac.compare_digest`, looked up by hash, cached briefly per process, and never
 logged. In development the configured dev keys are seeded at start; in
 staging and production they are refused outright (SPEC §1).
+
+A key is named by its *key id*, the first `KEY_ID_LENGTH` hex characters of
+its hash: stable, shown by `ptf-pipeline keys list`, and useless for
+authenticating, so operators can revoke a key without ever seeing it again.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import secrets
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 
 import asyncpg
@@ -29,6 +34,11 @@ log = logging.getLogger(__name__)
 TENANT_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}")
 DEV_TENANTS = ("default",)
 _MAX_KEY_LENGTH = 512
+KEY_ID_LENGTH = 12
+# Eight hex characters (32 bits) make an accidental match between a handful of
+# keys unlikely; fewer would make "revoke the wrong key" a realistic typo.
+_KEY_ID_PATTERN = re.compile(r"[0-9a-f]{8,64}")
+_KEY_COLUMNS = "key_hash, role, tenants, label, created_at, revoked_at"
 _MAX_CACHE_ENTRIES = 10_000
 
 
@@ -57,6 +67,26 @@ def hash_key(raw_key: str) -> str:
     return hashlib.sha256(raw_key.encode()).hexdigest()
 
 
+def key_id_of(raw_key: str) -> str:
+    """The non-secret name of a key: the start of its hash."""
+    return hash_key(raw_key)[:KEY_ID_LENGTH]
+
+
+def validate_key_id(raw: str) -> str:
+    """A key id (or a longer prefix of a key hash) normalised to lower case.
+
+    Raises 400 INVALID_KEY_ID unless it is 8 to 64 hex characters.
+    """
+    prefix = raw.strip().lower()
+    if not _KEY_ID_PATTERN.fullmatch(prefix):
+        raise InvalidInput(
+            "INVALID_KEY_ID",
+            "a key id is 8 to 64 hex characters (the start of the key's SHA-256)",
+            field="key_id",
+        )
+    return prefix
+
+
 def validate_tenant_id(raw: str | None) -> str:
     """The tenant id if it matches `^[a-z0-9][a-z0-9_-]{0,62}$`, else 400 INVALID_TENANT_ID."""
     if not raw:
@@ -70,8 +100,35 @@ def validate_tenant_id(raw: str | None) -> str:
     return raw
 
 
+@dataclass(frozen=True)
+class KeyInfo:
+    """What an operator may see of a stored key: everything but the key itself."""
+
+    key_id: str
+    role: Role
+    tenants: tuple[str, ...]
+    label: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @classmethod
+    def from_row(cls, row: asyncpg.Record) -> KeyInfo:
+        return cls(
+            key_id=row["key_hash"][:KEY_ID_LENGTH],
+            role=Role(row["role"]),
+            tenants=tuple(row["tenants"]),
+            label=row["label"],
+            created_at=row["created_at"],
+            revoked_at=row["revoked_at"],
+        )
+
+
 class KeyStore:
-    """Hashed API keys in Postgres with a short per-process cache."""
+    """Hashed API keys in Postgres with a short per-process cache.
+
+    The cache means a revocation reaches other processes only when their
+    cached grant expires, at most `cache_seconds` later.
+    """
 
     def __init__(
         self,
@@ -137,7 +194,44 @@ class KeyStore:
         """A new random key, stored hashed; the raw key is returned once and never again."""
         raw = secrets.token_urlsafe(32)
         await self.put(raw, role, tenants, label)
+        log.info("API key created", extra={"key_id": key_id_of(raw), "role": role.value})
         return raw
+
+    async def revoke(self, key_id: str) -> KeyInfo | None:
+        """Revoke the one key whose hash starts with `key_id`; None when no key does.
+
+        Idempotent: an already revoked key keeps its first `revoked_at`. A prefix
+        matching several keys is refused (400 AMBIGUOUS_KEY_ID) rather than
+        revoking more than the operator meant. Only this process's cache forgets
+        the key at once; other processes stop accepting it within `cache_seconds`.
+        """
+        prefix = validate_key_id(key_id)
+        async with self._pool.acquire() as conn, conn.transaction():
+            rows = await conn.fetch(
+                "UPDATE pipeline_api_keys SET revoked_at = coalesce(revoked_at, now())"
+                f" WHERE starts_with(key_hash, $1) RETURNING {_KEY_COLUMNS}",
+                prefix,
+            )
+            if len(rows) > 1:  # raising rolls the transaction back: nothing is revoked
+                raise InvalidInput(
+                    "AMBIGUOUS_KEY_ID",
+                    f"{prefix} is the start of {len(rows)} keys; give more of the key id",
+                    field="key_id",
+                )
+        if not rows:
+            return None
+        row = rows[0]
+        self._cache.pop(row["key_hash"], None)
+        info = KeyInfo.from_row(row)
+        log.info("API key revoked", extra={"key_id": info.key_id})
+        return info
+
+    async def list_keys(self) -> list[KeyInfo]:
+        """Every stored key, revoked ones included, oldest first."""
+        rows = await self._pool.fetch(
+            f"SELECT {_KEY_COLUMNS} FROM pipeline_api_keys ORDER BY created_at, key_hash"
+        )
+        return [KeyInfo.from_row(row) for row in rows]
 
 
 def refused_dev_keys(config: AppConfig) -> tuple[str, ...]:
