@@ -20,6 +20,8 @@ import pytest
 import redis.asyncio as aioredis
 from opentelemetry.metrics import NoOpCounter
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from services.health.service import DEFINITION as HEALTH
 from services.pipeline.pilot import PilotGuard, incident_limiter, invoice_limiter
@@ -228,7 +230,7 @@ async def test_incidents_of_other_tenants_are_not_budgeted(
 async def test_pilot_budget_that_cannot_be_checked_refuses_with_503(
     redis_prefix: str,
 ) -> None:
-    unreachable = aioredis.Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=1)
+    unreachable = aioredis.Redis(host="127.0.0.1", port=free_port(), retry=Retry(NoBackoff(), 0))
     keys, thresholds = RedisKeys(redis_prefix), load_thresholds({})
     guard = PilotGuard(
         tenant_id="pilot",
