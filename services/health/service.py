@@ -27,7 +27,7 @@ from services.health.checks import (
 from services.health.readiness import Readiness
 from services.health.report import CheckStatus, ReadinessReport
 from services.health.single_flight import SingleFlightCache
-from services.pipeline.pilot import invoice_limiter
+from services.pipeline.pilot import INVOICE_LIMITER, pilot_limiter
 from services.pipeline.service import MIGRATIONS as PIPELINE_MIGRATIONS
 from services.pipeline.status import ExtractorRateLimit, PipelineSnapshot, pipeline_snapshot
 from services.runtime.db import MigrationSet
@@ -102,7 +102,7 @@ async def build(runtime: Runtime) -> ServiceParts:
         )
     }
     rate_limit = ExtractorRateLimit(runtime.redis, runtime.keys)
-    invoices = invoice_limiter(runtime.redis, runtime.keys, thresholds)
+    invoices = pilot_limiter(INVOICE_LIMITER, runtime.redis, runtime.keys, thresholds)
 
     # The queue check and last_activity of one evaluation share a single query;
     # half the readiness window keeps it from being reused by the next evaluation.

@@ -35,35 +35,27 @@ PILOT_DISABLED = "PILOT_DISABLED"
 _RETRY_AFTER_SECONDS = 5
 
 
-def invoice_limiter(
+def pilot_limiter(
+    name: str,
     redis: aioredis.Redis,
     keys: RedisKeys,
     thresholds: Thresholds,
     clock: Callable[[], float] = time.time,
 ) -> SlidingWindowLimiter:
-    """The pilot's invoices-per-hour window, as intake takes it and health reports it."""
+    """The pilot window `name` (`INVOICE_LIMITER` or `INCIDENT_LIMITER`) with its hourly limit.
+
+    Intake and workers take slots from these windows and health reports their
+    usage; building them here keeps the names and limits the same everywhere.
+    """
+    limits = {
+        INVOICE_LIMITER: thresholds.Pilot.MAX_INVOICES_PER_HOUR,
+        INCIDENT_LIMITER: thresholds.Pilot.MAX_INCIDENTS_PER_HOUR,
+    }
     return SlidingWindowLimiter(
         redis,
         keys,
-        INVOICE_LIMITER,
-        limit=thresholds.Pilot.MAX_INVOICES_PER_HOUR,
-        window_seconds=thresholds.Pilot.WINDOW_SECONDS,
-        clock=clock,
-    )
-
-
-def incident_limiter(
-    redis: aioredis.Redis,
-    keys: RedisKeys,
-    thresholds: Thresholds,
-    clock: Callable[[], float] = time.time,
-) -> SlidingWindowLimiter:
-    """The pilot's incidents-per-hour window, taken by workers before opening an incident."""
-    return SlidingWindowLimiter(
-        redis,
-        keys,
-        INCIDENT_LIMITER,
-        limit=thresholds.Pilot.MAX_INCIDENTS_PER_HOUR,
+        name,
+        limit=limits[name],
         window_seconds=thresholds.Pilot.WINDOW_SECONDS,
         clock=clock,
     )

@@ -34,7 +34,7 @@ from services.pipeline.market import MarketStore
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.notifications import JobNotifier, JobWatcher
 from services.pipeline.outbox import EventBuffer, OutboxRelay
-from services.pipeline.pilot import PilotGuard, incident_limiter, invoice_limiter
+from services.pipeline.pilot import INCIDENT_LIMITER, INVOICE_LIMITER, PilotGuard, pilot_limiter
 from services.pipeline.purge import TenantPurge
 from services.pipeline.queue import JobQueue
 from services.pipeline.settings import MEBIBYTE, PipelineSettings
@@ -84,8 +84,8 @@ def pilot_guard(
     return PilotGuard(
         tenant_id=config.pilot_tenant_id,
         enabled=config.pilot_enabled,
-        invoices=invoice_limiter(redis, keys, config.thresholds),
-        incidents=incident_limiter(redis, keys, config.thresholds),
+        invoices=pilot_limiter(INVOICE_LIMITER, redis, keys, config.thresholds),
+        incidents=pilot_limiter(INCIDENT_LIMITER, redis, keys, config.thresholds),
         incidents_skipped=metrics.pilot_incidents_skipped,
     )
 

@@ -24,7 +24,7 @@ from ptf.health.v1 import health_pb2 as ready_pb2
 from ptf.health.v1 import health_pb2_grpc as ready_pb2_grpc
 
 from services.health.service import DEFINITION
-from services.pipeline.pilot import invoice_limiter
+from services.pipeline.pilot import INVOICE_LIMITER, pilot_limiter
 from services.pipeline.status import ExtractorRateLimit
 from tests.conftest import StartService
 from tests.support.polling import eventually
@@ -298,7 +298,9 @@ async def test_openai_rate_limited_is_an_error(start_health: StartHealth) -> Non
 async def test_pilot_block_shows_rate_limit_usage(start_health: StartHealth) -> None:
     async with start_health() as svc:
         runtime = svc.running.runtime
-        limiter = invoice_limiter(runtime.redis, runtime.keys, runtime.config.thresholds)
+        limiter = pilot_limiter(
+            INVOICE_LIMITER, runtime.redis, runtime.keys, runtime.config.thresholds
+        )
         for _ in range(5):
             await limiter.acquire("pilot")
         _, body = await _ready(svc)

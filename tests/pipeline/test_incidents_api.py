@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -17,30 +16,14 @@ from tests.pipeline.fakes import FakeTelemetry
 from tests.pipeline.service_support import (
     ADMIN,
     DEV_ADMIN_KEY,
-    NO_TELEMETRY,
     Tenant,
     document,
     fast_settings,
     field,
-    load_sample_tables,
     new_tenant,
     s2_document,
 )
 from tests.support.services import ServiceHandle
-
-
-@pytest.fixture
-async def pipeline(start_service: StartService, pg: asyncpg.Pool) -> AsyncIterator[ServiceHandle]:
-    async with start_service(
-        make_definition(fast_settings()), PTF_TELEMETRY_ADDR=NO_TELEMETRY
-    ) as svc:
-        await load_sample_tables(pg)
-        yield svc
-
-
-@pytest.fixture
-async def tenant(pipeline: ServiceHandle, pg: asyncpg.Pool) -> Tenant:
-    return await new_tenant(pg)
 
 
 def s1_document() -> dict[str, Any]:

@@ -3,45 +3,25 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 
 import asyncpg
 import grpc
 import pytest
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
-from services.pipeline.service import make_definition
 from services.runtime.errors import ERROR_CODE_METADATA, ERROR_FIELD_METADATA
-from tests.conftest import StartService
 from tests.pipeline.service_support import (
     NO_ROWS,
-    NO_TELEMETRY,
     Tenant,
     business_rows,
     document,
-    fast_settings,
     field,
-    load_sample_tables,
     new_tenant,
     s2_document,
 )
 from tests.support.services import ServiceHandle
 
 DONE = pipeline_pb2.JOB_STATE_DONE
-
-
-@pytest.fixture
-async def pipeline(start_service: StartService, pg: asyncpg.Pool) -> AsyncIterator[ServiceHandle]:
-    async with start_service(
-        make_definition(fast_settings()), PTF_TELEMETRY_ADDR=NO_TELEMETRY
-    ) as svc:
-        await load_sample_tables(pg)
-        yield svc
-
-
-@pytest.fixture
-async def tenant(pipeline: ServiceHandle, pg: asyncpg.Pool) -> Tenant:
-    return await new_tenant(pg)
 
 
 def _stub(svc: ServiceHandle) -> pipeline_pb2_grpc.PipelineServiceAsyncStub:

@@ -4,40 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 
 import aiohttp
 import asyncpg
-import pytest
 
-from services.pipeline.service import make_definition
-from tests.conftest import StartService
 from tests.pipeline.service_support import (
-    NO_TELEMETRY,
     Tenant,
     business_rows,
     document,
-    fast_settings,
-    load_sample_tables,
     new_tenant,
     s2_document,
 )
 from tests.support.polling import eventually
 from tests.support.services import ServiceHandle
-
-
-@pytest.fixture
-async def pipeline(start_service: StartService, pg: asyncpg.Pool) -> AsyncIterator[ServiceHandle]:
-    async with start_service(
-        make_definition(fast_settings()), PTF_TELEMETRY_ADDR=NO_TELEMETRY
-    ) as svc:
-        await load_sample_tables(pg)
-        yield svc
-
-
-@pytest.fixture
-async def tenant(pipeline: ServiceHandle, pg: asyncpg.Pool) -> Tenant:
-    return await new_tenant(pg)
 
 
 async def test_synchronous_submission_returns_the_processed_result(

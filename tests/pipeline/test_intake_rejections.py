@@ -40,11 +40,6 @@ async def pipeline(start_service: StartService) -> AsyncIterator[ServiceHandle]:
         yield svc
 
 
-@pytest.fixture
-async def tenant(pipeline: ServiceHandle, pg: asyncpg.Pool) -> Tenant:
-    return await new_tenant(pg)
-
-
 async def _post_raw(
     svc: ServiceHandle, tenant: Tenant, body: bytes, headers: dict[str, str] | None = None
 ) -> tuple[int, dict[str, Any]]:

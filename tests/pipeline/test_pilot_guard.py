@@ -24,7 +24,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
 from services.health.service import DEFINITION as HEALTH
-from services.pipeline.pilot import PilotGuard, incident_limiter, invoice_limiter
+from services.pipeline.pilot import INCIDENT_LIMITER, INVOICE_LIMITER, PilotGuard, pilot_limiter
 from services.pipeline.service import make_definition
 from services.runtime.config import load_thresholds
 from services.runtime.devservers import free_port
@@ -235,8 +235,8 @@ async def test_pilot_budget_that_cannot_be_checked_refuses_with_503(
     guard = PilotGuard(
         tenant_id="pilot",
         enabled=True,
-        invoices=invoice_limiter(unreachable, keys, thresholds),
-        incidents=incident_limiter(unreachable, keys, thresholds),
+        invoices=pilot_limiter(INVOICE_LIMITER, unreachable, keys, thresholds),
+        incidents=pilot_limiter(INCIDENT_LIMITER, unreachable, keys, thresholds),
         incidents_skipped=NoOpCounter("unused"),
     )
     with pytest.raises(Unavailable) as caught:

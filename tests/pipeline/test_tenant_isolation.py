@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,15 +20,10 @@ import grpc
 import pytest
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
-from services.pipeline.service import make_definition
 from services.runtime.errors import ERROR_CODE_METADATA, ERROR_FIELD_METADATA
-from tests.conftest import StartService
 from tests.pipeline.service_support import (
     ADMIN,
-    NO_TELEMETRY,
     Tenant,
-    fast_settings,
-    load_sample_tables,
     new_tenant,
     s2_document,
 )
@@ -50,15 +45,6 @@ class Victim:
 if TYPE_CHECKING:  # the async stub type exists only in the generated stubs (.pyi)
     Stub = pipeline_pb2_grpc.PipelineServiceAsyncStub
     RpcAttempt = Callable[[Stub, Victim, Metadata], Awaitable[object]]
-
-
-@pytest.fixture
-async def pipeline(start_service: StartService, pg: asyncpg.Pool) -> AsyncIterator[ServiceHandle]:
-    async with start_service(
-        make_definition(fast_settings()), PTF_TELEMETRY_ADDR=NO_TELEMETRY
-    ) as svc:
-        await load_sample_tables(pg)
-        yield svc
 
 
 @pytest.fixture
