@@ -5,11 +5,18 @@ Shared by every gate replica and kept across restarts, so "S1 rate high for
 earliest writer wins: two replicas that see a reason appear at the same time
 keep one first-seen time, and `record` returns the stored times so the
 caller can re-evaluate with them.
+
+Every preflight reads this state, so each process keeps it per release for
+`Gate.ESCALATION_CACHE_SECONDS` and folds its own writes in. A change another
+replica makes shows up here that much later at most — seconds against
+escalation windows of minutes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 import asyncpg
@@ -18,6 +25,8 @@ from services.gate.domain.reasons import BlockReasonCode
 from services.runtime.errors import Unavailable
 
 _UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
+_MAX_CACHED_RELEASES = 1024
+FirstSeen = dict[BlockReasonCode, datetime]
 
 
 def _store_unavailable() -> Unavailable:
@@ -31,11 +40,31 @@ def _store_unavailable() -> Unavailable:
 class EscalationRepository:
     """SQL for `gate_escalation` (migration 0002)."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        cache_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._pool = pool
+        self._cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[float, FirstSeen]] = OrderedDict()
 
-    async def first_seen(self, release: str) -> dict[BlockReasonCode, datetime]:
+    async def first_seen(self, release: str) -> FirstSeen:
         """The first-seen time of every reason currently persisting for `release`."""
+        cached = self._cache.get(release)
+        if cached is not None and cached[0] > self._clock():
+            return dict(cached[1])
+        state = await self._load(release)
+        self._cache[release] = (self._clock() + self._cache_seconds, state)
+        self._cache.move_to_end(release)
+        if len(self._cache) > _MAX_CACHED_RELEASES:
+            self._cache.popitem(last=False)
+        return dict(state)
+
+    async def _load(self, release: str) -> FirstSeen:
         try:
             rows = await self._pool.fetch(
                 "SELECT reason, first_seen_at FROM gate_escalation WHERE release = $1", release
@@ -91,4 +120,15 @@ class EscalationRepository:
                     )
         except _UNAVAILABLE as exc:
             raise _store_unavailable() from exc
-        return {BlockReasonCode(row["reason"]): row["first_seen_at"] for row in rows}
+        stored = {BlockReasonCode(row["reason"]): row["first_seen_at"] for row in rows}
+        self._fold_in(release, stored, set(gone))
+        return stored
+
+    def _fold_in(self, release: str, stored: FirstSeen, gone: set[str]) -> None:
+        """This process's own write, applied to its cached state of the release."""
+        cached = self._cache.get(release)
+        if cached is None:
+            return
+        state = {code: at for code, at in cached[1].items() if str(code) not in gone}
+        state.update(stored)
+        self._cache[release] = (cached[0], state)

@@ -87,7 +87,7 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
             timeout_seconds=gate.SIGNAL_TIMEOUT_SECONDS,
             cache_seconds=gate.SIGNAL_CACHE_SECONDS,
         ),
-        escalation=EscalationRepository(runtime.pool),
+        escalation=EscalationRepository(runtime.pool, cache_seconds=gate.ESCALATION_CACHE_SECONDS),
         tokens=_token_store(runtime, options.clock),
         audit=audit,
         metrics=metrics,

@@ -10,6 +10,7 @@ that comments, key order, quoting or `60m` vs `1h` do not change it.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -118,9 +119,7 @@ class ReleaseSpec:
         (e.g. an accept-rounding minimum above the deployed maximum), which
         can only be known once the deployed thresholds are.
         """
-        merged = _merge(base, self.slo)
-        _check_invariants(base, merged, self.slo)
-        return merged
+        return _thresholds_with(base, tuple(sorted(self.slo.items())))
 
 
 def format_window(seconds: int) -> str:
@@ -327,6 +326,18 @@ def _slo(value: object) -> Mapping[str, int | float]:
             raise SpecError(field, f"is a fraction between 0 and 1, got {number!r}")
         out[key] = number
     return MappingProxyType(dict(sorted(out.items())))
+
+
+@functools.lru_cache(maxsize=256)
+def _thresholds_with(
+    base: GateThresholds, slo: tuple[tuple[str, int | float], ...]
+) -> GateThresholds:
+    """Merged and checked once per (deployed thresholds, overrides): every preflight of a
+    release asks again, and the invariant check costs more than the rest of an evaluation."""
+    overrides = dict(slo)
+    merged = _merge(base, overrides)
+    _check_invariants(base, merged, overrides)
+    return merged
 
 
 def _merge(base: GateThresholds, slo: Mapping[str, int | float]) -> GateThresholds:

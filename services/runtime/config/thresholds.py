@@ -102,6 +102,8 @@ class GateThresholds:
     REQUEST_DEDUP_MINUTES: int = 60
     SIGNAL_TIMEOUT_SECONDS: float = 2.0
     SIGNAL_CACHE_SECONDS: float = 5.0
+    # How long a gate process reuses a release's escalation state (first-seen times).
+    ESCALATION_CACHE_SECONDS: float = 1.0
 
 
 @dataclass(frozen=True)
