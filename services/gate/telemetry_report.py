@@ -1,10 +1,13 @@
 """Best-effort reports to telemetry: each Check decision as a GATE_DECISION event and
-each Preflight run through `RecordPreflight` (telemetry's persisted preflight store).
+the Preflight runs through `RecordPreflights` (telemetry's persisted preflight store).
 
 Fire-and-forget with a deadline: telemetry being slow or down never delays
 or changes a decision. Each event carries a fresh UUID, so telemetry's
-idempotent ingestion would count a retried send once. Pending sends are
-awaited (each bounded by its deadline) at shutdown.
+idempotent ingestion would count a retried send once. Preflight runs are
+buffered and sent in batches by one sender at a time — under load the runs
+that arrive while a batch is in flight go out together in the next one, so a
+busy gate makes a few calls to telemetry instead of one per preflight.
+Pending sends are awaited (each bounded by its deadline) at shutdown.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import asyncio
 import json
 import logging
 import uuid
+from collections import deque
 from collections.abc import Coroutine, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +28,9 @@ from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 256
+# Preflight runs waiting for the sender; beyond this they are dropped and counted.
+MAX_BUFFERED_RUNS = 1024
+MAX_BATCH_RUNS = 500
 
 
 class DecisionReporter:
@@ -35,6 +42,8 @@ class DecisionReporter:
         self._stub = stub
         self._timeout = timeout_seconds
         self._pending: set[asyncio.Task[None]] = set()
+        self._runs: deque[telemetry_pb2.RecordPreflightRequest] = deque()
+        self._run_sender: asyncio.Task[None] | None = None
         self.dropped = 0
 
     def report(
@@ -70,8 +79,19 @@ class DecisionReporter:
         self._schedule(self._send(event), "gate-decision-report")
 
     def report_preflight(self, run: telemetry_pb2.RecordPreflightRequest) -> None:
-        """Schedule one preflight run for telemetry's MetricStore and return at once."""
-        self._schedule(self._send_preflight(run), "gate-preflight-report")
+        """Buffer one preflight run for telemetry's MetricStore and return at once."""
+        if len(self._runs) >= MAX_BUFFERED_RUNS:
+            self._drop(f"{MAX_BUFFERED_RUNS} preflight runs already buffered")
+            return
+        self._runs.append(run)
+        if self._run_sender is None or self._run_sender.done():
+            self._run_sender = asyncio.create_task(
+                self._send_preflights(), name="gate-preflight-report"
+            )
+
+    def _drop(self, why: str) -> None:
+        self.dropped += 1
+        log.warning("telemetry report dropped: %s", why)
 
     def _schedule(self, send: Coroutine[Any, Any, None], name: str) -> None:
         """Start a send unless MAX_PENDING are already under way (then drop and count it).
@@ -80,20 +100,23 @@ class DecisionReporter:
         """
         if len(self._pending) >= MAX_PENDING:
             send.close()
-            self.dropped += 1
-            log.warning("telemetry report dropped: %d sends already pending", MAX_PENDING)
+            self._drop(f"{MAX_PENDING} sends already pending")
             return
         task = asyncio.create_task(send, name=name)
         self._pending.add(task)
         task.add_done_callback(self._pending.discard)
 
-    async def _send_preflight(self, run: telemetry_pb2.RecordPreflightRequest) -> None:
-        try:
-            await self._stub.RecordPreflight(run, timeout=self._timeout)
-        except grpc.aio.AioRpcError as exc:
-            log.info("preflight run not reported to telemetry: %s", exc.code().name)
-        except Exception:
-            log.warning("preflight report failed", exc_info=True)
+    async def _send_preflights(self) -> None:
+        """Send what is buffered, a batch at a time, until the buffer is empty."""
+        while self._runs:
+            batch = [self._runs.popleft() for _ in range(min(MAX_BATCH_RUNS, len(self._runs)))]
+            request = telemetry_pb2.RecordPreflightsRequest(runs=batch)
+            try:
+                await self._stub.RecordPreflights(request, timeout=self._timeout)
+            except grpc.aio.AioRpcError as exc:
+                log.info("%d preflight runs not reported: %s", len(batch), exc.code().name)
+            except Exception:
+                log.warning("preflight report failed", exc_info=True)
 
     async def _send(self, event: telemetry_pb2.Event) -> None:
         try:
@@ -111,5 +134,6 @@ class DecisionReporter:
 
     async def drain(self) -> None:
         """Wait for sends under way (each is bounded by its deadline)."""
-        if self._pending:
-            await asyncio.gather(*tuple(self._pending), return_exceptions=True)
+        senders = [*self._pending, *([self._run_sender] if self._run_sender else [])]
+        if senders:
+            await asyncio.gather(*senders, return_exceptions=True)

@@ -138,9 +138,9 @@ class Telemetry:
         for (event_type, outcome), count in tallies.items():
             self._events_counter.add(count, {"type": event_type, "outcome": outcome})
 
-    async def record_preflight(self, metric: PreflightMetric) -> int:
-        """Persist one preflight run in the telemetry MetricStore; the new store generation."""
-        return await self._stores.record_preflight(metric)
+    async def record_preflights(self, metrics: Sequence[PreflightMetric]) -> int:
+        """Persist preflight runs in the telemetry MetricStore; the new store generation."""
+        return await self._stores.record_preflights(metrics)
 
     async def run_summary(self, window: TimeWindow, tenant_id: str | None) -> RunSummary:
         aggregates = await self._repository.summary(window, tenant_id)

@@ -25,6 +25,7 @@ _EVENT_TYPE_PREFIX = "EVENT_TYPE_"
 _REASON = re.compile(r"[A-Z][A-Z0-9_]{0,63}")
 MAX_PREFLIGHT_REASONS = 32
 MAX_SPEC_HASH_LENGTH = 128
+MAX_PREFLIGHT_BATCH = 1000
 
 
 def timestamp_or_none(message: Timestamp, present: bool) -> datetime | None:
@@ -117,6 +118,21 @@ def preflight_metric(
         )
     except ValueError as exc:
         raise _bad("INCONSISTENT_PREFLIGHT", str(exc), "override_result") from exc
+
+
+def preflight_metrics(
+    request: telemetry_pb2.RecordPreflightsRequest, now: datetime
+) -> list[PreflightMetric]:
+    """Validate a batch; the first invalid run refuses it whole, named `runs[i].field`."""
+    if len(request.runs) > MAX_PREFLIGHT_BATCH:
+        raise _bad("BATCH_TOO_LARGE", f"a batch holds at most {MAX_PREFLIGHT_BATCH} runs", "runs")
+    metrics = []
+    for index, run in enumerate(request.runs):
+        try:
+            metrics.append(preflight_metric(run, now))
+        except TelemetryError as exc:
+            raise _bad(exc.error_code, exc.message, f"runs[{index}].{exc.field}") from exc
+    return metrics
 
 
 def _latency(values: Percentiles) -> telemetry_pb2.LatencyPercentiles:

@@ -62,7 +62,15 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     ) -> telemetry_pb2.RecordPreflightResponse:
         with domain_errors():
             metric = convert.preflight_metric(request, self._telemetry.now())
-        generation = await self._telemetry.record_preflight(metric)
+        generation = await self._telemetry.record_preflights([metric])
+        return telemetry_pb2.RecordPreflightResponse(store_generation=generation)
+
+    async def RecordPreflights(
+        self, request: telemetry_pb2.RecordPreflightsRequest, context: Context
+    ) -> telemetry_pb2.RecordPreflightResponse:
+        with domain_errors():
+            metrics = convert.preflight_metrics(request, self._telemetry.now())
+        generation = await self._telemetry.record_preflights(metrics)
         return telemetry_pb2.RecordPreflightResponse(store_generation=generation)
 
     async def GetRunSummary(

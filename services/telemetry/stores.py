@@ -48,9 +48,10 @@ class TelemetryMetricStores:
         register_preflight_store(meter, self.preflight)
         register_gate_store(meter, self.gate)
 
-    async def record_preflight(self, metric: PreflightMetric) -> int:
-        """Count one preflight run, save; return the store generation after the save."""
-        self.preflight.add(metric)
+    async def record_preflights(self, metrics: Iterable[PreflightMetric]) -> int:
+        """Count preflight runs, save once; return the store generation after the save."""
+        for metric in metrics:
+            self.preflight.add(metric)
         await asyncio.to_thread(self.preflight.save_to_dir, self.directory)
         return self.preflight.store_generation()
 

@@ -123,10 +123,10 @@ class _Telemetry(telemetry_pb2_grpc.TelemetryServiceServicer):
         self.events = events
         self.preflights = preflights
 
-    async def RecordPreflight(
-        self, request: telemetry_pb2.RecordPreflightRequest, context: Context
+    async def RecordPreflights(
+        self, request: telemetry_pb2.RecordPreflightsRequest, context: Context
     ) -> telemetry_pb2.RecordPreflightResponse:
-        self.preflights.append(request)
+        self.preflights.extend(request.runs)
         return telemetry_pb2.RecordPreflightResponse(store_generation=len(self.preflights))
 
     async def GetRunSummary(

@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from ptf.telemetry.v1 import telemetry_pb2
 
-from services.runtime.errors import ERROR_CODE_METADATA
+from services.runtime.errors import ERROR_CODE_METADATA, ERROR_FIELD_METADATA
 from services.telemetry.service import DEFINITION
 from tests.conftest import StartService
 from tests.support.services import ServiceHandle
@@ -116,6 +116,43 @@ async def test_malformed_preflight_is_invalid_argument_and_nothing_is_saved(
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert dict(caught.value.trailing_metadata() or ())[ERROR_CODE_METADATA] == code
     assert not (Path(telemetry.config.metrics_dir) / "preflight_metrics.json").exists()
+
+
+async def test_a_batch_of_preflight_runs_is_persisted_together(
+    telemetry: ServiceHandle,
+) -> None:
+    runs = [_preflight(), _preflight(verdict=telemetry_pb2.VERDICT_RELEASE_OK, exit_code=0)] * 3
+    await stub(telemetry.channel).RecordPreflights(telemetry_pb2.RecordPreflightsRequest(runs=runs))
+    saved = json.loads((Path(telemetry.config.metrics_dir) / "preflight_metrics.json").read_text())
+    assert saved["verdict_counts"]["release_block"] == 3
+    assert saved["verdict_counts"]["release_ok"] == 3
+    assert len(saved["metrics"]) == 6
+
+
+async def test_a_batch_with_one_malformed_run_is_refused_whole_naming_it(
+    telemetry: ServiceHandle,
+) -> None:
+    runs = [_preflight(), _preflight(duration_ms=math.inf)]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub(telemetry.channel).RecordPreflights(
+            telemetry_pb2.RecordPreflightsRequest(runs=runs)
+        )
+    trailers = dict(caught.value.trailing_metadata() or ())
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert (trailers[ERROR_CODE_METADATA], trailers[ERROR_FIELD_METADATA]) == (
+        "INVALID_DURATION",
+        "runs[1].duration_ms",
+    )
+    assert not (Path(telemetry.config.metrics_dir) / "preflight_metrics.json").exists()
+
+
+async def test_an_oversized_batch_of_preflight_runs_is_refused(telemetry: ServiceHandle) -> None:
+    runs = [_preflight()] * 1001
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await stub(telemetry.channel).RecordPreflights(
+            telemetry_pb2.RecordPreflightsRequest(runs=runs)
+        )
+    assert dict(caught.value.trailing_metadata() or ())[ERROR_CODE_METADATA] == "BATCH_TOO_LARGE"
 
 
 async def test_gate_decision_events_are_counted_once_in_the_gate_store(
