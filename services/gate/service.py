@@ -8,7 +8,6 @@ is chosen by `config.token_store`; the token migrations are always applied
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -98,29 +97,26 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
     dedup = RequestDedup(runtime.pool, timedelta(minutes=gate.REQUEST_DEDUP_MINUTES), engine.now)
     runtime.spawn("gate-dedup-expiry", dedup.expire_forever)
     servicer = GateServicer(engine, dedup, AdminKeyCheck(config), bus, audit)
-    servers: list[grpc.aio.Server] = []
-    cleanup: list[asyncio.Task[None]] = []
 
     def register(server: grpc.aio.Server) -> None:
-        servers.append(server)
         gate_pb2_grpc.add_GateServiceServicer_to_server(servicer, server)
 
-    async def release_after_stop() -> None:
-        # RPCs finishing within the grace period still use the channels.
-        for server in servers:
-            await server.wait_for_termination()
+    async def on_shutdown() -> None:
+        await bus.close()  # ends every WatchDecisions stream, so none holds up the stop
+        await metrics.flush()
+
+    async def after_stop() -> None:
+        # RPCs that finished within the grace period may have left reports and metrics.
         await reporter.drain()
         await metrics.flush()
         for channel in channels:
             await channel.close()
 
-    async def on_shutdown() -> None:
-        await bus.close()  # ends every WatchDecisions stream, so none holds up the stop
-        await metrics.flush()
-        cleanup.append(asyncio.create_task(release_after_stop(), name="gate-release"))
-
     return ServiceParts(
-        grpc_service_names=[SERVICE_NAME], register_grpc=register, on_shutdown=on_shutdown
+        grpc_service_names=[SERVICE_NAME],
+        register_grpc=register,
+        on_shutdown=on_shutdown,
+        after_stop=after_stop,
     )
 
 

@@ -4,15 +4,16 @@ the Preflight runs through `RecordPreflights` (telemetry's persisted preflight s
 Fire-and-forget with a deadline: telemetry being slow or down never delays
 or changes a decision. Each event carries a fresh UUID, so telemetry's
 idempotent ingestion would count a retried send once. Preflight runs are
-buffered and sent in batches by one sender at a time — under load the runs
-that arrive while a batch is in flight go out together in the next one, so a
-busy gate makes a few calls to telemetry instead of one per preflight.
+buffered and sent in batches by one sender at a time, which lingers briefly
+before each batch: a busy gate makes a few calls to telemetry a second instead
+of one per preflight, and telemetry saves its store once per batch.
 Pending sends are awaited (each bounded by its deadline) at shutdown.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import uuid
@@ -31,18 +32,26 @@ MAX_PENDING = 256
 # Preflight runs waiting for the sender; beyond this they are dropped and counted.
 MAX_BUFFERED_RUNS = 1024
 MAX_BATCH_RUNS = 500
+# How long the sender collects runs before sending a batch.
+LINGER_SECONDS = 0.2
 
 
 class DecisionReporter:
     """Sends gate decisions (`RecordEvents`) and preflight runs (`RecordPreflight`)."""
 
     def __init__(
-        self, stub: telemetry_pb2_grpc.TelemetryServiceAsyncStub, *, timeout_seconds: float
+        self,
+        stub: telemetry_pb2_grpc.TelemetryServiceAsyncStub,
+        *,
+        timeout_seconds: float,
+        linger_seconds: float = LINGER_SECONDS,
     ) -> None:
         self._stub = stub
         self._timeout = timeout_seconds
+        self._linger = linger_seconds
         self._pending: set[asyncio.Task[None]] = set()
         self._runs: deque[telemetry_pb2.RecordPreflightRequest] = deque()
+        self._flush_now = asyncio.Event()
         self._run_sender: asyncio.Task[None] | None = None
         self.dropped = 0
 
@@ -109,6 +118,8 @@ class DecisionReporter:
     async def _send_preflights(self) -> None:
         """Send what is buffered, a batch at a time, until the buffer is empty."""
         while self._runs:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush_now.wait(), timeout=self._linger)
             batch = [self._runs.popleft() for _ in range(min(MAX_BATCH_RUNS, len(self._runs)))]
             request = telemetry_pb2.RecordPreflightsRequest(runs=batch)
             try:
@@ -133,7 +144,9 @@ class DecisionReporter:
             log.warning("telemetry rejected a gate decision event: %s", rejected.error.error_code)
 
     async def drain(self) -> None:
-        """Wait for sends under way (each is bounded by its deadline)."""
+        """Send what is buffered without lingering; wait for sends under way (each is
+        bounded by its deadline)."""
+        self._flush_now.set()
         senders = [*self._pending, *([self._run_sender] if self._run_sender else [])]
         if senders:
             await asyncio.gather(*senders, return_exceptions=True)

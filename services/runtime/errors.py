@@ -1,14 +1,15 @@
 """Stable, client-facing errors and their mapping to gRPC status and HTTP responses.
 
-Every service raises `PtfError` subclasses from its domain; one gRPC interceptor
-and one aiohttp middleware translate them, so handlers never build error
+Every service raises `PtfError` subclasses from its domain; the gRPC method
+handlers (wrapped at registration by `ErrorMappingServer`) and one aiohttp
+middleware translate them, so handlers never build error
 responses by hand and unexpected exceptions never leak internals.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 import grpc
@@ -181,32 +182,84 @@ def _incoming_request_id(context: grpc.aio.ServicerContext[Any, Any]) -> str:
     return new_request_id()
 
 
-class ErrorInterceptor(grpc.aio.ServerInterceptor):
-    """Maps `PtfError` to status + metadata and anything unexpected to a generic INTERNAL."""
+def _error_mapped(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHandler[Any, Any]:
+    """`handler` with `PtfError` mapped to status + metadata and anything unexpected to INTERNAL."""
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap_unary(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            _wrap_stream(handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler
 
-    async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
+
+class _ErrorMappedHandlers(grpc.GenericRpcHandler):
+    """A generic handler whose method handlers are wrapped once, on first use."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+        self._wrapped: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
     ) -> grpc.RpcMethodHandler[Any, Any] | None:
-        handler = await continuation(handler_call_details)
+        handler = self._inner.service(handler_call_details)
         if handler is None:
-            return handler
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                _wrap_unary(handler.unary_unary),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                _wrap_stream(handler.unary_stream),
-                request_deserializer=handler.request_deserializer,
-                response_serializer=handler.response_serializer,
-            )
-        return handler
+            return None
+        method = handler_call_details.method
+        wrapped = self._wrapped.get(method)
+        if wrapped is None:
+            # Only methods the inner handler knows are kept, so the cache stays bounded.
+            wrapped = self._wrapped[method] = _error_mapped(handler)
+        return wrapped
+
+
+class ErrorMappingServer(grpc.aio.Server):
+    """The grpc.aio server as services register on it: every method handler is wrapped
+    for error mapping once, at registration.
+
+    A server interceptor does the same per call, and measured against the bare
+    echo server it cost about a fifth of the throughput; wrapping at
+    registration costs nothing per call.
+    """
+
+    def __init__(self, server: grpc.aio.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(
+        self, generic_rpc_handlers: Iterable[grpc.GenericRpcHandler]
+    ) -> None:
+        self._server.add_generic_rpc_handlers(
+            tuple(_ErrorMappedHandlers(handler) for handler in generic_rpc_handlers)
+        )
+
+    def add_registered_method_handlers(
+        self, service_name: str, method_handlers: Mapping[str, grpc.RpcMethodHandler[Any, Any]]
+    ) -> None:
+        self._server.add_registered_method_handlers(
+            service_name, {name: _error_mapped(h) for name, h in method_handlers.items()}
+        )
+
+    def add_insecure_port(self, address: str) -> int:
+        return self._server.add_insecure_port(address)
+
+    def add_secure_port(self, address: str, server_credentials: grpc.ServerCredentials) -> int:
+        return self._server.add_secure_port(address, server_credentials)
+
+    async def start(self) -> None:
+        await self._server.start()
+
+    async def stop(self, grace: float | None) -> None:
+        await self._server.stop(grace)
+
+    async def wait_for_termination(self, timeout: float | None = None) -> bool:  # noqa: ASYNC109 - grpc.aio.Server's signature
+        return await self._server.wait_for_termination(timeout)
 
 
 def error_response(error: PtfError) -> web.Response:
@@ -221,7 +274,7 @@ def error_response(error: PtfError) -> web.Response:
 async def error_middleware(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """HTTP twin of `ErrorInterceptor`; also assigns the request id."""
+    """HTTP twin of `ErrorMappingServer`; also assigns the request id."""
     incoming = request.headers.get("X-Request-Id", "")
     request_id_var.set(incoming if 0 < len(incoming) <= 128 else new_request_id())
     try:

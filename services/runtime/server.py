@@ -31,7 +31,7 @@ from services.runtime.config import (
     validate_config,
 )
 from services.runtime.db import MigrationSet, apply_migrations, create_pool, discover_migrations
-from services.runtime.errors import ErrorInterceptor, error_middleware
+from services.runtime.errors import ErrorMappingServer, error_middleware
 from services.runtime.logs import configure_logging
 from services.runtime.metrics import Metrics, create_metrics, metrics_route
 from services.runtime.redis_client import RedisKeys, create_redis
@@ -84,7 +84,10 @@ class ServiceParts:
     register_grpc: Callable[[grpc.aio.Server], None]
     routes: Sequence[web.RouteDef] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Before the servers stop: end streams, stop taking work.
     on_shutdown: Callable[[], Awaitable[None]] | None = None
+    # Once in-flight RPCs are done: flush what they left behind, close clients.
+    after_stop: Callable[[], Awaitable[None]] | None = None
 
 
 class ServiceBuilder(Protocol):
@@ -152,6 +155,8 @@ class RunningService:
             await self._parts.on_shutdown()
         await self.runtime.cancel_background()
         await self.server.stop(self._grace)
+        if self._parts.after_stop is not None:
+            await self._parts.after_stop()
         await self._http_runner.cleanup()
         await self.runtime.redis.aclose()
         await self.runtime.pool.close()
@@ -211,14 +216,13 @@ async def start_service(
     parts = await definition.build(runtime)
 
     server = grpc.aio.server(
-        interceptors=[ErrorInterceptor()],
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", parts.max_body_bytes + 64 * 1024),
         ],
     )
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    parts.register_grpc(server)
+    parts.register_grpc(ErrorMappingServer(server))
     names = [*parts.grpc_service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
     grpc_port = server.add_insecure_port(f"{config.bind_host}:{config.grpc_port}")

@@ -22,12 +22,20 @@ class StalledTelemetry:
         await self.release.wait()
 
 
+def _reporter(telemetry: StalledTelemetry, linger_seconds: float = 0) -> DecisionReporter:
+    return DecisionReporter(
+        telemetry,  # type: ignore[arg-type]
+        timeout_seconds=60,
+        linger_seconds=linger_seconds,
+    )
+
+
 async def test_runs_beyond_the_buffer_bound_are_dropped_and_counted() -> None:
     telemetry = StalledTelemetry()
-    reporter = DecisionReporter(telemetry, timeout_seconds=60)  # type: ignore[arg-type]
+    reporter = _reporter(telemetry)
     for _ in range(MAX_BUFFERED_RUNS + 10):
         reporter.report_preflight(telemetry_pb2.RecordPreflightRequest())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
     assert (telemetry.batches, reporter.dropped) == ([MAX_BATCH_RUNS], 10)
     telemetry.release.set()
     await reporter.drain()
@@ -35,11 +43,22 @@ async def test_runs_beyond_the_buffer_bound_are_dropped_and_counted() -> None:
 
 async def test_runs_reported_while_a_batch_is_in_flight_go_out_together_next() -> None:
     telemetry = StalledTelemetry()
-    reporter = DecisionReporter(telemetry, timeout_seconds=60)  # type: ignore[arg-type]
+    reporter = _reporter(telemetry)
     reporter.report_preflight(telemetry_pb2.RecordPreflightRequest())
-    await asyncio.sleep(0)
+    await asyncio.sleep(0.01)
     for _ in range(7):
         reporter.report_preflight(telemetry_pb2.RecordPreflightRequest())
     telemetry.release.set()
     await reporter.drain()
     assert (telemetry.batches, reporter.dropped) == ([1, 7], 0)
+
+
+async def test_runs_reported_within_the_linger_time_go_out_in_one_batch() -> None:
+    telemetry = StalledTelemetry()
+    telemetry.release.set()
+    reporter = _reporter(telemetry, linger_seconds=0.05)
+    for _ in range(3):
+        reporter.report_preflight(telemetry_pb2.RecordPreflightRequest())
+        await asyncio.sleep(0.005)
+    await reporter.drain()
+    assert telemetry.batches == [3]
