@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 import asyncpg
+from google.protobuf.message import Message
 
 from services.runtime.errors import Conflict, Unavailable
 
@@ -27,9 +28,10 @@ log = logging.getLogger(__name__)
 _UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 
 
-def fingerprint(method: str, request: bytes) -> str:
+def fingerprint(method: str, request: Message) -> str:
     """SHA-256 of the method and the deterministic serialization of the request."""
-    return hashlib.sha256(method.encode() + b"\n" + request).hexdigest()
+    serialized = request.SerializeToString(deterministic=True)
+    return hashlib.sha256(method.encode() + b"\n" + serialized).hexdigest()
 
 
 def _reused() -> Conflict:
@@ -55,12 +57,13 @@ class RequestDedup:
         self,
         method: str,
         request_id: str,
-        request_fingerprint: str,
+        request: Message,
         compute: Callable[[], Awaitable[bytes]],
     ) -> bytes:
         """The stored answer for this id, or `compute()`'s answer, stored as the first one."""
         if not request_id:
             return await compute()
+        request_fingerprint = fingerprint(method, request)
         key = (method, request_id)
         running = self._inflight.get(key)
         if running is not None:

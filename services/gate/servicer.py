@@ -19,7 +19,7 @@ from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
 from services.gate.audit import AuditRepository, encode_cursor
 from services.gate.auth import AdminKeyCheck
 from services.gate.decisions import DecisionBus
-from services.gate.dedup import RequestDedup, fingerprint
+from services.gate.dedup import RequestDedup
 from services.gate.engine import GateEngine, OverrideDescription
 from services.gate.mapping import (
     audit_entry,
@@ -73,7 +73,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         answer = await self._dedup.run(
             "Preflight",
             inp.request_id,
-            fingerprint("Preflight", request.SerializeToString(deterministic=True)),
+            request,
             lambda: self._preflight(inp),
         )
         return gate_pb2.PreflightResult.FromString(answer)
@@ -92,7 +92,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         answer = await self._dedup.run(
             "Check",
             inp.request_id,
-            fingerprint("Check", request.SerializeToString(deterministic=True)),
+            request,
             lambda: self._check(inp, operator),
         )
         return gate_pb2.CheckResponse.FromString(answer)

@@ -68,11 +68,18 @@ class _TtlCache:
         self._values: OrderedDict[Hashable, tuple[float, object]] = OrderedDict()
         self._inflight: dict[Hashable, asyncio.Task[Any]] = {}
 
-    async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
-        """The cached value for `key`, or the result of one shared `fetch()`."""
+    def fresh(self, key: Hashable) -> object | None:
+        """The cached value for `key` while it is fresh, else None (no fetch)."""
         cached = self._values.get(key)
         if cached is not None and cached[0] > self._monotonic():
-            return cached[1]  # type: ignore[return-value]
+            return cached[1]
+        return None
+
+    async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
+        """The cached value for `key`, or the result of one shared `fetch()`."""
+        cached = self.fresh(key)
+        if cached is not None:
+            return cached  # type: ignore[return-value]
         task = self._inflight.get(key)
         if task is None:
             # Its own task: a caller that gives up does not cancel the others' fetch.
@@ -125,15 +132,32 @@ class SignalSources:
     async def gather(self, spec: ReleaseSpec, now: datetime) -> Signals:
         """Fetch every source the spec needs, concurrently; never raises for a source failure."""
         backtest_id = spec.backtest_id
+        summary_key = ("run_summary", spec.tenant_id, spec.window_seconds)
+        cached = self._all_fresh(summary_key, backtest_id)
+        if cached is not None:
+            return cached
         readiness, summary, backtest = await asyncio.gather(
             self._cache.get(("readiness",), self._readiness),
             self._cache.get(
-                ("run_summary", spec.tenant_id, spec.window_seconds),
-                lambda: self._run_summary(spec.tenant_id, spec.window_seconds, now),
+                summary_key, lambda: self._run_summary(spec.tenant_id, spec.window_seconds, now)
             ),
             self._backtest_or_none(backtest_id),
         )
         return Signals(readiness=readiness, run_summary=summary, backtest=backtest)
+
+    def _all_fresh(self, summary_key: Hashable, backtest_id: str | None) -> Signals | None:
+        """The signals straight from the cache when every one is fresh: the common case
+        under load, answered without starting a task per source."""
+        readiness = self._cache.fresh(("readiness",))
+        summary = self._cache.fresh(summary_key)
+        backtest = None if backtest_id is None else self._cache.fresh(("backtest", backtest_id))
+        if readiness is None or summary is None or (backtest_id is not None and backtest is None):
+            return None
+        return Signals(
+            readiness=readiness,  # type: ignore[arg-type]
+            run_summary=summary,  # type: ignore[arg-type]
+            backtest=backtest,  # type: ignore[arg-type]
+        )
 
     async def _backtest_or_none(
         self, backtest_id: str | None

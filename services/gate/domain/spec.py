@@ -106,9 +106,12 @@ class ReleaseSpec:
             "window_seconds": self.window_seconds,
         }
 
-    @property
+    @functools.cached_property
     def spec_hash(self) -> str:
-        """`sha256:` + 64 hex of SHA-256 over the canonical JSON (sorted keys)."""
+        """`sha256:` + 64 hex of SHA-256 over the canonical JSON (sorted keys).
+
+        Computed once per spec: a parsed spec is shared by every preflight of its text.
+        """
         text = json.dumps(self.canonical(), sort_keys=True, separators=(",", ":"), allow_nan=False)
         return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
