@@ -17,6 +17,7 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import asyncpg
 from google.protobuf.message import Message
@@ -25,6 +26,7 @@ from services.runtime.errors import Conflict, Unavailable
 
 log = logging.getLogger(__name__)
 
+AnswerT = TypeVar("AnswerT", bound=Message)
 _UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 
 
@@ -58,22 +60,30 @@ class RequestDedup:
         method: str,
         request_id: str,
         request: Message,
-        compute: Callable[[], Awaitable[bytes]],
-    ) -> bytes:
-        """The stored answer for this id, or `compute()`'s answer, stored as the first one."""
+        compute: Callable[[], Awaitable[AnswerT]],
+        answer_type: type[AnswerT],
+    ) -> AnswerT:
+        """The stored answer for this id, or `compute()`'s answer, stored as the first one.
+
+        Without a request id there is nothing to replay: `compute()` answers directly.
+        """
         if not request_id:
             return await compute()
         request_fingerprint = fingerprint(method, request)
+
+        async def serialized() -> bytes:
+            return (await compute()).SerializeToString(deterministic=True)
+
         key = (method, request_id)
         running = self._inflight.get(key)
         if running is not None:
             if running[0] != request_fingerprint:
                 raise _reused()
-            return await asyncio.shield(running[1])
-        task = asyncio.create_task(self._first_answer(key, request_fingerprint, compute))
+            return answer_type.FromString(await asyncio.shield(running[1]))
+        task = asyncio.create_task(self._first_answer(key, request_fingerprint, serialized))
         self._inflight[key] = (request_fingerprint, task)
         try:
-            return await asyncio.shield(task)
+            return answer_type.FromString(await asyncio.shield(task))
         finally:
             if task.done():
                 self._inflight.pop(key, None)

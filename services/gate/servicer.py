@@ -70,18 +70,18 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     ) -> gate_pb2.PreflightResult:
         """Evaluate a release spec; the same request_id replays the first answer."""
         inp = preflight_input(request, self._specs.parse)
-        answer = await self._dedup.run(
+        return await self._dedup.run(
             "Preflight",
             inp.request_id,
             request,
             lambda: self._preflight(inp),
+            gate_pb2.PreflightResult,
         )
-        return gate_pb2.PreflightResult.FromString(answer)
 
-    async def _preflight(self, inp: PreflightInput) -> bytes:
+    async def _preflight(self, inp: PreflightInput) -> gate_pb2.PreflightResult:
         run = await self._engine.preflight(inp, inp.request_id or request_id_var.get())
         self._engine.report_preflight(run)
-        return preflight_result(run).SerializeToString(deterministic=True)
+        return preflight_result(run)
 
     async def Check(
         self, request: gate_pb2.CheckRequest, context: Context
@@ -89,23 +89,22 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         """Enforcement: ALLOW only for an OK verdict; audited, counted, published."""
         inp = preflight_input(request.preflight, self._specs.parse)
         operator = check_operator(request)
-        answer = await self._dedup.run(
+        return await self._dedup.run(
             "Check",
             inp.request_id,
             request,
             lambda: self._check(inp, operator),
+            gate_pb2.CheckResponse,
         )
-        return gate_pb2.CheckResponse.FromString(answer)
 
-    async def _check(self, inp: PreflightInput, operator: str) -> bytes:
+    async def _check(self, inp: PreflightInput, operator: str) -> gate_pb2.CheckResponse:
         done = await self._engine.check(inp, operator, inp.request_id or request_id_var.get())
-        response = check_response(
+        return check_response(
             done.run,
             str(done.decision.decision),
             done.decision.audit_written,
             done.audit_id,
         )
-        return response.SerializeToString(deterministic=True)
 
     async def RequestOverride(
         self, request: gate_pb2.RequestOverrideRequest, context: Context
