@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.gate import bench_gate
 from bench.health import bench_health_ready
+from bench.pipeline import bench_pipeline
 from bench.processes import bench_idle_processes, running_stack
 from bench.report import render
 from bench.tokens import bench_tokens
@@ -33,6 +34,7 @@ def main() -> None:
                 rows += bench_idle_processes(stack)
                 rows += asyncio.run(bench_gate(f"127.0.0.1:{stack['gate'].grpc_port}"))
                 rows += asyncio.run(bench_health_ready(stack["health"].http_port))
+                rows += asyncio.run(bench_pipeline(stack["pipeline"].http_port))
         finally:
             redis_server.stop()
             postgres.stop()

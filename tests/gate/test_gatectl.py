@@ -204,6 +204,7 @@ async def test_override_token_from_request_is_printed_once_and_applies(
             *target(svc),
             env={"PTF_ADMIN_KEY": ADMIN_KEY},
         )
+        assert issued.code == 0, issued.err
         token = json.loads(issued.out)["token"]
         applied = await gatectl(
             "preflight",
@@ -215,8 +216,8 @@ async def test_override_token_from_request_is_printed_once_and_applies(
             "--json",
             *target(svc),
         )
+    assert applied.code == 0, applied.err
     document = json.loads(applied.out)
-    assert (issued.code, applied.code) == (0, 0)
     assert (document["override_result"], document["verdict"]) == ("applied", "RELEASE_OK")
     assert token not in applied.out + applied.err
 
