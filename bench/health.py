@@ -6,24 +6,12 @@ import asyncio
 import time
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.report import BenchRow
+from bench.scrape import counter_total
 
 RATE = 500
 SECONDS = 6
-
-
-async def _db_queries(session: aiohttp.ClientSession, base: str) -> float:
-    async with session.get(f"{base}/metrics") as response:
-        text = await response.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "ptf_db_queries"
-        for sample in family.samples
-        if sample.name == "ptf_db_queries_total"
-    )
 
 
 async def bench_health_ready(http_port: int) -> list[BenchRow]:
@@ -43,7 +31,7 @@ async def bench_health_ready(http_port: int) -> list[BenchRow]:
         # one extra evaluation a cold start adds to any window.
         await probe()
         latencies.clear()
-        before = await _db_queries(session, base)
+        before = await counter_total(session, base, "ptf_db_queries")
         started = time.perf_counter()
         tasks = []
         for i in range(RATE * SECONDS):
@@ -53,7 +41,9 @@ async def bench_health_ready(http_port: int) -> list[BenchRow]:
             tasks.append(asyncio.create_task(probe()))
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
-        queries_per_second = (await _db_queries(session, base) - before) / elapsed
+        queries_per_second = (
+            await counter_total(session, base, "ptf_db_queries") - before
+        ) / elapsed
     latencies.sort()
     p99 = latencies[int(0.99 * (len(latencies) - 1))]
     achieved = len(latencies) / elapsed

@@ -16,10 +16,10 @@ import uuid
 from typing import Any
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from bench.load import run_closed_loop
 from bench.report import BenchRow
+from bench.scrape import counter_total
 
 TENANT = "default"
 API_KEY = "dev-tenant-key"
@@ -45,15 +45,7 @@ def _document() -> bytes:
 
 
 async def _finished(session: aiohttp.ClientSession, base: str) -> float:
-    async with session.get(f"{base}/metrics") as response:
-        text = await response.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "ptf_pipeline_jobs_finished"
-        for sample in family.samples
-        if sample.name == "ptf_pipeline_jobs_finished_total"
-    )
+    return await counter_total(session, base, "ptf_pipeline_jobs_finished")
 
 
 async def _throughput(session: aiohttp.ClientSession, base: str) -> float:
