@@ -301,21 +301,22 @@ class PipelineHttp:
             )
         return web.json_response({"source": "telemetry", **report})
 
-    async def request_purge(self, request: web.Request) -> web.StreamResponse:
-        """Step one of a tenant purge: what would be deleted, and the token that allows it."""
+    async def _purge_request(self, request: web.Request) -> tuple[str, dict[str, Any]]:
+        """Both purge steps: an admin key, the tenant of the path, a JSON object body."""
         await self._auth.admin(request.headers.get("X-Admin-Key"))
         tenant = validate_tenant_id(request.match_info["tenant_id"])
         _attribute(request, tenant)
-        body = await self._json_body(request)
+        return tenant, await self._json_body(request)
+
+    async def request_purge(self, request: web.Request) -> web.StreamResponse:
+        """Step one of a tenant purge: what would be deleted, and the token that allows it."""
+        tenant, body = await self._purge_request(request)
         purge = await self._purge.request(tenant, parse_operator(body.get("operator")))
         return web.json_response(purge.to_dict())
 
     async def confirm_purge(self, request: web.Request) -> web.StreamResponse:
         """Step two: consume the token and delete the tenant's rows."""
-        await self._auth.admin(request.headers.get("X-Admin-Key"))
-        tenant = validate_tenant_id(request.match_info["tenant_id"])
-        _attribute(request, tenant)
-        body = await self._json_body(request)
+        tenant, body = await self._purge_request(request)
         receipt = await self._purge.confirm(
             tenant,
             parse_confirmation_token(body.get("confirmation_token")),

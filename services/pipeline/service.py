@@ -42,7 +42,7 @@ from services.pipeline.status import QueueSampler
 from services.pipeline.telemetry_client import TelemetryClient
 from services.pipeline.worker import InvoiceProcessor, Sweeper, Worker, WorkerGroup, consumer_name
 from services.runtime.config import AppConfig
-from services.runtime.db import MigrationSet, apply_migrations, create_pool, discover_migrations
+from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
 from services.runtime.metrics import Metrics, create_metrics, metrics_route
 from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
@@ -226,11 +226,7 @@ DEFINITION = make_definition()
 
 async def migrate(pool: asyncpg.Pool) -> None:
     """Apply the pipeline's migrations (CLI commands and workers may start first)."""
-    async with pool.acquire() as conn:
-        for migration_set in MIGRATIONS:
-            await apply_migrations(
-                conn, discover_migrations(migration_set.component, migration_set.folder)
-            )
+    await apply_migration_sets(pool, MIGRATIONS)
 
 
 def _worker_routes(metrics: Metrics, workers: asyncio.Task[None]) -> list[web.RouteDef]:

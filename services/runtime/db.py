@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,6 +120,15 @@ async def apply_migrations(
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
     return applied_now
+
+
+async def apply_migration_sets(pool: asyncpg.Pool, migration_sets: Iterable[MigrationSet]) -> None:
+    """Apply every set's pending migrations, in order (services, CLI commands, tests)."""
+    async with pool.acquire() as conn:
+        for migration_set in migration_sets:
+            await apply_migrations(
+                conn, discover_migrations(migration_set.component, migration_set.folder)
+            )
 
 
 async def create_pool(

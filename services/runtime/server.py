@@ -30,7 +30,7 @@ from services.runtime.config import (
     load_config,
     validate_config,
 )
-from services.runtime.db import MigrationSet, apply_migrations, create_pool, discover_migrations
+from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
 from services.runtime.errors import ErrorMappingServer, error_middleware
 from services.runtime.logs import configure_logging
 from services.runtime.metrics import Metrics, create_metrics, metrics_route
@@ -178,13 +178,6 @@ def _alive_route(config: AppConfig) -> web.RouteDef:
     return web.get("/health", alive)
 
 
-async def _migrate(pool: asyncpg.Pool, definition: ServiceDefinition) -> None:
-    async with pool.acquire() as conn:
-        for migration_set in definition.migrations:
-            migrations = discover_migrations(migration_set.component, migration_set.folder)
-            await apply_migrations(conn, migrations)
-
-
 async def start_service(
     definition: ServiceDefinition, config: AppConfig, *, grace_seconds: float = 10.0
 ) -> RunningService:
@@ -197,7 +190,7 @@ async def start_service(
     redis = create_redis(config.redis_url)
     try:
         await redis.ping()
-        await _migrate(pool, definition)
+        await apply_migration_sets(pool, definition.migrations)
     except BaseException:
         await redis.aclose()
         await pool.close()

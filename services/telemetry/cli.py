@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from services.runtime.config import AppConfig
-from services.runtime.db import apply_migrations, create_pool, discover_migrations
+from services.runtime.db import apply_migration_sets, create_pool
 from services.runtime.errors import Unavailable
 from services.runtime.metric_stores import GateMetricStore, MetricStore
 from services.telemetry.app import Telemetry, utc_now
@@ -47,10 +47,7 @@ async def _summary(config: AppConfig, args: argparse.Namespace) -> dict[str, obj
     except (OSError, TimeoutError) as exc:
         raise Unavailable("STORE_UNAVAILABLE", f"cannot reach the database: {exc}") from exc
     try:
-        async with pool.acquire() as conn:
-            for migration_set in MIGRATIONS:
-                migrations = discover_migrations(migration_set.component, migration_set.folder)
-                await apply_migrations(conn, migrations)
+        await apply_migration_sets(pool, MIGRATIONS)
         # The CLI only reads events; the metric stores are not touched.
         stores = TelemetryMetricStores(Path(config.metrics_dir), MetricStore(), GateMetricStore())
         telemetry = Telemetry(EventRepository(pool), stores, config)

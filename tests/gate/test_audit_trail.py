@@ -17,16 +17,12 @@ from services.gate.audit import (
     verify_chain,
 )
 from services.gate.service import DEFINITION
-from services.runtime.db import apply_migrations, discover_migrations
+from services.runtime.db import apply_migration_sets
 
 
 @pytest.fixture
 async def audit(pg: asyncpg.Pool) -> AuditRepository:
-    async with pg.acquire() as conn:
-        for migration_set in DEFINITION.migrations:
-            await apply_migrations(
-                conn, discover_migrations(migration_set.component, migration_set.folder)
-            )
+    await apply_migration_sets(pg, DEFINITION.migrations)
     return AuditRepository(pg)
 
 

@@ -11,7 +11,7 @@ import pytest
 from services.gate.domain.reasons import BlockReasonCode
 from services.gate.escalation import EscalationRepository
 from services.gate.service import DEFINITION
-from services.runtime.db import apply_migrations, discover_migrations
+from services.runtime.db import apply_migration_sets
 
 S1 = BlockReasonCode.S1_RATE_HIGH
 LATENCY = BlockReasonCode.P95_LATENCY_HIGH
@@ -28,11 +28,7 @@ class Clock:
 
 @pytest.fixture
 async def migrated(pg: asyncpg.Pool) -> asyncpg.Pool:
-    async with pg.acquire() as conn:
-        for migration_set in DEFINITION.migrations:
-            await apply_migrations(
-                conn, discover_migrations(migration_set.component, migration_set.folder)
-            )
+    await apply_migration_sets(pg, DEFINITION.migrations)
     return pg
 
 

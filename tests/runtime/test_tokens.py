@@ -9,7 +9,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from services.runtime.db import apply_migrations, discover_migrations
+from services.runtime.db import apply_migration_sets
 from services.runtime.devservers import free_port
 from services.runtime.redis_client import RedisKeys
 from services.runtime.tokens.errors import TokenError, params_hash, token_hash
@@ -35,10 +35,7 @@ class FakeClock:
 
 @pytest.fixture
 async def migrated_pg(pg: asyncpg.Pool) -> asyncpg.Pool:
-    async with pg.acquire() as conn:
-        await apply_migrations(
-            conn, discover_migrations(TOKEN_MIGRATIONS.component, TOKEN_MIGRATIONS.folder)
-        )
+    await apply_migration_sets(pg, [TOKEN_MIGRATIONS])
     return pg
 
 
