@@ -104,10 +104,10 @@ async def build(runtime: Runtime) -> ServiceParts:
     rate_limit = ExtractorRateLimit(runtime.redis, runtime.keys)
     invoices = pilot_limiter(INVOICE_LIMITER, runtime.redis, runtime.keys, thresholds)
 
-    # The queue check and last_activity of one evaluation share a single query;
-    # half the readiness window keeps it from being reused by the next evaluation.
+    # The queue check and last_activity run concurrently in one evaluation and share
+    # its single in-flight query; nothing is kept for the next evaluation (no TTL).
     snapshot = SingleFlightCache[PipelineSnapshot](
-        lambda: pipeline_snapshot(runtime.pool, thresholds), thresholds.Health.CACHE_SECONDS / 2
+        lambda: pipeline_snapshot(runtime.pool, thresholds), ttl_seconds=0
     )
 
     async def queue() -> QueueSnapshot:
