@@ -12,11 +12,15 @@ from redis.exceptions import RedisError
 
 from services.runtime.errors import InvalidInput
 
-# Postgres unreachable, restarting or terminating our connections.
+# Postgres unreachable, restarting or terminating our connections. During an
+# outage a pooled connection can also fail with InternalClientError ("another
+# operation is in progress"); inside a transaction block its release then fails
+# the rollback and the pool drops it, so the loop's next attempt gets a new one.
 DATABASE_DOWN: tuple[type[BaseException], ...] = (
     asyncpg.PostgresConnectionError,
     asyncpg.exceptions.OperatorInterventionError,
     asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
     OSError,
     TimeoutError,
 )
