@@ -6,7 +6,7 @@ PROTOS := $(shell find protos -name '*.proto')
 GEN_STAMP := gen/.stamp
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: all gen run test lint pytest bench clean check-thresholds
+.PHONY: all gen run observe test lint pytest bench clean check-thresholds
 
 all: $(GEN_STAMP)
 
@@ -30,6 +30,10 @@ $(GEN_STAMP): $(PROTOS) $(VENV_STAMP)
 
 run: $(GEN_STAMP)
 	$(VENV)/bin/ptf-stack
+
+# Prometheus with our scrape config and alert rules against `make run`'s stack.
+observe:
+	scripts/observe.sh
 
 lint: $(GEN_STAMP) check-thresholds
 	$(VENV)/bin/ruff check services tests bench
