@@ -6,7 +6,7 @@ PROTOS := $(shell find protos -name '*.proto')
 GEN_STAMP := gen/.stamp
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: all gen run observe test lint pytest bench clean check-thresholds
+.PHONY: all gen run observe test lint pytest bench clean check-thresholds k8s-check
 
 all: $(GEN_STAMP)
 
@@ -47,7 +47,18 @@ check-thresholds:
 pytest: $(GEN_STAMP)
 	$(PY) -m pytest
 
-test: lint pytest
+# Every kustomize overlay rendered and each object validated offline against the
+# Kubernetes schemas that kubernetes-validate ships (no cluster needed).
+K8S_VERSION := 1.30.0
+k8s-check: $(VENV_STAMP)
+	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
+	for overlay in deploy/k8s/overlays/*/; do \
+		kubectl kustomize "$$overlay" > "$$out/$$(basename "$$overlay").yaml"; \
+	done; \
+	$(VENV)/bin/kubernetes-validate -k $(K8S_VERSION) --strict --quiet "$$out"/*.yaml; \
+	echo "k8s-check: $$(ls "$$out" | sed 's/.yaml//' | tr '\n' ' ')valid against Kubernetes $(K8S_VERSION)"
+
+test: lint k8s-check pytest
 
 bench: $(GEN_STAMP)
 	$(PY) -m bench
