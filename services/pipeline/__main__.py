@@ -1,6 +1,7 @@
 """`ptf-pipeline` / `python -m services.pipeline`: the pipeline's command line.
 
     ptf-pipeline                              serve the API (gRPC + HTTP) until SIGTERM
+    ptf-pipeline migrate                      apply the pipeline's migrations and exit
     ptf-pipeline worker [--concurrency N] [--relay] [--http-port P]
                                               run worker loops only (scale as wanted)
     ptf-pipeline load-market-prices FILE      upsert PTF/YEKDEM prices from CSV
@@ -43,12 +44,13 @@ from services.pipeline.auth import (
 )
 from services.pipeline.domain import TableError, parse_market_prices_csv, parse_tariffs_csv
 from services.pipeline.market import MarketStore
-from services.pipeline.service import make_definition, migrate, run_worker_process
+from services.pipeline.service import MIGRATIONS, make_definition, migrate, run_worker_process
 from services.pipeline.settings import PipelineSettings
 from services.runtime.config import AppConfig
 from services.runtime.db import create_pool
 from services.runtime.errors import InvalidInput, PtfError
 from services.runtime.logs import configure_logging
+from services.runtime.migrate import run_migrations
 from services.runtime.server import EXIT_CONFIG, load_validated_config, run_service
 
 log = logging.getLogger(__name__)
@@ -223,6 +225,7 @@ def _parser() -> _Parser:
     parser = _Parser(prog="ptf-pipeline", description=__doc__.split("\n")[0])
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve the API (default)")
+    commands.add_parser("migrate", help="apply the pipeline's migrations and exit")
     worker = commands.add_parser("worker", help="run worker loops only")
     worker.add_argument("--concurrency", type=int, default=2, help="worker loops (default 2)")
     worker.add_argument("--relay", action="store_true", help="also relay the outbox to telemetry")
@@ -348,6 +351,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     if command == "serve":
         run_service(make_definition(_settings_or_exit()))
         return
+    if command == "migrate":
+        raise SystemExit(run_migrations("pipeline", MIGRATIONS))
     configure_logging("pipeline")
     settings = _settings_or_exit()
     config = load_validated_config("pipeline")

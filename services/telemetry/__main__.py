@@ -1,4 +1,4 @@
-"""`ptf-telemetry` / `python -m services.telemetry`: serve (default) or print a run summary."""
+"""`ptf-telemetry` / `python -m services.telemetry`: serve (default), summary or migrate."""
 
 from __future__ import annotations
 
@@ -7,15 +7,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from services.runtime.logs import configure_logging
+from services.runtime.migrate import run_migrations
 from services.runtime.server import load_validated_config, run_service
 from services.telemetry.cli import EXIT_USAGE, parse_args, run_summary_command
 from services.telemetry.domain.errors import TelemetryError
 from services.telemetry.domain.window import parse_duration
-from services.telemetry.service import create_definition
+from services.telemetry.service import MIGRATIONS, create_definition
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "migrate":
+        raise SystemExit(run_migrations("telemetry", MIGRATIONS))
     if args.command == "summary":
         configure_logging("telemetry")
         raise SystemExit(run_summary_command(load_validated_config("telemetry"), args))

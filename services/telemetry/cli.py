@@ -75,7 +75,10 @@ def run_summary_command(config: AppConfig, args: argparse.Namespace) -> int:
 
 
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    """`[serve [--summary-period 24h]] | summary [--since 24h] [--until T] [--tenant-id T]`."""
+    """`[serve [--summary-period 24h]] | summary [--since 24h] [--until T] [--tenant-id T]`.
+
+    `migrate` applies the telemetry migrations and exits.
+    """
     parser = _Parser(prog="ptf-telemetry", description="ptf-admin telemetry service")
     commands = parser.add_subparsers(dest="command")
     serve = commands.add_parser("serve", help="run the service (default)")
@@ -83,8 +86,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         "--summary-period", default="1d", help="run_summary log period: 1h, 1d ... (default 1d)"
     )
     add_summary_arguments(commands.add_parser("summary", help="print a run_summary JSON line"))
+    commands.add_parser("migrate", help="apply the telemetry migrations and exit")
     arguments = list(argv)
-    if not arguments or arguments[0] not in {"serve", "summary", "-h", "--help"}:
+    if not arguments or arguments[0] not in {"serve", "summary", "migrate", "-h", "--help"}:
         arguments = ["serve", *arguments]
     return parser.parse_args(arguments)
 
