@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from services.gate.cli.exits import USAGE, CliExit
+from services.gate.cli.rollback import APPROVED_ANNOTATION, KILL_SWITCH_DEPLOYMENTS
 
 DEFAULT_GATE = "127.0.0.1:50051"
 
@@ -145,15 +146,56 @@ def build_parser() -> Parser:
     post.add_argument("--timeout", type=_positive(float), default=30.0)
     post.add_argument("--json", action="store_true")
 
-    guard = commands.add_parser("rollout-guard", help="roll back a rollout the gate blocks")
+    _rollout_guard(
+        commands.add_parser(
+            "rollout-guard",
+            help="watch a rollout through the gate; on BLOCK roll back to the approved revision",
+            description=ROLLOUT_GUARD_DESCRIPTION,
+        )
+    )
+    return parser
+
+
+ROLLOUT_GUARD_DESCRIPTION = (
+    "Asks the gate every --interval seconds. On RELEASE_OK once the rollout is complete, "
+    "records the running revision on the Deployment (annotation "
+    f"{APPROVED_ANNOTATION}) and exits 0. On RELEASE_BLOCK: kubectl rollout undo "
+    "--to-revision=<recorded revision>, then PILOT_ENABLED=false on every "
+    "--kill-switch-deployment, then kubectl rollout status; exits 2, or 70 when the "
+    "rollback is incomplete. HOLD and an unreachable gate never touch the Deployment "
+    "(exit 1 / 69 after --max-checks)."
+)
+
+
+def _rollout_guard(guard: argparse.ArgumentParser) -> None:
     _connection(guard)
-    guard.add_argument("--deployment", required=True)
-    guard.add_argument("--namespace")
-    guard.add_argument("--spec", required=True)
+    guard.add_argument("--deployment", required=True, help="the Deployment being rolled out")
+    guard.add_argument("--namespace", help="its namespace (default: kubectl's context)")
+    guard.add_argument("--spec", required=True, help="release spec YAML file")
     guard.add_argument("--fact", action="append", metavar="NAME=VALUE")
     guard.add_argument("--override-token")
     guard.add_argument("--interval", type=_positive(float), default=30.0, help="seconds")
     guard.add_argument("--max-checks", type=_positive(int), help="give up after N checks")
     guard.add_argument("--kubectl", default="kubectl", help="kubectl binary (default: on PATH)")
+    guard.add_argument(
+        "--kill-switch-deployment",
+        action="append",
+        metavar="NAME",
+        help="a Deployment that reads PILOT_ENABLED, set to false on BLOCK (repeat; default: "
+        f"{', '.join(KILL_SWITCH_DEPLOYMENTS)})",
+    )
+    guard.add_argument(
+        "--good-revision",
+        type=_positive(int),
+        metavar="N",
+        help="revision to roll back to when no gate-approved revision is recorded "
+        "(default: the one before the current revision)",
+    )
+    guard.add_argument(
+        "--rollout-timeout",
+        type=_positive(float),
+        default=300.0,
+        metavar="SECONDS",
+        help="how long the rollback's kubectl rollout status waits (default %(default)s)",
+    )
     guard.set_defaults(request_id=None)
-    return parser

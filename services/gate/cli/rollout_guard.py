@@ -1,81 +1,44 @@
 """`gatectl rollout-guard`: watch a rollout through the gate and roll back on BLOCK.
 
-Every `--interval` seconds the gate is asked for a preflight of the release
-spec. On RELEASE_BLOCK the rollback procedure of seed 003 §7 runs at once:
+Every `--interval` seconds the gate is asked for a preflight of the release spec.
 
-1. kill switch: `kubectl set env deployment/<D> PILOT_ENABLED=false`
-2. rollback:    `kubectl rollout undo deployment/<D>`
+- RELEASE_OK once `kubectl rollout status --watch=false` reports the rollout complete:
+  the running revision is recorded on the Deployment as gate-approved
+  (`ptf-admin.io/gate-approved-revision`, metadata only, so no new revision) and the
+  guard exits 0.
+- RELEASE_BLOCK: the rollback of services/gate/cli/rollback.py runs at once — undo to
+  the recorded approved revision, then the kill switch on every Deployment that reads
+  PILOT_ENABLED, then `rollout status` — and says what it restored and what now runs.
+- HOLD keeps waiting (investigate before rolling back), as does an unreachable gate:
+  missing data never triggers a rollback, and neither touches the Deployment.
 
-(with `-n <namespace>` when given), each command printed with its outcome;
-the undo runs even if the kill switch failed, because rolling back matters
-most. On RELEASE_OK once `kubectl rollout status --watch=false` reports the
-rollout complete, the guard exits 0. HOLD keeps waiting (investigate first,
-seed 003 §6.3), as does an unreachable gate: missing data never triggers a
-rollback. Exit codes: 0 rolled out and OK; 2 BLOCK and rolled back; 70 BLOCK
-but a rollback command failed; 1 still HOLD after `--max-checks`; 69 gate
-unreachable at the last check.
+Exit codes: 0 rolled out and OK; 2 BLOCK and rolled back; 70 rollback incomplete (or
+the approval could not be recorded) — the message says what to run by hand; 1 still
+HOLD after `--max-checks`; 69 gate unreachable at the last check.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Sequence
 
 from ptf.gate.v1 import gate_pb2
 
 from services.gate.cli import render
 from services.gate.cli.commands import gate, preflight_request, rpc
 from services.gate.cli.exits import BLOCK, HOLD, OK, SOFTWARE, UNAVAILABLE, CliExit, warn
+from services.gate.cli.kubectl import Kubectl
+from services.gate.cli.rollback import record_approval, roll_back
 
 _ROLLED_OUT = "successfully rolled out"
 
 
-async def _kubectl(kubectl: str, *args: str) -> tuple[int, str]:
-    """Run kubectl; (exit code, combined output). A missing binary is exit 127."""
-    try:
-        process = await asyncio.create_subprocess_exec(
-            kubectl,
-            *args,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
-    except OSError as exc:
-        return 127, f"{kubectl}: {exc.strerror}"
-    out, _ = await process.communicate()
-    return process.returncode or 0, out.decode("utf-8", "replace").strip()
-
-
-def _namespaced(args: argparse.Namespace, *command: str) -> list[str]:
-    extra = ["-n", args.namespace] if args.namespace else []
-    return [*command, *extra]
-
-
-async def rollback(args: argparse.Namespace) -> bool:
-    """Kill switch, then rollout undo; True when both commands succeeded."""
-    target = f"deployment/{args.deployment}"
-    commands: Sequence[list[str]] = (
-        _namespaced(args, "set", "env", target, "PILOT_ENABLED=false"),
-        _namespaced(args, "rollout", "undo", target),
-    )
-    ok = True
-    for command in commands:
-        print(f"running: {args.kubectl} {' '.join(command)}", flush=True)
-        code, output = await _kubectl(args.kubectl, *command)
-        if output:
-            print(f"  {output}", flush=True)
-        if code != 0:
-            ok = False
-            warn(f"`kubectl {' '.join(command)}` failed with exit code {code}")
-    return ok
-
-
 async def _rolled_out(args: argparse.Namespace) -> bool:
-    command = _namespaced(
-        args, "rollout", "status", f"deployment/{args.deployment}", "--watch=false"
+    kubectl = Kubectl(args.kubectl, args.namespace)
+    outcome = await kubectl.run(
+        "rollout", "status", f"deployment/{args.deployment}", "--watch=false"
     )
-    code, output = await _kubectl(args.kubectl, *command)
-    return code == 0 and _ROLLED_OUT in output
+    return outcome.ok and _ROLLED_OUT in outcome.output
 
 
 async def _ask(args: argparse.Namespace, request: gate_pb2.PreflightRequest) -> int | None:
@@ -94,7 +57,7 @@ async def _ask(args: argparse.Namespace, request: gate_pb2.PreflightRequest) -> 
 
 
 async def rollout_guard(args: argparse.Namespace) -> int:
-    """`gatectl rollout-guard`: ask, roll back on BLOCK, stop on OK once rolled out."""
+    """`gatectl rollout-guard`: ask, roll back on BLOCK, record approval on OK once rolled out."""
     checks = 0
     while True:
         request = preflight_request(args)  # re-read: the spec file may be fixed mid-rollout
@@ -102,14 +65,10 @@ async def rollout_guard(args: argparse.Namespace) -> int:
         checks += 1
         if verdict == BLOCK:
             print(f"RELEASE_BLOCK: rolling back deployment/{args.deployment}", flush=True)
-            if await rollback(args):
-                print("rollback done: kill switch set, previous revision restored", flush=True)
-                return BLOCK
-            warn("ROLLBACK INCOMPLETE: finish it by hand (seed 003 §7)")
-            return SOFTWARE
+            return await roll_back(args)
         if verdict == OK and await _rolled_out(args):
             print(f"deployment/{args.deployment} rolled out and the gate says OK", flush=True)
-            return OK
+            return OK if await record_approval(args) else SOFTWARE
         if args.max_checks and checks >= args.max_checks:
             if verdict is None:
                 return UNAVAILABLE
