@@ -102,16 +102,6 @@ def test_undo_without_an_earlier_revision_fails(cluster: Standin) -> None:
     assert (code, err) == (1, 'error: no rollout history found for deployment "api"\n')
 
 
-def test_the_seeds_literal_order_returns_to_the_bad_release_with_the_pilot_on(
-    cluster: Standin,
-) -> None:
-    """Kill switch first, then a plain undo: the undo goes back to the bad release itself."""
-    ok(cluster, "set", "image", "deployment/api", "api=ptf:1.1-bad")
-    ok(cluster, "set", "env", "deployment/api", "PILOT_ENABLED=false")
-    ok(cluster, "rollout", "undo", "deployment/api")
-    assert (template(cluster)["containers"][0]["image"], pilot(cluster)) == ("ptf:1.1-bad", "true")
-
-
 def test_annotate_changes_metadata_only(cluster: Standin) -> None:
     ok(
         cluster,
