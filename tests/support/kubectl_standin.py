@@ -4,7 +4,7 @@
 Why it exists: whether a rollback really rolls back depends on how Kubernetes numbers
 revisions, which a stand-in that only logs its arguments cannot show. This one keeps, in
 a JSON file named by $KUBECTL_STANDIN_STATE, each Deployment's pod template and its
-ReplicaSets, and applies the deployment controller's rules (pkg/controller/deployment):
+ReplicaSets, and applies the rules of the Kubernetes deployment controller:
 
 - every ReplicaSet holds one distinct pod template and a revision number;
 - a change of the pod template (`set env` to a new value, `set image`, `rollout undo`)

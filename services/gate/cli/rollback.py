@@ -143,7 +143,7 @@ async def roll_back(args: argparse.Namespace) -> int:
             problems.append(f"deployment/{name} did not finish rolling out")
     off = await pilot_off_on(kubectl, switched)
     if missing := [n for n in switched if n not in off]:
-        problems.append(f"{KILL_SWITCH} is not false on {', '.join(missing)}")
+        problems.append(f"{KILL_SWITCH}=false is not confirmed on {', '.join(missing)}")
     running = await kubectl.deployment(name)
     now = revision(running) if running is not None else None
     if problems or now is None:
