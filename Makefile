@@ -6,7 +6,7 @@ PROTOS := $(shell find protos -name '*.proto')
 GEN_STAMP := gen/.stamp
 VENV_STAMP := $(VENV)/.installed
 
-.PHONY: all gen run observe test lint pytest bench clean check-thresholds k8s-check
+.PHONY: all gen run observe test lint pytest bench clean check-thresholds k8s-check tools
 
 all: $(GEN_STAMP)
 
@@ -44,7 +44,11 @@ lint: $(GEN_STAMP) check-thresholds
 check-thresholds:
 	scripts/check-threshold-constants.sh services
 
-pytest: $(GEN_STAMP)
+# promtool (Debian package prometheus) for the alert rule tests; installed when missing.
+tools:
+	scripts/ensure-debian-tools.sh promtool=prometheus prometheus=prometheus
+
+pytest: $(GEN_STAMP) tools
 	$(PY) -m pytest
 
 # Every kustomize overlay rendered and each object validated offline against the
