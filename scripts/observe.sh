@@ -9,14 +9,7 @@ CONFIG=monitoring/prometheus/prometheus.yml
 STORAGE=.data/prometheus
 PORT="${PROMETHEUS_PORT:-9090}"
 
-if ! command -v prometheus >/dev/null 2>&1; then
-    if [[ -x scripts/ensure-debian-tools.sh ]]; then
-        scripts/ensure-debian-tools.sh
-    else
-        echo "prometheus is missing; installing the Debian package" >&2
-        apt-get update -qq && apt-get install -y -qq prometheus >/dev/null
-    fi
-fi
+scripts/ensure-debian-tools.sh prometheus=prometheus
 
 port_taken() {
     python3 -c 'import socket, sys
