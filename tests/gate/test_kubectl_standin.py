@@ -115,6 +115,24 @@ def test_annotate_changes_metadata_only(cluster: Standin) -> None:
     assert revisions(cluster) == [1]
 
 
+def test_annotate_is_copied_to_the_current_replicaset_only(cluster: Standin) -> None:
+    ok(cluster, "set", "image", "deployment/api", "api=ptf:1.1")
+    ok(cluster, "annotate", "deployment/api", "note=a")
+    carried = {
+        rs["revision"]: rs["annotations"] for rs in cluster.deployment("api", "prod")["replicasets"]
+    }
+    assert carried == {1: {}, 2: {"note": "a"}}
+
+
+def test_undo_brings_back_the_restored_replicasets_annotations(cluster: Standin) -> None:
+    ok(cluster, "annotate", "deployment/api", "note=first")
+    ok(cluster, "set", "image", "deployment/api", "api=ptf:1.1")
+    ok(cluster, "annotate", "deployment/api", "note=second", "later=x", "--overwrite")
+    ok(cluster, "rollout", "undo", "deployment/api", "--to-revision=1")
+    annotations = cluster.deployment("api", "prod")["annotations"]
+    assert annotations == {"note": "first", REVISION: "3"}
+
+
 def test_annotate_without_overwrite_refuses_to_change_a_value(cluster: Standin) -> None:
     ok(cluster, "annotate", "deployment/api", "note=a")
     code, _, err = cluster.run("annotate", "deployment/api", "note=b", "-n", "prod")

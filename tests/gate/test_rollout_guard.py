@@ -75,6 +75,10 @@ def revision_template(cluster: Standin, revision: int) -> dict[str, Any]:
     return copy.deepcopy(found["template"])
 
 
+def revisions(found: dict[str, Any]) -> list[int]:
+    return sorted(rs["revision"] for rs in found["replicasets"])
+
+
 def with_pilot_off(template: dict[str, Any]) -> dict[str, Any]:
     changed = copy.deepcopy(template)
     for each in changed["containers"]:
@@ -201,6 +205,17 @@ async def test_a_second_block_after_a_rollback_still_returns_to_the_approved_tem
     assert deployment(cluster)["template"] == expected
 
 
+async def test_block_records_what_now_runs_as_the_approved_return_point(
+    start_gate: StartGate, blocking: SignalServers, spec_file: Path, cluster: Standin
+) -> None:
+    """The undo retired revision 1's number and replaced the Deployment's annotations."""
+    approve_revision_1(cluster)
+    async with start_gate() as svc:
+        await guard(svc, spec_file, cluster)
+    annotations = deployment(cluster)["annotations"]
+    assert annotations[APPROVED] == annotations[REVISION]
+
+
 async def test_ok_after_a_complete_rollout_records_the_running_revision_as_approved(
     start_gate: StartGate, spec_file: Path, cluster: Standin
 ) -> None:
@@ -210,7 +225,7 @@ async def test_ok_after_a_complete_rollout_records_the_running_revision_as_appro
     after = deployment(cluster)
     assert run.code == 0, run.err
     assert after["annotations"][APPROVED] == before["annotations"][REVISION]
-    assert (after["template"], after["replicasets"]) == (before["template"], before["replicasets"])
+    assert (after["template"], revisions(after)) == (before["template"], revisions(before))
 
 
 async def test_block_without_a_recorded_approval_returns_to_the_previous_revision(

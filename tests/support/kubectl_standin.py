@@ -13,7 +13,12 @@ ReplicaSets, and applies the rules of the Kubernetes deployment controller:
   newest revision and N itself leaves the history, as upstream reuses that ReplicaSet;
 - a command that leaves the template as it was creates no revision (and `set env`
   prints nothing, like kubectl);
-- `annotate` changes metadata only;
+- `annotate` changes metadata only; like the controller, it copies the Deployment's
+  annotations (all but its own bookkeeping ones) onto the current ReplicaSet, and a new
+  ReplicaSet starts with them;
+- `rollout undo` restores, besides the template, the restored ReplicaSet's annotations:
+  kubectl replaces the Deployment's annotations with them, keeping only the bookkeeping
+  ones, so an annotation set after that ReplicaSet was current does not survive an undo;
 - ReplicaSets beyond `revisionHistoryLimit` (oldest first, never the current) are pruned.
 
 Rollouts complete at once unless a Deployment is marked `stalled`, so that
@@ -36,6 +41,16 @@ from typing import Any
 STATE_ENV = "KUBECTL_STANDIN_STATE"
 REVISION = "deployment.kubernetes.io/revision"
 HISTORY_LIMIT = 10
+BOOKKEEPING = frozenset(
+    {
+        REVISION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "kubectl.kubernetes.io/last-applied-configuration",
+        "deprecated.deployment.rollback.to",
+    }
+)
 DEPLOYMENT_TYPES = frozenset(
     {"deployment", "deployments", "deploy", "deployment.apps", "deployments.apps"}
 )
@@ -132,7 +147,20 @@ def _find(state: State, namespace: str, name: str) -> Deployment:
 
 
 def _current_revision(deployment: Deployment) -> int:
-    return max(rs["revision"] for rs in deployment["replicasets"])
+    return max(int(rs["revision"]) for rs in deployment["replicasets"])
+
+
+def _carried(annotations: dict[str, str]) -> dict[str, str]:
+    """The annotations that travel between a Deployment and its ReplicaSets."""
+    return {key: value for key, value in annotations.items() if key not in BOOKKEEPING}
+
+
+def _sync_current_replicaset(deployment: Deployment) -> None:
+    """The controller's copy of the Deployment's annotations onto the current ReplicaSet."""
+    current = _current_revision(deployment)
+    for rs in deployment["replicasets"]:
+        if rs["revision"] == current:
+            rs["annotations"] = _carried(deployment["annotations"])
 
 
 def _apply_template(deployment: Deployment, template: dict[str, Any]) -> bool:
@@ -147,9 +175,10 @@ def _apply_template(deployment: Deployment, template: dict[str, Any]) -> bool:
         same[0]["revision"] = next_revision
     else:
         deployment["replicasets"].append(
-            {"revision": next_revision, "template": copy.deepcopy(template)}
+            {"revision": next_revision, "template": copy.deepcopy(template), "annotations": {}}
         )
     deployment["annotations"][REVISION] = str(next_revision)
+    _sync_current_replicaset(deployment)
     old = sorted(
         (rs for rs in deployment["replicasets"] if rs["revision"] != next_revision),
         key=lambda rs: rs["revision"],
@@ -177,7 +206,7 @@ def new_deployment(
         "annotations": {REVISION: "1"},
         "generation": 1,
         "template": template,
-        "replicasets": [{"revision": 1, "template": copy.deepcopy(template)}],
+        "replicasets": [{"revision": 1, "template": copy.deepcopy(template), "annotations": {}}],
         "revision_history_limit": revision_history_limit,
         "stalled": False,
     }
@@ -419,6 +448,7 @@ def _annotate(state: State, argv: Sequence[str]) -> str:
                     f"annotation(s): '{key}' already has a value ({annotations[key]})"
                 )
             annotations[key] = value
+        _sync_current_replicaset(deployment)
         lines.append(f"deployment.apps/{name} annotated")
     return "\n".join(lines)
 
@@ -461,11 +491,14 @@ def _undo(deployment: Deployment, flags: Flags) -> str:
         if len(by_revision) < 2:
             raise KubectlError(f'error: no rollout history found for deployment "{name}"')
         target = by_revision[-2]
-    if not _apply_template(deployment, target["template"]):
+    if target["template"] == deployment["template"]:
         return (
             f"deployment.apps/{name} skipped rollback "
             f"(current template already matches revision {target['revision']})"
         )
+    kept = {k: v for k, v in deployment["annotations"].items() if k in BOOKKEEPING}
+    deployment["annotations"] = {**kept, **_carried(target.get("annotations", {}))}
+    _apply_template(deployment, target["template"])
     return f"deployment.apps/{name} rolled back"
 
 
