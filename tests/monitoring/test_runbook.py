@@ -4,7 +4,8 @@ A runbook whose commands have drifted from the CLIs fails the operator in the
 middle of an incident, so each `gatectl` / `ptf-pipeline` / `ptf-telemetry`
 command it shows must answer `--help` (the installed entry point, as a
 subprocess) and know every `--flag` the runbook passes it, and every `make`
-target it names must exist (`make -n`).
+target it names must exist (`make -n`). Dashboard panels it sends the operator
+to ("...", in a paragraph about a panel or dashboard) must exist by that title.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.monitoring.promql import REPO
+from tests.monitoring.promql import REPO, panels
 
 RUNBOOK = REPO / "monitoring" / "runbooks" / "ptf-admin-runbook.md"
 BIN = Path(sys.executable).parent
@@ -35,6 +36,21 @@ _COMMAND = re.compile(
 )
 _WORD = re.compile(r"[a-z][a-z0-9-]*")
 _FLAG = re.compile(r"(?<![\w-])(--[a-z][a-z0-9-]*)")
+
+
+_QUOTED = re.compile(r'"([^"]+)"')
+_PANEL_CONTEXT = re.compile(r"panel|dashboard|Pipeline and System Health", re.IGNORECASE)
+
+
+def _panel_names(markdown: str) -> set[str]:
+    """Quoted names in the prose paragraphs (code removed) that talk about panels."""
+    prose = _INLINE.sub("", _FENCED.sub("", markdown))
+    return {
+        name
+        for paragraph in re.split(r"\n\s*\n", prose)
+        if _PANEL_CONTEXT.search(paragraph)
+        for name in _QUOTED.findall(paragraph)
+    }
 
 
 @dataclass(frozen=True)
@@ -126,3 +142,12 @@ def test_make_target_exists(target: str) -> None:
         ["make", "-n", target], cwd=REPO, capture_output=True, text=True, timeout=60, check=False
     )
     assert run.returncode == 0, run.stderr
+
+
+def test_runbook_names_dashboard_panels() -> None:
+    assert _panel_names(RUNBOOK.read_text())
+
+
+@pytest.mark.parametrize("panel", sorted(_panel_names(RUNBOOK.read_text())))
+def test_panel_the_runbook_names_exists(panel: str) -> None:
+    assert panel in {p.title for p in panels()}
