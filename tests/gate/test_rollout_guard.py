@@ -265,6 +265,19 @@ async def test_a_failed_undo_still_sets_the_kill_switch_and_exits_70(
     assert "ROLLBACK INCOMPLETE: the undo to revision 9 failed" in run.err
 
 
+async def test_a_failed_undo_says_the_release_still_runs_with_the_pilot_off(
+    start_gate: StartGate, blocking: SignalServers, spec_file: Path, cluster: Standin
+) -> None:
+    kubectl(cluster, "annotate", f"deployment/{GUARDED}", f"{APPROVED}=9", "--overwrite")
+    async with start_gate() as svc:
+        run = await guard(svc, spec_file, cluster)
+    running = deployment(cluster)["annotations"][REVISION]
+    assert (
+        f"left as: deployment/{GUARDED} runs revision {running} (the release being rolled back); "
+        f"PILOT_ENABLED=false on {', '.join((GUARDED, *OTHERS))}"
+    ) in run.err
+
+
 async def test_an_incomplete_rollback_says_what_to_run_without_outside_documents(
     start_gate: StartGate, blocking: SignalServers, spec_file: Path, cluster: Standin
 ) -> None:

@@ -104,6 +104,16 @@ async def pilot_off_on(kubectl: Kubectl, names: Sequence[str]) -> list[str]:
     ]
 
 
+def _left_as(name: str, now: int | None, undone: bool, target: Target, off: Sequence[str]) -> str:
+    """Where an incomplete rollback left things, so the operator knows where to start."""
+    running = "an unknown revision" if now is None else f"revision {now}"
+    template = (
+        f"revision {target.revision}'s pod template" if undone else "the release being rolled back"
+    )
+    pilot = f"{KILL_SWITCH}=false on {', '.join(off)}" if off else f"{KILL_SWITCH}=false nowhere"
+    return f"left as: deployment/{name} runs {running} ({template}); {pilot}"
+
+
 def _finish_by_hand(kubectl: Kubectl, name: str, switched: Sequence[str]) -> str:
     deployment = f"deployment/{name}"
     targets = [f"deployment/{n}" for n in switched]
@@ -148,6 +158,7 @@ async def roll_back(args: argparse.Namespace) -> int:
     now = revision(running) if running is not None else None
     if problems or now is None:
         warn(f"ROLLBACK INCOMPLETE: {'; '.join(problems) or 'cannot read what runs now'}.")
+        warn(_left_as(name, now, undone, target, off))
         warn(_finish_by_hand(kubectl, name, switched))
         return SOFTWARE
     recorded = await _record_return_point(kubectl, name, now, target.approved)
