@@ -228,6 +228,16 @@ async def test_ok_after_a_complete_rollout_records_the_running_revision_as_appro
     assert (after["template"], revisions(after)) == (before["template"], revisions(before))
 
 
+async def test_ok_while_the_rollout_is_unfinished_records_nothing_and_exits_1(
+    start_gate: StartGate, spec_file: Path, cluster: Standin
+) -> None:
+    cluster.set_stalled(GUARDED, NAMESPACE, True)
+    async with start_gate() as svc:
+        run = await guard(svc, spec_file, cluster)
+    assert (run.code, APPROVED in deployment(cluster)["annotations"]) == (1, False)
+    assert f"deployment/{GUARDED} has not finished rolling out after 2 checks" in run.err
+
+
 async def test_block_without_a_recorded_approval_returns_to_the_previous_revision(
     start_gate: StartGate, blocking: SignalServers, spec_file: Path, cluster: Standin
 ) -> None:

@@ -163,7 +163,8 @@ ROLLOUT_GUARD_DESCRIPTION = (
     "--to-revision=<recorded revision>, then PILOT_ENABLED=false on every "
     "--kill-switch-deployment, then kubectl rollout status; exits 2, or 70 when the "
     "rollback is incomplete. HOLD and an unreachable gate never touch the Deployment "
-    "(exit 1 / 69 after --max-checks)."
+    "(exit 1 / 69 after --max-checks; 1 also when the gate says OK but the rollout has not "
+    "finished)."
 )
 
 

@@ -14,7 +14,8 @@ Every `--interval` seconds the gate is asked for a preflight of the release spec
 
 Exit codes: 0 rolled out and OK; 2 BLOCK and rolled back; 70 rollback incomplete (or
 the approval could not be recorded) — the message says what to run by hand; 1 still
-HOLD after `--max-checks`; 69 gate unreachable at the last check.
+HOLD (or OK with the rollout still unfinished) after `--max-checks`; 69 gate unreachable
+at the last check.
 """
 
 from __future__ import annotations
@@ -72,5 +73,11 @@ async def rollout_guard(args: argparse.Namespace) -> int:
         if args.max_checks and checks >= args.max_checks:
             if verdict is None:
                 return UNAVAILABLE
+            if verdict == OK:
+                warn(
+                    f"the gate says OK but deployment/{args.deployment} has not finished rolling "
+                    f"out after {checks} checks: no approval recorded, nothing rolled back; run "
+                    "the guard again once the rollout completes"
+                )
             return HOLD
         await asyncio.sleep(args.interval)
