@@ -1,4 +1,10 @@
-"""Assembles the `/health/ready` report from bounded checks, cached with single flight."""
+"""Assembles the `/health/ready` report from bounded checks, cached with single flight.
+
+Each evaluation's report is handed to `on_report` (the health gauges), and
+`refresh_forever` re-evaluates through the same cache at a fixed interval, so
+the gauges stay current when no probe arrives and never add a second
+evaluation when probes do.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ from services.health.single_flight import SingleFlightCache
 from services.runtime.config import AppConfig
 
 PilotBlock = Callable[[], Awaitable[dict[str, Any]]]
+ReportSink = Callable[[ReadinessReport], None]
 Activity = Callable[[], Awaitable[dict[str, str | None]]]
 
 
@@ -25,18 +32,30 @@ class Readiness:
         checks: Mapping[str, Check],
         pilot: PilotBlock,
         activity: Activity,
+        on_report: ReportSink = lambda _: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._config = config
         self._checks = dict(checks)
         self._pilot = pilot
         self._activity = activity
+        self._on_report = on_report
         self._clock = clock
         self._timeout = config.thresholds.Health.CHECK_TIMEOUT_SECONDS
         self._cache = SingleFlightCache(self._evaluate, config.thresholds.Health.CACHE_SECONDS)
 
     async def report(self) -> ReadinessReport:
         return await self._cache.get()
+
+    async def refresh_forever(self, interval_seconds: float) -> None:
+        """Evaluate (or reuse the cached report) every `interval_seconds` until cancelled.
+
+        The first evaluation comes one interval after start: a probe right after
+        start gets a fresh evaluation, not one cached before its caller's change.
+        """
+        while True:
+            await asyncio.sleep(interval_seconds)
+            await self.report()
 
     async def _evaluate(self) -> ReadinessReport:
         names = list(self._checks)
@@ -46,7 +65,7 @@ class Readiness:
             self._optional(self._activity),
         )
         checks: dict[str, CheckResult] = dict(zip(names, results, strict=True))
-        return ReadinessReport(
+        report = ReadinessReport(
             timestamp=self._clock(),
             build_id=self._config.build_id,
             config_hash=self._config.config_hash,
@@ -54,6 +73,8 @@ class Readiness:
             pilot=pilot,
             last_activity=activity or {},
         )
+        self._on_report(report)
+        return report
 
     async def _optional(self, part: Callable[[], Awaitable[Any]]) -> Any:
         """Informational blocks never fail readiness; they are omitted when unavailable."""

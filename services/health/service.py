@@ -24,6 +24,7 @@ from services.health.checks import (
     queue_check,
     services_check,
 )
+from services.health.metrics import HealthMetrics
 from services.health.readiness import Readiness
 from services.health.report import CheckStatus, ReadinessReport
 from services.health.single_flight import SingleFlightCache
@@ -139,6 +140,11 @@ async def build(runtime: Runtime) -> ServiceParts:
         },
         pilot=pilot,
         activity=activity,
+        on_report=HealthMetrics(runtime.metrics.meter).observe,
+    )
+    runtime.spawn(
+        "health-readiness-refresh",
+        lambda: readiness.refresh_forever(thresholds.Health.REFRESH_SECONDS),
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -3,7 +3,8 @@
 Handlers are thin: authenticate, parse, call intake/stores, shape JSON. Errors
 are `PtfError`s that the shared middleware turns into `{error_code, message,
 field?}`. Every request's outcome (route template, method, status, duration)
-is recorded as an HTTP_REQUEST telemetry event and a metric.
+is recorded as an HTTP_REQUEST telemetry event (the shared runtime counts it in
+`ptf_http_requests_total`).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ from services.pipeline.incidents import (
 )
 from services.pipeline.intake import Intake, store_errors, too_large
 from services.pipeline.jobs import JobState, JobStore, JobView
-from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.outbox import EventBuffer
 from services.pipeline.purge import TenantPurge, parse_confirmation_token, parse_operator
 from services.pipeline.status import local_health
@@ -87,7 +87,6 @@ class PipelineHttp:
         incidents: IncidentStore,
         telemetry: TelemetryClient,
         events: EventBuffer,
-        metrics: PipelineMetrics,
         thresholds: Thresholds,
         pool: asyncpg.Pool,
         purge: TenantPurge,
@@ -99,7 +98,6 @@ class PipelineHttp:
         self._incidents = incidents
         self._telemetry = telemetry
         self._events = events
-        self._metrics = metrics
         self._thresholds = thresholds
         self._pool = pool
         self._purge = purge
@@ -154,9 +152,6 @@ class PipelineHttp:
                 elapsed = (time.perf_counter() - started) * 1000
                 tenant = request.get(_TENANT_KEY) or _UNATTRIBUTED
                 self._events.add(http_request(tenant, route, request.method, status, elapsed))
-                self._metrics.http_requests.add(
-                    1, {"route": route, "method": request.method, "code": str(status)}
-                )
 
         return wrapper
 

@@ -25,6 +25,7 @@ import asyncpg
 from services.pipeline.domain import IncidentDraft
 from services.pipeline.events import encode_json, feedback_submitted, incident_resolved
 from services.pipeline.jobs import IncidentRow
+from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.outbox import write_events
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
 
@@ -288,10 +289,11 @@ def incident_row(draft: IncidentDraft) -> IncidentRow:
 
 
 class IncidentStore:
-    """SQL for incidents."""
+    """SQL for incidents; counts resolutions and feedback once each, whichever API made them."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, metrics: PipelineMetrics) -> None:
         self._pool = pool
+        self._metrics = metrics
 
     async def page(self, query: IncidentFilter) -> IncidentPage:
         clauses: list[str] = []
@@ -366,7 +368,8 @@ class IncidentStore:
                 operator,
             )
             await write_events(conn, [incident_resolved(current.tenant_id, incident_id, reason)])
-            return _incident(_updated(row))
+        self._metrics.incidents_resolved.add(1)
+        return _incident(_updated(row))
 
     async def submit_feedback(
         self, incident_id: UUID, tenants: Iterable[str] | None, feedback: FeedbackInput
@@ -411,7 +414,8 @@ class IncidentStore:
                     )
                 ],
             )
-            return _incident(_updated(row))
+        self._metrics.record_feedback(feedback.hint_correct)
+        return _incident(_updated(row))
 
     async def stats(self, tenant_id: str | None) -> FeedbackStats:
         scope, args = ("", []) if tenant_id is None else (" AND tenant_id = $1", [tenant_id])

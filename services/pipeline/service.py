@@ -136,7 +136,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         pool, cache_seconds=settings.key_cache_seconds, refused_keys=refused_dev_keys(config)
     )
     await seed_dev_keys(keys, config)
-    metrics = PipelineMetrics(runtime.metrics.meter)
+    metrics = PipelineMetrics(runtime.metrics.meter, pilot_enabled=config.pilot_enabled)
     channel = telemetry_channel(config)
     telemetry = TelemetryClient(channel)
     relay = OutboxRelay(pool, telemetry.record_events, settings.relay)
@@ -151,7 +151,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         on_committed=relay.wake,
     )
     await parts.queue.ensure_group()
-    jobs, incidents = JobStore(pool), IncidentStore(pool)
+    jobs, incidents = JobStore(pool), IncidentStore(pool, metrics)
     watcher = JobWatcher(jobs, parts.notifier, settings.intake.wait_poll_seconds)
     intake = Intake(
         jobs,
@@ -170,7 +170,6 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         incidents=incidents,
         telemetry=telemetry,
         events=events,
-        metrics=metrics,
         thresholds=config.thresholds,
         pool=pool,
         purge=TenantPurge(
@@ -267,7 +266,7 @@ async def run_worker_process(
             pool=pool,
             redis=redis,
             keys=RedisKeys(config.redis_prefix),
-            metrics=PipelineMetrics(metrics.meter),
+            metrics=PipelineMetrics(metrics.meter, pilot_enabled=config.pilot_enabled),
             count=concurrency,
             on_committed=outbox.wake,
         )

@@ -135,6 +135,7 @@ class QueueSampler:
         async with self._pool.acquire() as conn:
             await write_events(conn, [queue_sample("", status.depth, status.stuck)])
         self._metrics.queue_depth = status.depth
+        self._metrics.queue_stuck = status.stuck
         return status
 
     async def run(self) -> None:

@@ -62,6 +62,7 @@ from services.pipeline.pilot import PILOT_DISABLED, PilotGuard
 from services.pipeline.queue import JobQueue, QueueMessage
 from services.pipeline.settings import QueueSettings
 from services.runtime.config import Thresholds
+from services.runtime.metric_registry import STAGES
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,7 @@ _CONSUMER_IDLE_MS = 3_600_000
 _PRUNE_INTERVAL_SECONDS = 300.0
 _INFRA_ERRORS = STORE_ERRORS
 _SKIP_REASON = (PILOT_DISABLED, "the pilot is switched off (PILOT_ENABLED=false)")
+EXTRACTION, EVALUATION, COMMIT = STAGES
 # Marked in a processed job's result when the pilot's incident budget was spent.
 INCIDENT_SKIPPED_KEY = "incident_skipped"
 
@@ -133,16 +135,12 @@ class InvoiceProcessor:
             source = job.source
             if source is None:
                 raise _Failed("INVOICE_MISSING", "the invoice of this job no longer exists")
-            extracted = await self._extract(source)
-            try:
-                extraction = parse_extraction(extracted.document)
-            except PipelineDomainError as exc:
-                raise _Failed(exc.error_code.value, exc.message) from exc
-            prices, tariffs = await self._market.lookup(
-                extraction.invoice_period, extraction.tariff_group
-            )
-            result = evaluate_extraction(extraction, self._thresholds, prices, tariffs)
-            state = await self._commit_done(job, owner, source, extracted, result)
+            with self._metrics.stage(EXTRACTION):
+                extracted = await self._extract(source)
+            with self._metrics.stage(EVALUATION):
+                result = await self._evaluate(extracted)
+            with self._metrics.stage(COMMIT):
+                state = await self._commit_done(job, owner, source, extracted, result)
         except _Failed as failure:
             state = await self._commit_failed(job, owner, failure)
         except _Retry as retry:
@@ -150,6 +148,17 @@ class InvoiceProcessor:
         if state.final:
             self._metrics.jobs_finished.add(1, {"state": state.value})
         return state
+
+    async def _evaluate(self, extracted: Extracted) -> ProcessingResult:
+        """Parse the extraction, look up market prices and tariffs, run the domain rules."""
+        try:
+            extraction = parse_extraction(extracted.document)
+        except PipelineDomainError as exc:
+            raise _Failed(exc.error_code.value, exc.message) from exc
+        prices, tariffs = await self._market.lookup(
+            extraction.invoice_period, extraction.tariff_group
+        )
+        return evaluate_extraction(extraction, self._thresholds, prices, tariffs)
 
     async def _extract(self, source: InvoiceSource) -> Extracted:
         if source.kind is SourceKind.JSON:
@@ -163,13 +172,9 @@ class InvoiceProcessor:
                 source.file_bytes, source.content_type, source.file_name
             )
         except ExtractionFailed as exc:
-            if exc.extraction_ms is not None:
-                self._metrics.extraction.record(exc.extraction_ms)
             if exc.retryable:
                 raise _Retry(exc.error_code, exc.message) from exc
             raise _Failed(exc.error_code, exc.message) from exc
-        if extracted.extraction_ms is not None:
-            self._metrics.extraction.record(extracted.extraction_ms)
         return extracted
 
     async def _commit_done(
@@ -236,6 +241,7 @@ class InvoiceProcessor:
                 {
                     "severity": result.incident.severity.value,
                     "primary_flag": result.incident.primary_flag.value,
+                    "action_class": result.incident.action_hint.action_class.value,
                 },
             )
 

@@ -1,31 +1,88 @@
 """OpenTelemetry meters exported in Prometheus format, one registry per process.
 
 The MeterProvider is passed by constructor, never installed globally, so tests
-can run several services in one process without sharing state.
+can run several services in one process without sharing state. Every
+instrument is created from an entry of `metric_registry` (name, help, kind), so
+a family is spelled in one place only.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from opentelemetry.exporter.prometheus import PrometheusMetricReader
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Counter, Histogram, Meter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from prometheus_client import CollectorRegistry
 from prometheus_client.aiohttp import make_aiohttp_handler
 
+from services.runtime import metric_registry as registry
 from services.runtime.config import AppConfig
+from services.runtime.metric_registry import MetricFamily, instrument_name
+
+Callback = Callable[[CallbackOptions], Iterable[Observation]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+UNMATCHED_ROUTE = "unmatched"
+"""`route` label of requests no route matched, so probing random paths adds one series only."""
+OTHER_METHOD = "OTHER"
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def _expect(family: MetricFamily, kind: registry.Kind) -> None:
+    if family.kind != kind:
+        raise ValueError(f"{family.name} is a {family.kind}, not a {kind}")
+
+
+def counter(meter: Meter, family: MetricFamily) -> Counter:
+    """The counter exported as `family.name`."""
+    _expect(family, "counter")
+    return meter.create_counter(instrument_name(family), description=family.help)
+
+
+def histogram(meter: Meter, family: MetricFamily) -> Histogram:
+    """The millisecond histogram exported as `family.name`."""
+    _expect(family, "histogram")
+    return meter.create_histogram(instrument_name(family), unit="ms", description=family.help)
+
+
+def observable_gauge(meter: Meter, family: MetricFamily, callback: Callback) -> None:
+    """A gauge read at scrape time, exported as `family.name`."""
+    _expect(family, "gauge")
+    meter.create_observable_gauge(
+        instrument_name(family), callbacks=[callback], description=family.help
+    )
+
+
+def observable_counter(meter: Meter, family: MetricFamily, callback: Callback) -> None:
+    """A cumulative total read at scrape time, exported as `family.name`."""
+    _expect(family, "counter")
+    meter.create_observable_counter(
+        instrument_name(family), callbacks=[callback], description=family.help
+    )
 
 
 @dataclass
 class Metrics:
-    """A service's meter provider, its Prometheus registry and the `/metrics` handler."""
+    """A service's meter provider, its Prometheus registry and the `/metrics` handler.
+
+    `shared_counter` hands out one counter per family, so runtime pieces that
+    several builders use (the token store, say) never create an instrument twice.
+    """
 
     provider: MeterProvider
     registry: CollectorRegistry
     meter: Meter
+    _counters: dict[str, Counter] = field(default_factory=dict)
+
+    def shared_counter(self, family: MetricFamily) -> Counter:
+        if family.name not in self._counters:
+            self._counters[family.name] = counter(self.meter, family)
+        return self._counters[family.name]
 
     def shutdown(self) -> None:
         self.provider.shutdown()
@@ -33,8 +90,8 @@ class Metrics:
 
 def create_metrics(config: AppConfig) -> Metrics:
     """Build the provider and register `ptf_build_info{build_id, config_hash, service, env}`."""
-    registry = CollectorRegistry(auto_describe=True)
-    reader = PrometheusMetricReader(scope_info_enabled=False, registry=registry)
+    prometheus_registry = CollectorRegistry(auto_describe=True)
+    reader = PrometheusMetricReader(scope_info_enabled=False, registry=prometheus_registry)
     provider = MeterProvider(
         metric_readers=[reader],
         resource=Resource.create({"service.name": f"ptf-{config.service}"}),
@@ -50,14 +107,44 @@ def create_metrics(config: AppConfig) -> Metrics:
     def build_info(_: CallbackOptions) -> list[Observation]:
         return [Observation(1, labels)]
 
-    meter.create_observable_gauge(
-        "ptf_build_info",
-        callbacks=[build_info],
-        description="Build and configuration identity of the running process (always 1).",
-    )
-    return Metrics(provider=provider, registry=registry, meter=meter)
+    observable_gauge(meter, registry.BUILD_INFO, build_info)
+    return Metrics(provider=provider, registry=prometheus_registry, meter=meter)
 
 
 def metrics_route(metrics: Metrics) -> web.RouteDef:
     """`GET /metrics` serving the service's registry with content negotiation."""
     return web.get("/metrics", make_aiohttp_handler(metrics.registry))
+
+
+def route_template(request: web.Request) -> str:
+    """The matched route's template (`/admin/incidents/{incident_id}`), never the raw path."""
+    if request.match_info.http_exception is not None:
+        return UNMATCHED_ROUTE
+    route = request.match_info.route
+    resource = route.resource
+    return resource.canonical if resource is not None else UNMATCHED_ROUTE
+
+
+def http_requests_middleware(requests: Counter) -> Middleware:
+    """Count every request as `ptf_http_requests_total{route, method, code}`.
+
+    It sits outside the error middleware, so `code` is the status the client got;
+    methods outside the standard set count as `OTHER` (label values stay bounded).
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            method = request.method if request.method in _METHODS else OTHER_METHOD
+            labels = {"route": route_template(request), "method": method, "code": str(status)}
+            requests.add(1, labels)
+
+    return middleware

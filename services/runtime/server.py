@@ -33,7 +33,14 @@ from services.runtime.config import (
 from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
 from services.runtime.errors import ErrorMappingServer, error_middleware
 from services.runtime.logs import configure_logging
-from services.runtime.metrics import Metrics, create_metrics, metrics_route
+from services.runtime.metric_registry import DB_QUERIES, HTTP_REQUESTS
+from services.runtime.metrics import (
+    Metrics,
+    counter,
+    create_metrics,
+    http_requests_middleware,
+    metrics_route,
+)
 from services.runtime.redis_client import RedisKeys, create_redis
 
 log = logging.getLogger(__name__)
@@ -183,9 +190,7 @@ async def start_service(
 ) -> RunningService:
     """Connect to the stores, migrate, build the service and bind both servers."""
     metrics = create_metrics(config)
-    queries = metrics.meter.create_counter(
-        "ptf_db_queries", description="Statements run on this process's database pool."
-    )
+    queries = counter(metrics.meter, DB_QUERIES)
     pool = await create_pool(config.database_url, on_query=lambda: queries.add(1))
     redis = create_redis(config.redis_url)
     try:
@@ -220,7 +225,10 @@ async def start_service(
     reflection.enable_server_reflection(names, server)
     grpc_port = server.add_insecure_port(f"{config.bind_host}:{config.grpc_port}")
 
-    app = web.Application(middlewares=[error_middleware], client_max_size=parts.max_body_bytes)
+    requests = http_requests_middleware(counter(metrics.meter, HTTP_REQUESTS))
+    app = web.Application(
+        middlewares=[requests, error_middleware], client_max_size=parts.max_body_bytes
+    )
     app.add_routes([_alive_route(config), metrics_route(runtime.metrics), *parts.routes])
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -15,7 +15,9 @@ from datetime import UTC, datetime
 from opentelemetry.metrics import Meter
 
 from services.runtime.config import AppConfig
+from services.runtime.metric_registry import TELEMETRY_EVENTS
 from services.runtime.metric_stores import PreflightMetric
+from services.runtime.metrics import counter
 from services.telemetry.domain.events import (
     EventRejected,
     EventType,
@@ -79,14 +81,7 @@ class Telemetry:
         self._stores = stores
         self._config = config
         self._clock = clock
-        self._events_counter = (
-            meter.create_counter(
-                "ptf_telemetry_events",
-                description="Telemetry events received, by type and outcome.",
-            )
-            if meter is not None
-            else None
-        )
+        self._events_counter = counter(meter, TELEMETRY_EVENTS) if meter is not None else None
 
     @property
     def config(self) -> AppConfig:

@@ -1,5 +1,10 @@
 """The telemetry-owned preflight and gate metric stores, persisted under `config.metrics_dir`.
 
+Only the preflight store is exported on telemetry's `/metrics`: `release_gate_*`
+has one owner, the gate, so a query without a `job` selector never adds two
+services' counts. The gate store is still kept and saved here, as the record
+of the GATE_DECISION events telemetry received.
+
 Saves run in a worker thread (they fsync) and are fail-open: a failed save is
 counted in the store and logged, never turned into an RPC error.
 """
@@ -14,7 +19,7 @@ from pathlib import Path
 from opentelemetry.metrics import Meter
 
 from services.runtime.metric_stores import GateMetricStore, MetricStore, PreflightMetric
-from services.runtime.metric_stores.otel import register_gate_store, register_preflight_store
+from services.runtime.metric_stores.otel import register_preflight_store
 
 
 @dataclass(frozen=True)
@@ -44,9 +49,8 @@ class TelemetryMetricStores:
         return cls(directory, preflight, gate)
 
     def register_metrics(self, meter: Meter) -> None:
-        """Expose both stores' totals on `/metrics` through observable instruments."""
+        """Expose the preflight store's totals on `/metrics` through observable instruments."""
         register_preflight_store(meter, self.preflight)
-        register_gate_store(meter, self.gate)
 
     async def record_preflights(self, metrics: Iterable[PreflightMetric]) -> int:
         """Count preflight runs, save once; return the store generation after the save."""

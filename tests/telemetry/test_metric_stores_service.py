@@ -1,5 +1,6 @@
 """The telemetry-owned preflight and gate stores: RecordPreflight, GATE_DECISION events,
-`/metrics` names as scraped, and totals that survive a restart."""
+`/metrics` names as scraped (preflight only: `release_gate_*` is the gate's), and totals
+that survive a restart."""
 
 from __future__ import annotations
 
@@ -19,13 +20,6 @@ from tests.conftest import StartService
 from tests.support.services import ServiceHandle
 from tests.telemetry.factories import Slot, event, gate_decision, record, stub, timestamp
 
-GATE_NAMES = {
-    "release_gate_decision_total": "decision",
-    "release_gate_reason_total": "reason",
-    "release_gate_contract_breach_total": "kind",
-    "release_gate_audit_write_failures_total": None,
-    "release_gate_metric_write_failures_total": None,
-}
 PREFLIGHT_NAMES = {
     "release_preflight_verdict_total": "verdict",
     "release_preflight_reason_total": "reason",
@@ -176,15 +170,20 @@ async def test_metrics_scrape_uses_the_seed_names_with_every_label(
     await stub(telemetry.channel).RecordPreflight(_preflight())
     scraped = await _scrape(telemetry)
     names = {name for name, _ in scraped}
-    assert set(GATE_NAMES) | set(PREFLIGHT_NAMES) <= names
+    assert set(PREFLIGHT_NAMES) <= names
     assert not any(name.endswith("_total_total") for name in names)
-    assert scraped[("release_gate_decision_total", (("decision", "DENY"),))] == 2
-    assert scraped[("release_gate_contract_breach_total", (("kind", "NO_OVERRIDE"),))] == 1
-    assert scraped[("release_gate_audit_write_failures_total", ())] == 1
     assert scraped[("release_preflight_verdict_total", (("verdict", "release_block"),))] == 1
     assert scraped[("release_preflight_override_total", (("result", "none"),))] == 1
-    reasons = {labels for name, labels in scraped if name == "release_gate_reason_total"}
+    reasons = {labels for name, labels in scraped if name == "release_preflight_reason_total"}
     assert len(reasons) == 16
+
+
+async def test_gate_decisions_are_not_exported_by_telemetry(
+    telemetry: ServiceHandle, slot: Slot
+) -> None:
+    await _record_decisions(telemetry, slot)
+    scraped = await _scrape(telemetry)
+    assert {name for name, _ in scraped if name.startswith("release_gate_")} == set()
 
 
 async def test_totals_survive_a_restart_on_the_same_metrics_dir(
@@ -197,11 +196,11 @@ async def test_totals_survive_a_restart_on_the_same_metrics_dir(
         before = await _scrape(first)
     async with start_service(DEFINITION, **env) as second:
         after = await _scrape(second)
-    for name in (*GATE_NAMES, *PREFLIGHT_NAMES):
+    for name in PREFLIGHT_NAMES:
         series = {key: value for key, value in before.items() if key[0] == name}
         assert series, name
         assert {key: after[key] for key in series} == series, name
-    assert after[("release_gate_decision_total", (("decision", "ALLOW"),))] == 1
+    assert after[("release_preflight_verdict_total", (("verdict", "release_block"),))] == 1
 
 
 async def test_unwritable_metrics_dir_counts_a_write_failure_and_the_rpc_succeeds(
@@ -222,12 +221,12 @@ async def test_unwritable_metrics_dir_counts_a_write_failure_and_the_rpc_succeed
 async def test_corrupt_store_file_at_start_gives_a_fresh_counted_store(
     start_service: StartService, tmp_path: Path
 ) -> None:
-    """Fault: gate_metrics.json is garbage when the service starts. It must start anyway with
-    a fresh gate store and report release_gate_store_load_failures_total 1."""
+    """Fault: preflight_metrics.json is garbage when the service starts. It must start anyway
+    with a fresh preflight store and report release_preflight_store_load_failures_total 1."""
     directory = tmp_path / "metrics"
     directory.mkdir()
-    (directory / "gate_metrics.json").write_bytes(b"\x00\x01 not json")
+    (directory / "preflight_metrics.json").write_bytes(b"\x00\x01 not json")
     async with start_service(DEFINITION, PTF_METRICS_DIR=str(directory)) as svc:
         scraped = await _scrape(svc)
-    assert scraped[("release_gate_store_load_failures_total", ())] == 1
-    assert scraped[("release_gate_decision_total", (("decision", "DENY"),))] == 0
+    assert scraped[("release_preflight_store_load_failures_total", ())] == 1
+    assert scraped[("release_preflight_verdict_total", (("verdict", "release_block"),))] == 0

@@ -114,6 +114,8 @@ class HealthThresholds:
     DATABASE_WARNING_MS: float = 500.0
     CHECK_TIMEOUT_SECONDS: float = 2.0
     CACHE_SECONDS: float = 1.0
+    # The health service re-evaluates readiness this often, so its gauges stay fresh unpolled.
+    REFRESH_SECONDS: float = 15.0
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,8 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from services.runtime.metric_registry import MetricFamily
+
 Labels = tuple[tuple[str, str], ...]
 
 
@@ -31,17 +33,19 @@ class Family:
     samples: tuple[Sample, ...]
 
 
-def counter_family(
-    name: str, help_text: str, label: str, counts: Iterable[tuple[str, int]]
-) -> Family:
-    """A labelled counter family, one sample per `(label value, count)` pair, in order."""
+def counter_family(family: MetricFamily, counts: Iterable[tuple[str, int]]) -> Family:
+    """A counter with one label: one sample per `(label value, count)` pair, in order.
+
+    Name, HELP and label name come from the registry entry, as on services' `/metrics`.
+    """
+    (label,) = family.labels
     samples = tuple(Sample(((label, value),), count) for value, count in counts)
-    return Family(name, help_text, "counter", samples)
+    return Family(family.name, family.help, family.kind, samples)
 
 
-def scalar_family(name: str, help_text: str, kind: str, value: float) -> Family:
+def scalar_family(family: MetricFamily, value: float) -> Family:
     """An unlabelled counter or gauge family with one sample."""
-    return Family(name, help_text, kind, (Sample((), value),))
+    return Family(family.name, family.help, family.kind, (Sample((), value),))
 
 
 def _escape_label(value: str) -> str:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
-from services.runtime.metric_stores import names
+from services.runtime import metric_registry as registry
 from services.runtime.metric_stores.exposition import (
     Family,
     counter_family,
@@ -111,51 +111,35 @@ class GateMetricExporter:
         breaches = snapshot["breach_counts"]
         return [
             counter_family(
-                names.GATE_DECISION_TOTAL,
-                "Release gate Check decisions.",
-                "decision",
+                registry.GATE_DECISIONS,
                 ((d, decisions[d]) for d in _DECISION_LABELS),
             ),
             counter_family(
-                names.GATE_REASON_TOTAL,
-                "Reasons reported by release gate decisions.",
-                "reason",
+                registry.GATE_REASONS,
                 ((r, reasons[r]) for r in _REASON_LABELS),
             ),
             counter_family(
-                names.GATE_CONTRACT_BREACH_TOTAL,
-                "Release contract breaches by kind.",
-                "kind",
+                registry.GATE_CONTRACT_BREACHES,
                 ((k, breaches[k]) for k in _BREACH_KINDS),
             ),
             scalar_family(
-                names.GATE_AUDIT_WRITE_FAILURES_TOTAL,
-                "Gate audit trail writes that failed.",
-                "counter",
+                registry.GATE_AUDIT_WRITE_FAILURES,
                 snapshot["audit_write_failures"],
             ),
             scalar_family(
-                names.GATE_METRIC_WRITE_FAILURES_TOTAL,
-                "Failed saves of the gate metric store.",
-                "counter",
+                registry.GATE_METRIC_WRITE_FAILURES,
                 snapshot["metric_write_failures"],
             ),
             scalar_family(
-                names.GATE_STORE_LOAD_FAILURES_TOTAL,
-                "Corrupt gate metric store files replaced by a fresh store.",
-                "counter",
+                registry.GATE_STORE_LOAD_FAILURES,
                 snapshot["load_failures"],
             ),
             scalar_family(
-                names.GATE_STORE_GENERATION,
-                "Successful saves of the gate metric store (detects counter resets).",
-                "gauge",
+                registry.GATE_STORE_GENERATION,
                 snapshot["store_generation"],
             ),
             scalar_family(
-                names.GATE_STORE_START_TIME,
-                "Creation time of the gate metric store (Unix seconds).",
-                "gauge",
+                registry.GATE_STORE_START_TIME,
                 snapshot["store_start_timestamp"],
             ),
         ]

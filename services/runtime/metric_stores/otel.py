@@ -2,9 +2,8 @@
 
 The callbacks read the stores' cumulative totals at scrape time, so a service
 that loads its stores from disk at start shows the persisted totals on
-`/metrics` right after a restart. Families and labels are the ones of the
-stores' own exporters (names in `names.py`; counters get `_total` appended by
-the Prometheus exporter).
+`/metrics` right after a restart. Families, labels and HELP are the registry
+entries the stores' own exporters use.
 """
 
 from __future__ import annotations
@@ -13,10 +12,11 @@ from collections.abc import Callable, Iterable
 
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
+from services.runtime.metric_registry import BY_NAME
 from services.runtime.metric_stores.exposition import Family
 from services.runtime.metric_stores.gate import GateMetricExporter, GateMetricStore
-from services.runtime.metric_stores.names import otel_counter_name
 from services.runtime.metric_stores.preflight import MetricExporter, MetricStore
+from services.runtime.metrics import observable_counter, observable_gauge
 
 
 def _register_families(meter: Meter, families: Callable[[], list[Family]]) -> None:
@@ -27,14 +27,11 @@ def _register_families(meter: Meter, families: Callable[[], list[Family]]) -> No
             family = next(f for f in families() if f.name == name)
             return [Observation(s.value, dict(s.labels)) for s in family.samples]
 
-        if template.type == "counter":
-            meter.create_observable_counter(
-                otel_counter_name(template.name), callbacks=[callback], description=template.help
-            )
+        entry = BY_NAME[template.name]
+        if entry.kind == "counter":
+            observable_counter(meter, entry, callback)
         else:
-            meter.create_observable_gauge(
-                template.name, callbacks=[callback], description=template.help
-            )
+            observable_gauge(meter, entry, callback)
 
 
 def register_preflight_store(meter: Meter, store: MetricStore) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from services.runtime.metric_stores import names
+from services.runtime import metric_registry as registry
 from services.runtime.metric_stores.exposition import (
     Family,
     counter_family,
@@ -304,45 +304,31 @@ class MetricExporter:
         overrides = snapshot["override_counts"]
         return [
             counter_family(
-                names.PREFLIGHT_VERDICT_TOTAL,
-                "Preflight runs by verdict.",
-                "verdict",
+                registry.PREFLIGHT_VERDICTS,
                 ((v, verdicts[v]) for v in VERDICT_LABELS),
             ),
             counter_family(
-                names.PREFLIGHT_REASON_TOTAL,
-                "Preflight runs reporting each block/hold reason.",
-                "reason",
+                registry.PREFLIGHT_REASONS,
                 ((r, reasons[r]) for r in REASON_LABELS),
             ),
             counter_family(
-                names.PREFLIGHT_OVERRIDE_TOTAL,
-                "Preflight runs by override result.",
-                "result",
+                registry.PREFLIGHT_OVERRIDES,
                 ((o, overrides[o]) for o in OVERRIDE_RESULTS),
             ),
             scalar_family(
-                names.PREFLIGHT_METRIC_WRITE_FAILURES_TOTAL,
-                "Failed saves of the preflight metric store.",
-                "counter",
+                registry.PREFLIGHT_METRIC_WRITE_FAILURES,
                 snapshot["metric_write_failures"],
             ),
             scalar_family(
-                names.PREFLIGHT_STORE_LOAD_FAILURES_TOTAL,
-                "Corrupt preflight metric store files replaced by a fresh store.",
-                "counter",
+                registry.PREFLIGHT_STORE_LOAD_FAILURES,
                 snapshot["load_failures"],
             ),
             scalar_family(
-                names.PREFLIGHT_STORE_GENERATION,
-                "Successful saves of the preflight metric store (detects counter resets).",
-                "gauge",
+                registry.PREFLIGHT_STORE_GENERATION,
                 snapshot["store_generation"],
             ),
             scalar_family(
-                names.PREFLIGHT_STORE_START_TIME,
-                "Creation time of the preflight metric store (Unix seconds).",
-                "gauge",
+                registry.PREFLIGHT_STORE_START_TIME,
                 snapshot["store_start_timestamp"],
             ),
         ]
