@@ -43,7 +43,13 @@ from services.pipeline.telemetry_client import TelemetryClient
 from services.pipeline.worker import InvoiceProcessor, Sweeper, Worker, WorkerGroup, consumer_name
 from services.runtime.config import AppConfig
 from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
-from services.runtime.metrics import Metrics, create_metrics, metrics_route
+from services.runtime.metrics import (
+    Metrics,
+    create_metrics,
+    db_query_recorder,
+    http_requests_middleware,
+    metrics_route,
+)
 from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 from services.runtime.tokens.factory import create_token_store
@@ -252,9 +258,13 @@ async def run_worker_process(
     Returns the exit code: 0 after a signal, 1 if the worker loops died. With
     `http_port`, serves `/health` and `/metrics` for probes and scraping.
     """
-    pool = await create_pool(config.database_url, max_size=max(2, concurrency + 2))
-    redis = create_redis(config.redis_url)
     metrics = create_metrics(config)
+    pool = await create_pool(
+        config.database_url,
+        max_size=max(2, concurrency + 2),
+        on_query=db_query_recorder(metrics),
+    )
+    redis = create_redis(config.redis_url)
     channel = telemetry_channel(config)
     runner: web.AppRunner | None = None
     try:
@@ -279,7 +289,7 @@ async def run_worker_process(
         if relay:
             tasks.append(asyncio.create_task(outbox.run(), name="pipeline-outbox-relay"))
         if http_port is not None:
-            app = web.Application()
+            app = web.Application(middlewares=[http_requests_middleware(metrics)])
             app.add_routes(_worker_routes(metrics, workers))
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()

@@ -125,12 +125,19 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
-def http_requests_middleware(requests: Counter) -> Middleware:
+def db_query_recorder(metrics: Metrics) -> Callable[[], None]:
+    """The pool's `on_query` hook: one `ptf_db_queries_total` increment per statement."""
+    queries = counter(metrics.meter, registry.DB_QUERIES)
+    return lambda: queries.add(1)
+
+
+def http_requests_middleware(metrics: Metrics) -> Middleware:
     """Count every request as `ptf_http_requests_total{route, method, code}`.
 
     It sits outside the error middleware, so `code` is the status the client got;
     methods outside the standard set count as `OTHER` (label values stay bounded).
     """
+    requests = counter(metrics.meter, registry.HTTP_REQUESTS)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:

@@ -33,11 +33,10 @@ from services.runtime.config import (
 from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
 from services.runtime.errors import ErrorMappingServer, error_middleware
 from services.runtime.logs import configure_logging
-from services.runtime.metric_registry import DB_QUERIES, HTTP_REQUESTS
 from services.runtime.metrics import (
     Metrics,
-    counter,
     create_metrics,
+    db_query_recorder,
     http_requests_middleware,
     metrics_route,
 )
@@ -190,8 +189,7 @@ async def start_service(
 ) -> RunningService:
     """Connect to the stores, migrate, build the service and bind both servers."""
     metrics = create_metrics(config)
-    queries = counter(metrics.meter, DB_QUERIES)
-    pool = await create_pool(config.database_url, on_query=lambda: queries.add(1))
+    pool = await create_pool(config.database_url, on_query=db_query_recorder(metrics))
     redis = create_redis(config.redis_url)
     try:
         await redis.ping()
@@ -225,9 +223,9 @@ async def start_service(
     reflection.enable_server_reflection(names, server)
     grpc_port = server.add_insecure_port(f"{config.bind_host}:{config.grpc_port}")
 
-    requests = http_requests_middleware(counter(metrics.meter, HTTP_REQUESTS))
     app = web.Application(
-        middlewares=[requests, error_middleware], client_max_size=parts.max_body_bytes
+        middlewares=[http_requests_middleware(metrics), error_middleware],
+        client_max_size=parts.max_body_bytes,
     )
     app.add_routes([_alive_route(config), metrics_route(runtime.metrics), *parts.routes])
     runner = web.AppRunner(app, access_log=None)

@@ -5,17 +5,22 @@ contract breach, the three smoke invoices with the incident resolved and given
 feedback, a readiness evaluation, a replayed purge token, an unknown path) runs
 once, then each service is scraped and parsed with prometheus_client's parser.
 The queue-depth gauge is checked on its own pipeline, with no worker, on a
-database of its own, so the jobs it leaves waiting disturb no other test.
+database of its own, so the jobs it leaves waiting disturb no other test; a
+`ptf-pipeline worker` process is scraped on that database too.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import signal
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import asyncpg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -23,6 +28,7 @@ from prometheus_client.samples import Sample
 
 from services.pipeline.service import make_definition
 from services.runtime import metric_registry as registry
+from services.runtime.devservers import free_port
 from services.runtime.metric_registry import SERVICES, MetricFamily
 from services.runtime.metrics import UNMATCHED_ROUTE
 from services.runtime.tokens.errors import TokenError
@@ -260,3 +266,42 @@ async def test_queue_depth_gauge_reports_the_jobs_waiting_without_a_worker(
             return shown if shown == waiting else None
 
         assert await eventually(depth, within=WITHIN) == waiting
+
+
+async def _worker_scrape(http_port: int) -> Scrape | None:
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{http_port}/metrics") as response,
+        ):
+            return parse(await response.text())
+    except aiohttp.ClientConnectionError:
+        return None
+
+
+async def test_worker_process_exports_only_pipeline_families_and_no_queue_gauge(
+    own_database: str, redis_url: str
+) -> None:
+    """A worker process has no queue sampler: a 0 depth from it would read as an empty queue."""
+    http_port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PTF_")}
+    env.update(
+        DATABASE_URL=own_database,
+        REDIS_URL=redis_url,
+        PTF_REDIS_PREFIX=f"test-{uuid.uuid4().hex[:10]}",
+        PTF_TELEMETRY_ADDR="127.0.0.1:9",
+        BUILD_ID="test",
+    )
+    command = ["-m", "services.pipeline", "worker", "--concurrency", "1"]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *command, "--http-port", str(http_port), env=env
+    )
+    try:
+        scraped = await eventually(lambda: _worker_scrape(http_port), within=WITHIN)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        await process.wait()
+    owned = {family.name for family in registry.owned_by(registry.PIPELINE)}
+    assert set(scraped) - registry.EXPORTER_FAMILIES <= owned
+    assert {registry.DB_QUERIES.name, registry.BUILD_INFO.name} <= set(scraped)
+    assert registry.QUEUE_DEPTH.name not in scraped

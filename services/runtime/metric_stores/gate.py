@@ -110,38 +110,16 @@ class GateMetricExporter:
         decisions, reasons = snapshot["decision_counts"], snapshot["reason_counts"]
         breaches = snapshot["breach_counts"]
         return [
+            counter_family(registry.GATE_DECISIONS, ((d, decisions[d]) for d in _DECISION_LABELS)),
+            counter_family(registry.GATE_REASONS, ((r, reasons[r]) for r in _REASON_LABELS)),
             counter_family(
-                registry.GATE_DECISIONS,
-                ((d, decisions[d]) for d in _DECISION_LABELS),
+                registry.GATE_CONTRACT_BREACHES, ((k, breaches[k]) for k in _BREACH_KINDS)
             ),
-            counter_family(
-                registry.GATE_REASONS,
-                ((r, reasons[r]) for r in _REASON_LABELS),
-            ),
-            counter_family(
-                registry.GATE_CONTRACT_BREACHES,
-                ((k, breaches[k]) for k in _BREACH_KINDS),
-            ),
-            scalar_family(
-                registry.GATE_AUDIT_WRITE_FAILURES,
-                snapshot["audit_write_failures"],
-            ),
-            scalar_family(
-                registry.GATE_METRIC_WRITE_FAILURES,
-                snapshot["metric_write_failures"],
-            ),
-            scalar_family(
-                registry.GATE_STORE_LOAD_FAILURES,
-                snapshot["load_failures"],
-            ),
-            scalar_family(
-                registry.GATE_STORE_GENERATION,
-                snapshot["store_generation"],
-            ),
-            scalar_family(
-                registry.GATE_STORE_START_TIME,
-                snapshot["store_start_timestamp"],
-            ),
+            scalar_family(registry.GATE_AUDIT_WRITE_FAILURES, snapshot["audit_write_failures"]),
+            scalar_family(registry.GATE_METRIC_WRITE_FAILURES, snapshot["metric_write_failures"]),
+            scalar_family(registry.GATE_STORE_LOAD_FAILURES, snapshot["load_failures"]),
+            scalar_family(registry.GATE_STORE_GENERATION, snapshot["store_generation"]),
+            scalar_family(registry.GATE_STORE_START_TIME, snapshot["store_start_timestamp"]),
         ]
 
     @staticmethod

@@ -303,34 +303,17 @@ class MetricExporter:
         verdicts, reasons = snapshot["verdict_counts"], snapshot["reason_counts"]
         overrides = snapshot["override_counts"]
         return [
+            counter_family(registry.PREFLIGHT_VERDICTS, ((v, verdicts[v]) for v in VERDICT_LABELS)),
+            counter_family(registry.PREFLIGHT_REASONS, ((r, reasons[r]) for r in REASON_LABELS)),
             counter_family(
-                registry.PREFLIGHT_VERDICTS,
-                ((v, verdicts[v]) for v in VERDICT_LABELS),
-            ),
-            counter_family(
-                registry.PREFLIGHT_REASONS,
-                ((r, reasons[r]) for r in REASON_LABELS),
-            ),
-            counter_family(
-                registry.PREFLIGHT_OVERRIDES,
-                ((o, overrides[o]) for o in OVERRIDE_RESULTS),
+                registry.PREFLIGHT_OVERRIDES, ((o, overrides[o]) for o in OVERRIDE_RESULTS)
             ),
             scalar_family(
-                registry.PREFLIGHT_METRIC_WRITE_FAILURES,
-                snapshot["metric_write_failures"],
+                registry.PREFLIGHT_METRIC_WRITE_FAILURES, snapshot["metric_write_failures"]
             ),
-            scalar_family(
-                registry.PREFLIGHT_STORE_LOAD_FAILURES,
-                snapshot["load_failures"],
-            ),
-            scalar_family(
-                registry.PREFLIGHT_STORE_GENERATION,
-                snapshot["store_generation"],
-            ),
-            scalar_family(
-                registry.PREFLIGHT_STORE_START_TIME,
-                snapshot["store_start_timestamp"],
-            ),
+            scalar_family(registry.PREFLIGHT_STORE_LOAD_FAILURES, snapshot["load_failures"]),
+            scalar_family(registry.PREFLIGHT_STORE_GENERATION, snapshot["store_generation"]),
+            scalar_family(registry.PREFLIGHT_STORE_START_TIME, snapshot["store_start_timestamp"]),
         ]
 
     @staticmethod
