@@ -30,7 +30,7 @@ from services.pipeline.http_api import PipelineHttp
 from services.pipeline.incidents import IncidentStore
 from services.pipeline.intake import Intake
 from services.pipeline.jobs import JobStore
-from services.pipeline.market import MarketStore
+from services.pipeline.market import MarketStore, load_sample_tables
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.notifications import JobNotifier, JobWatcher
 from services.pipeline.outbox import EventBuffer, OutboxRelay
@@ -142,6 +142,8 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         pool, cache_seconds=settings.key_cache_seconds, refused_keys=refused_dev_keys(config)
     )
     await seed_dev_keys(keys, config)
+    if config.env == "development":
+        await load_sample_tables(MarketStore(pool))
     metrics = PipelineMetrics(runtime.metrics.meter, pilot_enabled=config.pilot_enabled)
     channel = telemetry_channel(config)
     telemetry = TelemetryClient(channel)

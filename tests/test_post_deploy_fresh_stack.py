@@ -1,0 +1,99 @@
+"""The newcomer's path: `gatectl post-deploy` against a freshly started stack exits 0.
+
+The four services run as processes the way `make run` starts them
+(`services.runtime.stack.spawn_service`, development environment, no flags),
+on an empty database and an unused Redis keyspace, wired to each other on
+free ports. Nothing is loaded beforehand: the post-deploy smoke step passes
+only if a fresh development stack prices the smoke fixtures on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+from services.runtime.devservers import free_port
+from services.runtime.stack import (
+    SERVICES,
+    ChildService,
+    spawn_service,
+    stop_children,
+    wait_serving,
+)
+
+GATECTL = str(Path(sys.executable).parent / "gatectl")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+async def fresh_database(database_url: str) -> AsyncIterator[str]:
+    """A new, empty database on the test server: what a first `make run` starts with."""
+    name = f"ptf_fresh_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(database_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+@pytest.fixture
+def stack(
+    fresh_database: str, redis_url: str, redis_prefix: str, tmp_path: Path
+) -> Iterator[dict[str, ChildService]]:
+    """Telemetry, health, pipeline and gate as processes, in `make run`'s order and environment.
+
+    Only what `make run` gets from its machine differs: the stores' URLs, the ports
+    (free ones instead of the defaults another stack may hold) and a scratch folder.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PTF_") and k != "ENV"}
+    env.update(
+        DATABASE_URL=fresh_database,
+        REDIS_URL=redis_url,
+        PTF_REDIS_PREFIX=redis_prefix,
+        PTF_BIND_HOST="127.0.0.1",
+        PTF_METRICS_DIR=str(tmp_path / "metrics"),
+    )
+    ports = {name: (free_port(), free_port()) for name in SERVICES}
+    for name, (grpc_port, _) in ports.items():
+        env[f"PTF_{name.upper()}_ADDR"] = f"127.0.0.1:{grpc_port}"
+    children: list[ChildService] = []
+    try:
+        children = [spawn_service(name, env, ports[name], quiet=True) for name in SERVICES]
+        for child in children:
+            asyncio.run(wait_serving(child))
+        yield {child.name: child for child in children}
+    finally:
+        stop_children(children)
+
+
+async def test_post_deploy_with_the_dev_keys_exits_0_on_a_fresh_stack(
+    stack: dict[str, ChildService],
+) -> None:
+    process = await asyncio.create_subprocess_exec(
+        GATECTL,
+        "post-deploy",
+        "--api-key",
+        "dev-tenant-key",
+        "--admin-key",
+        "dev-admin-key",
+        "--health-url",
+        f"http://127.0.0.1:{stack['health'].http_port}",
+        "--api-url",
+        f"http://127.0.0.1:{stack['pipeline'].http_port}",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PTF_")},
+    )
+    out, err = await process.communicate()
+    assert process.returncode == 0, out.decode() + err.decode()
