@@ -192,7 +192,7 @@ class KeyStore:
 
     async def create(self, role: Role, tenants: Iterable[str], label: str) -> str:
         """A new random key, stored hashed; the raw key is returned once and never again."""
-        raw = secrets.token_urlsafe(32)
+        raw = secrets.token_hex(32)  # hex: never starts with `-`, so `--api-key <raw>` parses
         await self.put(raw, role, tenants, label)
         log.info("API key created", extra={"key_id": key_id_of(raw), "role": role.value})
         return raw

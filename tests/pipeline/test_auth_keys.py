@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import aiohttp
@@ -81,6 +82,12 @@ async def test_key_store_keeps_only_hashes(pg: asyncpg.Pool) -> None:
     )
     assert len(rows) == 1
     assert raw not in (rows[0]["key_hash"], rows[0]["label"])
+
+
+async def test_created_key_is_hex_so_a_cli_never_reads_it_as_an_option(pg: asyncpg.Pool) -> None:
+    await migrate(pg)
+    raw = await KeyStore(pg).create(Role.TENANT, ["acme"], "test")
+    assert re.fullmatch(r"[0-9a-f]{64}", raw)
 
 
 async def test_key_with_a_malformed_tenant_is_not_stored(pg: asyncpg.Pool) -> None:

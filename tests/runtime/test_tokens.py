@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 
 import asyncpg
@@ -65,6 +66,13 @@ BOUND = params_hash({"release": "r1", "spec_hash": "sha256:abc", "reasons": ["S1
 async def test_issued_token_is_consumed_once(store: TokenStore) -> None:
     token = await store.issue(PURPOSE, BOUND, TTL)
     assert (await store.consume(token.raw, PURPOSE, BOUND)).ok
+
+
+async def test_issued_token_is_hex_so_a_cli_never_reads_it_as_an_option(
+    store: TokenStore,
+) -> None:
+    token = await store.issue(PURPOSE, BOUND, TTL)
+    assert re.fullmatch(r"[0-9a-f]{64}", token.raw)
 
 
 async def test_replayed_token_is_token_used(store: TokenStore) -> None:

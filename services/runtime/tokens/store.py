@@ -74,8 +74,12 @@ class TokenStore(Protocol):
 
 
 def new_raw_token() -> str:
-    """256 bits of randomness, URL-safe."""
-    return secrets.token_urlsafe(32)
+    """256 bits of randomness as hex: URL-safe, and never starting with `-`.
+
+    A URL-safe base64 token starts with `-` one time in 64, and then
+    `gatectl override show --token <t>` reads it as an option.
+    """
+    return secrets.token_hex(32)
 
 
 def issue_fields(ttl_seconds: float, clock: Clock) -> tuple[str, str, float, float]:
