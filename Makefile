@@ -44,9 +44,9 @@ lint: $(GEN_STAMP) check-thresholds
 check-thresholds:
 	scripts/check-threshold-constants.sh services
 
-# promtool (Debian package prometheus) for the alert rule tests; installed when missing.
+# Debian tools the tests run (prometheus and promtool, kubectl); installed when missing.
 tools:
-	scripts/ensure-debian-tools.sh promtool=prometheus prometheus=prometheus
+	scripts/ensure-debian-tools.sh promtool=prometheus prometheus=prometheus kubectl=kubectl
 
 pytest: $(GEN_STAMP) tools
 	$(PY) -m pytest
@@ -54,7 +54,7 @@ pytest: $(GEN_STAMP) tools
 # Every kustomize overlay rendered and each object validated offline against the
 # Kubernetes schemas that kubernetes-validate ships (no cluster needed).
 K8S_VERSION := 1.30.0
-k8s-check: $(VENV_STAMP)
+k8s-check: $(VENV_STAMP) tools
 	@set -e; out=$$(mktemp -d); trap 'rm -rf "$$out"' EXIT; \
 	for overlay in deploy/k8s/overlays/*/; do \
 		kubectl kustomize "$$overlay" > "$$out/$$(basename "$$overlay").yaml"; \
