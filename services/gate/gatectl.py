@@ -2,7 +2,7 @@
 
 Exit codes: 0 OK, 1 HOLD, 2 BLOCK (and `audit verify`: tampering found),
 64 usage or spec error, 69 gate unreachable; 66 not found, 77 missing or
-wrong admin key, 70 unexpected. `post-deploy` and `rollout-guard` document
+wrong admin key, 70 unexpected, 141 stdout closed by its reader. `post-deploy` and `rollout-guard` document
 their own codes (services/gate/cli/post_deploy.py, rollout_guard.py).
 """
 
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
@@ -19,6 +20,8 @@ from services.gate.cli.args import build_parser
 from services.gate.cli.exits import INTERRUPTED, CliExit, warn
 from services.gate.cli.post_deploy import post_deploy
 from services.gate.cli.rollout_guard import rollout_guard
+
+PIPE_CLOSED = 141  # 128 + SIGPIPE: what the shell reports for a tool killed by a closed pipe
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
@@ -56,8 +59,24 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 
 def main() -> None:
-    """Console-script entry point (`gatectl`)."""
-    sys.exit(run())
+    """Console-script entry point (`gatectl`).
+
+    A reader that stops early (`gatectl preflight ... | head -2`) closes the pipe;
+    the next write, or the final flush, raises BrokenPipeError. gatectl then ends
+    quietly, as a C tool killed by SIGPIPE would, with 141 (128 + SIGPIPE): not 0,
+    because 0 means RELEASE_OK here and a script with `set -o pipefail` must never
+    read an undelivered BLOCK as a pass. stdout is pointed at /dev/null so that
+    the interpreter's own flush at exit finds nothing to complain about.
+    """
+    try:
+        try:
+            code = run()
+        finally:
+            sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = PIPE_CLOSED
+    sys.exit(code)
 
 
 if __name__ == "__main__":
