@@ -2,8 +2,9 @@
 
 Exit codes: 0 OK, 1 HOLD, 2 BLOCK (and `audit verify`: tampering found),
 64 usage or spec error, 69 gate unreachable; 66 not found, 77 missing or
-wrong admin key, 70 unexpected, 141 stdout closed by its reader. `post-deploy` and `rollout-guard` document
-their own codes (services/gate/cli/post_deploy.py, rollout_guard.py).
+wrong admin key, 70 unexpected, 141 stdout closed by its reader.
+`post-deploy` and `rollout-guard` document their own codes
+(services/gate/cli/post_deploy.py, rollout_guard.py).
 """
 
 from __future__ import annotations
