@@ -29,6 +29,7 @@ from services.runtime.healthcheck import is_serving
 SERVICES = ("telemetry", "health", "pipeline", "gate")
 DATA_DIR = Path(".data")
 READY_TIMEOUT_SECONDS = 60.0
+RUNBOOK = Path(__file__).resolve().parents[2] / "monitoring" / "runbooks" / "ptf-admin-runbook.md"
 
 
 @dataclass
@@ -123,7 +124,20 @@ def _print_banner(children: list[ChildService], env: dict[str, str]) -> None:
     print("  curl -s http://127.0.0.1:8082/metrics | grep ptf_build_info")
     print("  grpcurl -plaintext 127.0.0.1:50051 list")
     print("  grpcurl -plaintext 127.0.0.1:50054 grpc.health.v1.Health/Check")
+    print("\nCheck it end to end (ready, the three smoke invoices, system health, feedback):")
+    print(
+        f"  {_shown(Path(sys.executable).parent / 'gatectl')} post-deploy"
+        f" --api-key {config.dev_tenant_key} --admin-key {config.dev_admin_key}"
+    )
+    print("\nWatch it with Prometheus (our scrape config and alert rules), from another shell:")
+    print("  make observe")
+    print(f"\nOperating it (alerts, rollback, kill switch): {_shown(RUNBOOK)}")
     print("\nCtrl-C stops everything.\n", flush=True)
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the working directory when it lies below it (as `make run` has it)."""
+    return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
 def main() -> None:
