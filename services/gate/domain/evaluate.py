@@ -243,115 +243,112 @@ def _traffic(inp: _Inputs, notes: list[str]) -> list[_Finding]:
     ]
 
 
-def _rate_above(
-    inp: _Inputs,
-    notes: list[str],
-    *,
-    code: BlockReasonCode,
-    signal: str,
-    label: str,
-    part: int,
-    whole: int,
-    unit: str,
-    limit: float,
-    min_sample: int,
-) -> list[_Finding]:
-    """A share that must not exceed `limit`, judged once `whole` reaches `min_sample`."""
-    if whole == 0:
-        return []
-    rate = part / whole
-    if rate <= limit:
-        return []
-    if whole < min_sample:
-        notes.append(
-            f"{label} {_pct(rate)} > {_pct(limit)} not judged: {whole} {unit} < {min_sample} needed"
-        )
-        return []
-    return [
-        _Finding(
-            code,
-            signal,
-            f"{label} {_pct(rate)} > {_pct(limit)} ({part} of {whole} {unit} "
-            f"in the last {inp.spec.window})",
-            observed=rate,
-            operator=">",
-            threshold=limit,
-            window=inp.spec.window,
-            sample_size=whole,
-        )
-    ]
+@dataclass(frozen=True)
+class _RateRule:
+    """A share of the run summary that must not exceed its gate threshold.
+
+    One row per rule; `_rate_check` applies a row. The minimum sample is a
+    function of the inputs because some rules take it from the gate
+    thresholds and others from the drift detector.
+    """
+
+    code: BlockReasonCode
+    signal: str
+    label: str
+    unit: str
+    part: Callable[[RunSummary], int]
+    whole: Callable[[RunSummary], int]
+    limit: Callable[[GateThresholds], float]
+    min_sample: Callable[[_Inputs], int]
 
 
-def _error_rate(inp: _Inputs, notes: list[str]) -> list[_Finding]:
-    if inp.summary is None:
-        return []
-    e = inp.summary.errors
-    return _rate_above(
-        inp,
-        notes,
+def _drift_min_sample(inp: _Inputs) -> int:
+    return inp.thresholds.Drift.MIN_SAMPLE
+
+
+_RATE_RULES: tuple[_RateRule, ...] = (
+    _RateRule(
         code=_B.ERROR_RATE_5XX_HIGH,
         signal="run_summary.errors.5xx_rate",
         label="5xx rate",
-        part=e.total_5xx,
-        whole=e.total_requests,
         unit="requests",
-        limit=inp.gate.ERROR_5XX_RATE_MAX,
-        min_sample=inp.thresholds.Drift.MIN_SAMPLE,
-    )
-
-
-def _s1_rate(inp: _Inputs, notes: list[str]) -> list[_Finding]:
-    if inp.summary is None:
-        return []
-    c = inp.summary.counts
-    return _rate_above(
-        inp,
-        notes,
+        part=lambda s: s.errors.total_5xx,
+        whole=lambda s: s.errors.total_requests,
+        limit=lambda g: g.ERROR_5XX_RATE_MAX,
+        min_sample=_drift_min_sample,
+    ),
+    _RateRule(
         code=_B.S1_RATE_HIGH,
         signal="run_summary.rates.s1_rate",
         label="S1 rate",
-        part=c.s1_count,
-        whole=c.incident_count,
         unit="incidents",
-        limit=inp.gate.S1_RATE_MAX,
-        min_sample=inp.gate.S1_MIN_INCIDENTS,
-    )
-
-
-def _s2_rate(inp: _Inputs, notes: list[str]) -> list[_Finding]:
-    if inp.summary is None:
-        return []
-    c = inp.summary.counts
-    return _rate_above(
-        inp,
-        notes,
-        code=_B.S2_RATE_HIGH,
-        signal="run_summary.rates.s2_rate",
-        label="S2 rate",
-        part=c.s2_count,
-        whole=c.incident_count,
-        unit="incidents",
-        limit=inp.gate.S2_RATE_MAX,
-        min_sample=inp.thresholds.Drift.MIN_SAMPLE,
-    )
-
-
-def _ocr_rate(inp: _Inputs, notes: list[str]) -> list[_Finding]:
-    if inp.summary is None:
-        return []
-    c = inp.summary.counts
-    return _rate_above(
-        inp,
-        notes,
+        part=lambda s: s.counts.s1_count,
+        whole=lambda s: s.counts.incident_count,
+        limit=lambda g: g.S1_RATE_MAX,
+        min_sample=lambda inp: inp.gate.S1_MIN_INCIDENTS,
+    ),
+    _RateRule(
         code=_B.OCR_SUSPECT_RATE_HIGH,
         signal="run_summary.rates.ocr_suspect_rate",
         label="OCR-suspect rate",
-        part=c.ocr_suspect_count,
-        whole=c.incident_count,
         unit="incidents",
-        limit=inp.gate.OCR_SUSPECT_RATE_MAX,
-        min_sample=inp.thresholds.Drift.MIN_SAMPLE,
-    )
+        part=lambda s: s.counts.ocr_suspect_count,
+        whole=lambda s: s.counts.incident_count,
+        limit=lambda g: g.OCR_SUSPECT_RATE_MAX,
+        min_sample=_drift_min_sample,
+    ),
+    _RateRule(
+        code=_B.S2_RATE_HIGH,
+        signal="run_summary.rates.s2_rate",
+        label="S2 rate",
+        unit="incidents",
+        part=lambda s: s.counts.s2_count,
+        whole=lambda s: s.counts.incident_count,
+        limit=lambda g: g.S2_RATE_MAX,
+        min_sample=_drift_min_sample,
+    ),
+)
+_RATE_BY_CODE: Mapping[BlockReasonCode, _RateRule] = MappingProxyType(
+    {row.code: row for row in _RATE_RULES}
+)
+
+
+def _rate_check(row: _RateRule) -> _Check:
+    """The check of one rate row: judged once the sample reaches the row's minimum."""
+
+    def check(inp: _Inputs, notes: list[str]) -> list[_Finding]:
+        s = inp.summary
+        if s is None:
+            return []
+        part, whole = row.part(s), row.whole(s)
+        if whole == 0:
+            return []
+        rate = part / whole
+        limit = row.limit(inp.gate)
+        if rate <= limit:
+            return []
+        min_sample = row.min_sample(inp)
+        if whole < min_sample:
+            notes.append(
+                f"{row.label} {_pct(rate)} > {_pct(limit)} not judged: "
+                f"{whole} {row.unit} < {min_sample} needed"
+            )
+            return []
+        return [
+            _Finding(
+                row.code,
+                row.signal,
+                f"{row.label} {_pct(rate)} > {_pct(limit)} ({part} of {whole} {row.unit} "
+                f"in the last {inp.spec.window})",
+                observed=rate,
+                operator=">",
+                threshold=limit,
+                window=inp.spec.window,
+                sample_size=whole,
+            )
+        ]
+
+    return check
 
 
 def _p95_latency(inp: _Inputs, notes: list[str]) -> list[_Finding]:
@@ -535,6 +532,12 @@ def _backtest(inp: _Inputs, notes: list[str]) -> list[_Finding]:
 _READINESS = frozenset({SignalSource.READINESS})
 _SUMMARY = frozenset({SignalSource.RUN_SUMMARY})
 
+
+def _rate_rule(code: BlockReasonCode) -> _Rule:
+    """The rule of the rate row for `code`."""
+    return _Rule(code, _SUMMARY, _rate_check(_RATE_BY_CODE[code]))
+
+
 _RULES: tuple[_Rule, ...] = (
     _Rule(_B.NOT_READY, _READINESS, _not_ready),
     _Rule(_B.CONFIG_INVALID, _READINESS, _config_invalid),
@@ -542,11 +545,11 @@ _RULES: tuple[_Rule, ...] = (
     _Rule(_B.TESTS_FAILED, frozenset(), _fact_rule("tests_passed")),
     _Rule(_B.SMOKE_FAILED, frozenset(), _fact_rule("smoke_passed")),
     _Rule(_B.INSUFFICIENT_DATA, _SUMMARY, _traffic),
-    _Rule(_B.ERROR_RATE_5XX_HIGH, _SUMMARY, _error_rate),
-    _Rule(_B.S1_RATE_HIGH, _SUMMARY, _s1_rate),
+    _rate_rule(_B.ERROR_RATE_5XX_HIGH),
+    _rate_rule(_B.S1_RATE_HIGH),
     _Rule(_B.P95_LATENCY_HIGH, _SUMMARY, _p95_latency),
-    _Rule(_B.OCR_SUSPECT_RATE_HIGH, _SUMMARY, _ocr_rate),
-    _Rule(_B.S2_RATE_HIGH, _SUMMARY, _s2_rate),
+    _rate_rule(_B.OCR_SUSPECT_RATE_HIGH),
+    _rate_rule(_B.S2_RATE_HIGH),
     _Rule(_B.ACCEPT_ROUNDING_RATE_OUT_OF_BAND, _SUMMARY, _accept_rounding),
     _Rule(_B.QUEUE_DEPTH_HIGH, _SUMMARY, _queue_depth),
     _Rule(_B.FEEDBACK_COVERAGE_LOW, _SUMMARY, _feedback),
