@@ -68,7 +68,10 @@ def _admin(parser: argparse.ArgumentParser) -> None:
 
 def build_parser() -> Parser:
     """The gatectl argument parser with every command."""
-    parser = Parser(prog="gatectl", description="Release gate client (SPEC §5.5).")
+    parser = Parser(
+        prog="gatectl",
+        description="Release gate client: ask the gate about a release, audit it, watch it.",
+    )
     commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     preflight = commands.add_parser("preflight", help="evaluate a release spec")
@@ -121,7 +124,11 @@ def build_parser() -> Parser:
     watch.add_argument("--count", type=_positive(int), help="stop after this many decisions")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")
 
-    post = commands.add_parser("post-deploy", help="seed 003 §4 post-deploy validation")
+    post = commands.add_parser(
+        "post-deploy",
+        help="after a deploy: readiness, smoke invoices, system health, feedback (exit 0-4)",
+        description=POST_DEPLOY_DESCRIPTION,
+    )
     post.add_argument(
         "--health-url",
         default=os.environ.get("PTF_HEALTH_URL", "http://127.0.0.1:8084"),
@@ -155,6 +162,15 @@ def build_parser() -> Parser:
     )
     return parser
 
+
+POST_DEPLOY_DESCRIPTION = (
+    "Checks a freshly deployed system in four steps and prints each: (1) the health "
+    "service's /health/ready says ready; (2) the three smoke invoices, submitted to the "
+    "pilot tenant through the pipeline API, give their expected results; (3) the pipeline's "
+    "/admin/system-health answers; (4) its /admin/feedback-stats answers. Exit 0 all passed, "
+    "1 not ready, 2 smoke failed (roll back for 1 and 2), 3 feedback failed, 4 only system "
+    "health failed (3 and 4: investigate, do not roll back)."
+)
 
 ROLLOUT_GUARD_DESCRIPTION = (
     "Asks the gate every --interval seconds. On RELEASE_OK once the rollout is complete, "
