@@ -12,9 +12,10 @@ to `UNSPECIFIED`, and the recomputed hash then exposes the row.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from types import MappingProxyType
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -23,11 +24,13 @@ from ptf.gate.v1 import gate_pb2
 from ptf.telemetry.v1 import telemetry_pb2
 
 from services.gate.audit import AuditEntry, AuditRecord
+from services.gate.domain.check import Decision
 from services.gate.domain.evaluate import Evaluation, Reason
-from services.gate.domain.override import OverrideOutcome
-from services.gate.domain.reasons import BlockReasonCode
+from services.gate.domain.override import BreachKind, OverrideOutcome, OverrideResult
+from services.gate.domain.reasons import BlockReasonCode, ReasonLevel, Verdict
 from services.gate.domain.signals import Signals
 from services.gate.domain.spec import ReleaseSpec
+from services.runtime.tokens.errors import TokenError
 
 _VERDICT = "VERDICT_"
 _DECISION = "DECISION_"
@@ -36,6 +39,7 @@ _LEVEL = "REASON_LEVEL_"
 _OVERRIDE = "OVERRIDE_RESULT_"
 _BREACH = "BREACH_KIND_"
 _TOKEN = "TOKEN_ERROR_"
+_B = BlockReasonCode
 
 
 def timestamp(value: datetime) -> Timestamp:
@@ -45,18 +49,72 @@ def timestamp(value: datetime) -> Timestamp:
     return stamp
 
 
-def _to_enum(enum: EnumTypeWrapper, prefix: str, name: str) -> int:
-    """The enum number named `prefix + name`; `UNSPECIFIED` (0) for "" or an unknown name."""
-    if not name:
-        return 0
-    try:
-        return int(enum.Value(prefix + name))
-    except ValueError:
-        return 0
+# Domain name → proto enum value, one table per enum, typed with the generated
+# enum type so messages are built without casts. A name missing from a table
+# (the empty string of an issuance row, or a tampered one) maps to UNSPECIFIED.
+_VERDICTS: Mapping[str, gate_pb2.Verdict] = MappingProxyType(
+    {
+        Verdict.RELEASE_OK: gate_pb2.VERDICT_RELEASE_OK,
+        Verdict.RELEASE_HOLD: gate_pb2.VERDICT_RELEASE_HOLD,
+        Verdict.RELEASE_BLOCK: gate_pb2.VERDICT_RELEASE_BLOCK,
+    }
+)
+_DECISIONS: Mapping[str, gate_pb2.Decision] = MappingProxyType(
+    {Decision.ALLOW: gate_pb2.DECISION_ALLOW, Decision.DENY: gate_pb2.DECISION_DENY}
+)
+_LEVELS: Mapping[str, gate_pb2.ReasonLevel] = MappingProxyType(
+    {ReasonLevel.HOLD: gate_pb2.REASON_LEVEL_HOLD, ReasonLevel.BLOCK: gate_pb2.REASON_LEVEL_BLOCK}
+)
+_OVERRIDE_RESULTS: Mapping[str, gate_pb2.OverrideResult] = MappingProxyType(
+    {
+        OverrideResult.NONE: gate_pb2.OVERRIDE_RESULT_NONE,
+        OverrideResult.APPLIED: gate_pb2.OVERRIDE_RESULT_APPLIED,
+        OverrideResult.REJECTED: gate_pb2.OVERRIDE_RESULT_REJECTED,
+        OverrideResult.BREACH: gate_pb2.OVERRIDE_RESULT_BREACH,
+        OverrideResult.IGNORED: gate_pb2.OVERRIDE_RESULT_IGNORED,
+    }
+)
+_BREACH_KINDS: Mapping[str, gate_pb2.BreachKind] = MappingProxyType(
+    {
+        BreachKind.NO_OVERRIDE: gate_pb2.BREACH_KIND_NO_OVERRIDE,
+        BreachKind.NON_OVERRIDABLE: gate_pb2.BREACH_KIND_NON_OVERRIDABLE,
+    }
+)
+_TOKEN_ERRORS: Mapping[str, common_pb2.TokenError] = MappingProxyType(
+    {
+        TokenError.TOKEN_INVALID: common_pb2.TOKEN_ERROR_TOKEN_INVALID,
+        TokenError.TOKEN_EXPIRED: common_pb2.TOKEN_ERROR_TOKEN_EXPIRED,
+        TokenError.TOKEN_USED: common_pb2.TOKEN_ERROR_TOKEN_USED,
+        TokenError.TOKEN_PARAMS_MISMATCH: common_pb2.TOKEN_ERROR_TOKEN_PARAMS_MISMATCH,
+        TokenError.TOKEN_STORE_UNAVAILABLE: common_pb2.TOKEN_ERROR_TOKEN_STORE_UNAVAILABLE,
+    }
+)
+_REASONS: Mapping[str, gate_pb2.BlockReasonCode] = MappingProxyType(
+    {
+        _B.NOT_READY: gate_pb2.BLOCK_REASON_CODE_NOT_READY,
+        _B.CONFIG_INVALID: gate_pb2.BLOCK_REASON_CODE_CONFIG_INVALID,
+        _B.QUEUE_STUCK: gate_pb2.BLOCK_REASON_CODE_QUEUE_STUCK,
+        _B.ERROR_RATE_5XX_HIGH: gate_pb2.BLOCK_REASON_CODE_ERROR_RATE_5XX_HIGH,
+        _B.TESTS_FAILED: gate_pb2.BLOCK_REASON_CODE_TESTS_FAILED,
+        _B.SMOKE_FAILED: gate_pb2.BLOCK_REASON_CODE_SMOKE_FAILED,
+        _B.S1_RATE_HIGH: gate_pb2.BLOCK_REASON_CODE_S1_RATE_HIGH,
+        _B.P95_LATENCY_HIGH: gate_pb2.BLOCK_REASON_CODE_P95_LATENCY_HIGH,
+        _B.OCR_SUSPECT_RATE_HIGH: gate_pb2.BLOCK_REASON_CODE_OCR_SUSPECT_RATE_HIGH,
+        _B.S2_RATE_HIGH: gate_pb2.BLOCK_REASON_CODE_S2_RATE_HIGH,
+        _B.ACCEPT_ROUNDING_RATE_OUT_OF_BAND: (
+            gate_pb2.BLOCK_REASON_CODE_ACCEPT_ROUNDING_RATE_OUT_OF_BAND
+        ),
+        _B.QUEUE_DEPTH_HIGH: gate_pb2.BLOCK_REASON_CODE_QUEUE_DEPTH_HIGH,
+        _B.FEEDBACK_COVERAGE_LOW: gate_pb2.BLOCK_REASON_CODE_FEEDBACK_COVERAGE_LOW,
+        _B.BACKTEST_REGRESSION: gate_pb2.BLOCK_REASON_CODE_BACKTEST_REGRESSION,
+        _B.INSUFFICIENT_DATA: gate_pb2.BLOCK_REASON_CODE_INSUFFICIENT_DATA,
+        _B.SIGNAL_UNAVAILABLE: gate_pb2.BLOCK_REASON_CODE_SIGNAL_UNAVAILABLE,
+    }
+)
 
 
 def _from_enum(enum: EnumTypeWrapper, prefix: str, number: int) -> str:
-    """Inverse of `_to_enum`: "" for `UNSPECIFIED` or an unknown number."""
+    """The domain name of a proto number: "" for `UNSPECIFIED` or an unknown number."""
     if number == 0:
         return ""
     try:
@@ -66,8 +124,13 @@ def _from_enum(enum: EnumTypeWrapper, prefix: str, number: int) -> str:
 
 
 def reason_code(code: BlockReasonCode | str) -> int:
-    """Proto `BlockReasonCode` number of a reason name (UNSPECIFIED if unknown)."""
-    return _to_enum(gate_pb2.BlockReasonCode, _REASON, str(code))
+    """Proto `BlockReasonCode` number of a reason name (0 = UNSPECIFIED if unknown)."""
+    return _reason_value(code)
+
+
+def _reason_value(code: BlockReasonCode | str) -> gate_pb2.BlockReasonCode:
+    """`reason_code` typed as the proto enum, for message fields."""
+    return _REASONS.get(code, gate_pb2.BLOCK_REASON_CODE_UNSPECIFIED)
 
 
 def reason_name(number: int) -> str:
@@ -107,8 +170,8 @@ def breach_kind_name(number: int) -> str:
 
 def _reason(reason: Reason) -> gate_pb2.Reason:
     message = gate_pb2.Reason(
-        code=reason_code(reason.code),  # type: ignore[arg-type]
-        level=_to_enum(gate_pb2.ReasonLevel, _LEVEL, reason.level),  # type: ignore[arg-type]
+        code=_reason_value(reason.code),
+        level=level_code(reason.level),
         message=reason.message,
         operator=reason.operator,
         window=reason.window,
@@ -144,14 +207,12 @@ def preflight_result(run: PreflightRun) -> gate_pb2.PreflightResult:
     """The `PreflightResult` message of a preflight run."""
     outcome = run.outcome
     result = gate_pb2.PreflightResult(
-        verdict=_to_enum(gate_pb2.Verdict, _VERDICT, outcome.verdict),  # type: ignore[arg-type]
+        verdict=verdict_code(outcome.verdict),
         exit_code=outcome.exit_code,
         reasons=[_reason(r) for r in run.evaluation.reasons],
         override_applied=outcome.override_applied,
         contract_breach=outcome.contract_breach,
-        override_result=_to_enum(  # type: ignore[arg-type]
-            gate_pb2.OverrideResult, _OVERRIDE, outcome.override_result.upper()
-        ),
+        override_result=override_result_code(outcome.override_result),
         duration_ms=run.duration_ms,
         spec_hash=run.spec.spec_hash,
         release=run.spec.release,
@@ -160,29 +221,40 @@ def preflight_result(run: PreflightRun) -> gate_pb2.PreflightResult:
         dry_run_reasons=[_reason(r) for r in run.evaluation.dry_run_reasons],
     )
     if outcome.token_error is not None:
-        result.token_error = _to_enum(  # type: ignore[assignment]
-            common_pb2.TokenError, _TOKEN, outcome.token_error
-        )
+        result.token_error = token_error_code(outcome.token_error)
     if outcome.breach_kind is not None:
-        result.breach_kind = _to_enum(  # type: ignore[assignment]
-            gate_pb2.BreachKind, _BREACH, outcome.breach_kind
-        )
+        result.breach_kind = breach_kind_code(outcome.breach_kind)
     return result
 
 
-def decision_code(decision: str) -> int:
-    """Proto `Decision` number of `ALLOW`/`DENY` (UNSPECIFIED otherwise)."""
-    return _to_enum(gate_pb2.Decision, _DECISION, decision)
+def decision_code(decision: str) -> gate_pb2.Decision:
+    """Proto `Decision` of `ALLOW`/`DENY` (UNSPECIFIED otherwise)."""
+    return _DECISIONS.get(decision, gate_pb2.DECISION_UNSPECIFIED)
 
 
-def verdict_code(verdict: str) -> int:
-    """Proto `Verdict` number of `RELEASE_*` (UNSPECIFIED otherwise)."""
-    return _to_enum(gate_pb2.Verdict, _VERDICT, verdict)
+def verdict_code(verdict: str) -> gate_pb2.Verdict:
+    """Proto `Verdict` of `RELEASE_*` (UNSPECIFIED otherwise)."""
+    return _VERDICTS.get(verdict, gate_pb2.VERDICT_UNSPECIFIED)
 
 
-def override_result_code(result: str) -> int:
-    """Proto `OverrideResult` number of `applied`... (UNSPECIFIED otherwise)."""
-    return _to_enum(gate_pb2.OverrideResult, _OVERRIDE, result.upper())
+def override_result_code(result: str) -> gate_pb2.OverrideResult:
+    """Proto `OverrideResult` of `applied`... in any letter case (UNSPECIFIED otherwise)."""
+    return _OVERRIDE_RESULTS.get(result.lower(), gate_pb2.OVERRIDE_RESULT_UNSPECIFIED)
+
+
+def level_code(level: str) -> gate_pb2.ReasonLevel:
+    """Proto `ReasonLevel` of `HOLD`/`BLOCK` (UNSPECIFIED otherwise)."""
+    return _LEVELS.get(level, gate_pb2.REASON_LEVEL_UNSPECIFIED)
+
+
+def token_error_code(error: str) -> common_pb2.TokenError:
+    """Proto `TokenError` of `TOKEN_USED`... (UNSPECIFIED otherwise)."""
+    return _TOKEN_ERRORS.get(error, common_pb2.TOKEN_ERROR_UNSPECIFIED)
+
+
+def breach_kind_code(kind: str) -> gate_pb2.BreachKind:
+    """Proto `BreachKind` of `NO_OVERRIDE`/`NON_OVERRIDABLE` (UNSPECIFIED otherwise)."""
+    return _BREACH_KINDS.get(kind, gate_pb2.BREACH_KIND_UNSPECIFIED)
 
 
 def audit_entry(entry: AuditEntry) -> gate_pb2.AuditEntry:
@@ -194,11 +266,11 @@ def audit_entry(entry: AuditEntry) -> gate_pb2.AuditEntry:
         release=record.release,
         build=record.build,
         spec_hash=record.spec_hash,
-        verdict=verdict_code(record.verdict),  # type: ignore[arg-type]
-        decision=decision_code(record.decision),  # type: ignore[arg-type]
-        reasons=[reason_code(r) for r in record.reasons],  # type: ignore[misc]
+        verdict=verdict_code(record.verdict),
+        decision=decision_code(record.decision),
+        reasons=[_reason_value(r) for r in record.reasons],
         signal_snapshot_json=json.dumps(record.signal_snapshot, sort_keys=True),
-        override_result=override_result_code(record.override_result),  # type: ignore[arg-type]
+        override_result=override_result_code(record.override_result),
         operator=record.operator,
         token_hash=record.token_hash or "",
         config_hash=record.config_hash,
@@ -240,7 +312,7 @@ def check_response(
 ) -> gate_pb2.CheckResponse:
     """The `CheckResponse` of a Check: decision, result and audit outcome."""
     return gate_pb2.CheckResponse(
-        decision=decision_code(decision),  # type: ignore[arg-type]
+        decision=decision_code(decision),
         result=preflight_result(run),
         audit_written=audit_written,
         audit_id=audit_id,
@@ -261,10 +333,10 @@ def decision_event(
         seq=seq,
         ts=timestamp(ts),
         release=release,
-        verdict=verdict_code(verdict),  # type: ignore[arg-type]
-        decision=decision_code(decision),  # type: ignore[arg-type]
-        reasons=[reason_code(r) for r in reasons],  # type: ignore[misc]
-        override_result=override_result_code(override_result),  # type: ignore[arg-type]
+        verdict=verdict_code(verdict),
+        decision=decision_code(decision),
+        reasons=[_reason_value(r) for r in reasons],
+        override_result=override_result_code(override_result),
     )
 
 
