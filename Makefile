@@ -40,7 +40,7 @@ lint: $(GEN_STAMP) check-thresholds
 	$(VENV)/bin/ruff format --check services tests bench
 	$(VENV)/bin/mypy
 
-# SPEC §2 / seed 002 §2.1: thresholds are defined only in the config module.
+# Thresholds are defined only in the config module (docs/SPEC.md §2, docs/seeds/002.txt §2.1).
 check-thresholds:
 	scripts/check-threshold-constants.sh services
 

@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 TOOLS = ("gatectl", "ptf-pipeline", "ptf-telemetry")
 EXTERNAL_REFERENCE = re.compile(r"\bSPEC\s*§|\b[Ss]eeds?\s+\d{3}\b|§\s*\d")
-CITATION = re.compile(r"docs/(SPEC\.md|seeds/\d{3}_[0-9a-f]+\.txt)")
+CITATION = re.compile(r"docs/(SPEC\.md|seeds/\w+\.txt)")
 SOURCE_SUFFIXES = {".py", ".sql", ".sh", ".json"}
 
 

@@ -1,1 +1,1 @@
-"""Gate service: release preflight, enforcement checks, overrides and audit trail (SPEC §5)."""
+"""Gate service: preflight, enforcement checks, overrides and audit trail (docs/SPEC.md §5)."""

@@ -1,4 +1,4 @@
-"""The gate's append-only, hash-chained audit trail (SPEC §5.4).
+"""The gate's append-only, hash-chained audit trail (docs/SPEC.md §5.4).
 
 Each row carries the hash of the previous row, so editing or deleting a row
 (by someone able to bypass the append-only trigger) breaks the chain and

@@ -1,7 +1,7 @@
 """Admin credentials for the gate's privileged RPCs (RequestOverride, DescribeOverride).
 
 The one place the gate decides whether a caller is an admin, so that the
-shared key store (SPEC §1: tenant and admin keys, refused defaults outside
+shared key store (docs/SPEC.md §1: tenant and admin keys, refused defaults outside
 development) can replace it without touching the servicer.
 
 Until then the admin key is `config.dev_admin_key` (`PTF_DEV_ADMIN_KEY`).

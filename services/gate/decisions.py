@@ -1,6 +1,6 @@
 """Live gate decisions over Redis pub/sub, so every replica's watchers see every decision.
 
-A Check publishes one envelope (SPEC §8: `v, event, channel, seq, ts, ok,
+A Check publishes one envelope (docs/SPEC.md §8: `v, event, channel, seq, ts, ok,
 error_code, data`) on the `gate.decisions` channel; `seq` comes from one
 Redis counter, so it increases across replicas. Each gate process holds one
 subscription and fans messages out to its local watchers, each with a
@@ -46,7 +46,7 @@ class DecisionNotice:
     override_result: str
 
     def envelope(self) -> dict[str, Any]:
-        """The SPEC §8 live envelope of this notice."""
+        """The docs/SPEC.md §8 live envelope of this notice."""
         return {
             "v": ENVELOPE_VERSION,
             "event": "gate.decision",

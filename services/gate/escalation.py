@@ -1,4 +1,4 @@
-"""Escalation state in Postgres: when each reason was first seen for a release (SPEC §5.2).
+"""Escalation state in Postgres: when each reason was first seen for a release (docs/SPEC.md §5.2).
 
 Shared by every gate replica and kept across restarts, so "S1 rate high for
 15 minutes" means 15 minutes of wall time whichever replica answers. The

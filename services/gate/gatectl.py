@@ -1,4 +1,4 @@
-"""`gatectl`: the release gate's command-line client (SPEC §5.5).
+"""`gatectl`: the release gate's command-line client (docs/SPEC.md §5.5).
 
 Exit codes: 0 OK, 1 HOLD, 2 BLOCK (and `audit verify`: tampering found),
 64 usage or spec error, 69 gate unreachable; 66 not found, 77 missing or

@@ -24,7 +24,7 @@ from services.gate.domain.spec import ReleaseSpec, parse_spec
 from services.gate.mapping import reason_name
 from services.runtime.errors import InvalidInput
 
-# Input limits (SPEC §11), not release thresholds.
+# Input limits (docs/SPEC.md §11), not release thresholds.
 _MAX_TOKEN_LENGTH = 512
 _MAX_TEXT = 128
 _MAX_JUSTIFICATION = 2000

@@ -1,1 +1,1 @@
-"""Pipeline service: invoice intake, queue and workers, incidents and feedback (SPEC §3)."""
+"""Pipeline service: invoice intake, queue and workers, incidents and feedback (docs/SPEC.md §3)."""

@@ -4,7 +4,7 @@ A tenant key grants a fixed set of tenants; an admin key grants every tenant
 and the admin operations. Keys are compared as hashes with
 `hmac.compare_digest`, looked up by hash, cached briefly per process, and never
 logged. In development the configured dev keys are seeded at start; in
-staging and production they are refused outright (SPEC §1).
+staging and production they are refused outright (docs/SPEC.md §1).
 
 A key is named by its *key id*, the first `KEY_ID_LENGTH` hex characters of
 its hash: stable, shown by `ptf-pipeline keys list`, and useless for
@@ -242,7 +242,7 @@ def refused_dev_keys(config: AppConfig) -> tuple[str, ...]:
 
 
 async def seed_dev_keys(store: KeyStore, config: AppConfig) -> None:
-    """In development only: the tenant key for pilot+default and the admin key (SPEC §1)."""
+    """In development only: the tenant key for pilot+default and the admin key (docs/SPEC.md §1)."""
     if config.env != "development":
         return
     tenants = (config.pilot_tenant_id, *DEV_TENANTS)

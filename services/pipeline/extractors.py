@@ -1,4 +1,4 @@
-"""Extractors: how a submitted file becomes an extraction document (SPEC §3.2).
+"""Extractors: how a submitted file becomes an extraction document (docs/SPEC.md §3.2).
 
 `json` (the default) means the document already carries the extracted fields;
 it accepts only JSON submissions, so a PDF or image gets 422
@@ -53,7 +53,7 @@ def _measured_schema() -> dict[str, Any]:
 
 
 def extraction_schema() -> dict[str, Any]:
-    """The JSON schema the extractor asks for: the extraction document of SPEC §3.2."""
+    """The JSON schema the extractor asks for: the extraction document of docs/SPEC.md §3.2."""
     measured = (
         "consumption_kwh",
         "current_active_unit_price_tl_per_kwh",

@@ -1,4 +1,4 @@
-"""HTTP routes of the pipeline: intake, job lookup and the admin API (SPEC §3.1, §3.4).
+"""HTTP routes of the pipeline: intake, job lookup and the admin API (docs/SPEC.md §3.1, §3.4).
 
 Handlers are thin: authenticate, parse, call intake/stores, shape JSON. Errors
 are `PtfError`s that the shared middleware turns into `{error_code, message,

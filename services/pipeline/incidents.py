@@ -1,4 +1,4 @@
-"""Incidents and operator feedback (SPEC §3.4): storage, keyset pages, resolve, feedback, stats.
+"""Incidents and operator feedback (docs/SPEC.md §3.4): storage, pages, resolve, feedback, stats.
 
 At most one incident exists per invoice (unique `invoice_id`, insert with
 ON CONFLICT DO NOTHING). Lists page by `(created_at, incident_id)` descending

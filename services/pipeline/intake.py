@@ -36,7 +36,7 @@ RETRY_AFTER_SECONDS = 5
 
 @asynccontextmanager
 async def store_errors() -> AsyncIterator[None]:
-    """Postgres unreachable → 503 DATABASE_UNAVAILABLE with Retry-After (SPEC §11)."""
+    """Postgres unreachable → 503 DATABASE_UNAVAILABLE with Retry-After (docs/SPEC.md §11)."""
     try:
         yield
     except DATABASE_DOWN as exc:

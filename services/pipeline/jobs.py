@@ -220,7 +220,7 @@ SELECT (SELECT count(*) FROM fenced) AS fenced,
        (SELECT count(*) FROM events) AS events
 """
 
-# Kill switch (SPEC §3.6): a job nobody is running becomes SKIPPED instead of running.
+# Kill switch (docs/SPEC.md §3.6): a job nobody is running becomes SKIPPED instead of running.
 _SKIPPABLE = "(state = 'QUEUED' OR (state = 'RUNNING' AND lease_expires_at < now()))"
 _SKIP = f"""
 UPDATE pipeline_jobs

@@ -1,4 +1,4 @@
-"""Transactional outbox and its relay to telemetry `RecordEvents` (SPEC §3.8).
+"""Transactional outbox and its relay to telemetry `RecordEvents` (docs/SPEC.md §3.8).
 
 Writers call `write_events(conn, ...)` inside the transaction of the business
 change, so an event exists exactly when its change does. The relay takes the

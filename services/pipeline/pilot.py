@@ -1,9 +1,11 @@
-"""The pilot guard (SPEC §3.6, seed 003 §3): kill switch and hourly budgets of the pilot tenant.
+"""The pilot guard: kill switch and hourly budgets of the pilot tenant.
+
+See docs/SPEC.md §3.6 and docs/seeds/003.txt §3.
 
 Only the pilot tenant is guarded; every other tenant passes straight through.
 The budgets are sliding windows in Redis, so all replicas share them. A budget
 that cannot be checked is not granted: with Redis unreachable a pilot
-submission is refused with 503 (SPEC §11), and an incident waits for its job's
+submission is refused with 503 (docs/SPEC.md §11), and an incident waits for its job's
 retry instead of being created unchecked.
 
 `PILOT_ENABLED` is read once at start; changing it means restarting the pods

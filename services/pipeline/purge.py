@@ -1,7 +1,9 @@
-"""Purging one tenant's pipeline data (seed 003 §9.3, SPEC §3.6) behind a confirmation token.
+"""Purging one tenant's pipeline data behind a confirmation token.
 
-Destructive, so it takes two steps like every costly operation here (seed 004
-§1, SPEC §7): `request` shows what would go and issues a one-time token bound
+See docs/seeds/003.txt §9.3 and docs/SPEC.md §3.6.
+
+Destructive, so it takes two steps like every costly operation here (docs/seeds/004.txt
+§1, docs/SPEC.md §7): `request` shows what would go and issues a one-time token bound
 to the tenant; `confirm` consumes the token and deletes the tenant's incidents,
 jobs and invoices in one transaction that also writes the audit row, so rows
 never go without their audit. Both steps are audited with the token's SHA-256,

@@ -15,7 +15,7 @@ MEBIBYTE = 1024 * 1024
 
 @dataclass(frozen=True)
 class QueueSettings:
-    """Job queue and worker behaviour (SPEC §3.5)."""
+    """Job queue and worker behaviour (docs/SPEC.md §3.5)."""
 
     # A job is tried at most this many times; the next claim after that marks it EXHAUSTED.
     max_attempts: int = 3
@@ -35,7 +35,7 @@ class QueueSettings:
 
 @dataclass(frozen=True)
 class RelaySettings:
-    """Outbox relay to telemetry `RecordEvents` (SPEC §3.8)."""
+    """Outbox relay to telemetry `RecordEvents` (docs/SPEC.md §3.8)."""
 
     batch_size: int = 500
     idle_interval_seconds: float = 0.5
@@ -46,7 +46,7 @@ class RelaySettings:
 
 @dataclass(frozen=True)
 class IntakeSettings:
-    """Request limits of `/full-process` and `SubmitInvoice` (SPEC §11)."""
+    """Request limits of `/full-process` and `SubmitInvoice` (docs/SPEC.md §11)."""
 
     max_body_bytes: int = 10 * MEBIBYTE
     # How long a synchronous submission waits for its job before answering 202.

@@ -33,7 +33,7 @@ class TelemetryClient:
         admin_key: str,
         window: timedelta = timedelta(days=1),
     ) -> dict[str, Any]:
-        """The telemetry system health report (SPEC §4.3) for the last `window`.
+        """The telemetry system health report (docs/SPEC.md §4.3) for the last `window`.
 
         Telemetry checks the admin key itself: the operator's key is passed on.
         """

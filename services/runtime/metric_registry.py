@@ -108,7 +108,7 @@ TOKEN_CONSUME_FAILURES = _family(
     "reason",
 )
 
-# Gate (seed 001 §1.3): decisions made by the gate's own Check.
+# Gate (docs/seeds/001.txt §1.3): decisions made by the gate's own Check.
 GATE_DECISIONS = _family(
     "release_gate_decision_total", "counter", GATE, "Gate Check decisions.", "decision"
 )
@@ -143,7 +143,7 @@ GATE_STORE_START_TIME = _family(
     "When the gate metric store was first created (Unix time).",
 )
 
-# Telemetry (seed 000): preflight runs reported by the gate.
+# Telemetry (docs/seeds/000.txt): preflight runs reported by the gate.
 PREFLIGHT_VERDICTS = _family(
     "release_preflight_verdict_total", "counter", TELEMETRY, "Preflight verdicts.", "verdict"
 )

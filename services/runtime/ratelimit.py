@@ -1,4 +1,4 @@
-"""Sliding-window rate limits shared by every replica through Redis (SPEC §3.6).
+"""Sliding-window rate limits shared by every replica through Redis (docs/SPEC.md §3.6).
 
 Each window is a sorted set of admission timestamps; one Lua script trims it,
 counts, and admits or refuses atomically, so two replicas can never both take

@@ -1,1 +1,1 @@
-"""Telemetry service: event store, run summaries, system health and metric stores (SPEC §4)."""
+"""Telemetry service: events, run summaries, system health and metric stores (docs/SPEC.md §4)."""

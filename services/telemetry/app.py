@@ -168,7 +168,7 @@ class Telemetry:
         )
 
     def log_run_summary(self, summary: RunSummary) -> dict[str, object]:
-        """Write the `run_summary` JSON log line (seed 003 §5.1) and return its fields."""
+        """Write the `run_summary` JSON log line (docs/seeds/003.txt §5.1) and return its fields."""
         record = summary.to_log_record(
             build_id=self._config.build_id, config_hash=self._config.config_hash
         )

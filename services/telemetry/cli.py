@@ -1,4 +1,4 @@
-"""`ptf-telemetry summary`: print one `run_summary` JSON line (seed 003 §5.1) on demand.
+"""`ptf-telemetry summary`: print one `run_summary` JSON line (docs/seeds/003.txt §5.1) on demand.
 
 Reads the event store directly (DATABASE_URL), so it works in the telemetry pod
 even when the service is not serving. Exit codes: 0 printed, 64 usage error,

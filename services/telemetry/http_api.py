@@ -58,7 +58,7 @@ class TelemetryRoutes:
         return window, tenant
 
     async def run_summary(self, request: web.Request) -> web.Response:
-        """`GET /run-summary?since=&until=&tenant_id=`: seed 002 §6.1 document."""
+        """`GET /run-summary?since=&until=&tenant_id=`: docs/seeds/002.txt §6.1 document."""
         window, tenant = self._window_and_tenant(request)
         summary = await self._telemetry.run_summary(window, tenant)
         return web.json_response(summary.to_json())

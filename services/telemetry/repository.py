@@ -178,7 +178,7 @@ _UNAVAILABLE_ERRORS = (
 
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
-    """Map "the database is not there" to 503 with Retry-After (SPEC §11)."""
+    """Map "the database is not there" to 503 with Retry-After (docs/SPEC.md §11)."""
     try:
         yield
     except _UNAVAILABLE_ERRORS as exc:

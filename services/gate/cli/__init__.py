@@ -1,1 +1,1 @@
-"""gatectl, the release gate's command-line client (SPEC §5.5): commands, rendering, exits."""
+"""gatectl, the release gate's CLI (docs/SPEC.md §5.5): commands, rendering, exits."""

@@ -1,4 +1,4 @@
-"""gatectl exit codes (SPEC §5.5, sysexits.h) and how gRPC failures map onto them."""
+"""gatectl exit codes (docs/SPEC.md §5.5, sysexits.h) and how gRPC failures map onto them."""
 
 from __future__ import annotations
 

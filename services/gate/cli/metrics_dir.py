@@ -1,4 +1,4 @@
-"""`--metrics-dir` (seed 000 §4.1): add one run to the MetricStore kept in a directory.
+"""`--metrics-dir` (docs/seeds/000.txt §4.1): add one run to the MetricStore kept in a directory.
 
 The store is loaded from the directory, the run added, the store saved
 atomically, and a `preflight_metrics.prom` file written (atomically too) for

@@ -1,4 +1,4 @@
-"""`gatectl post-deploy` (seed 003 §4): is the freshly deployed system actually working?
+"""`gatectl post-deploy` (docs/seeds/003.txt §4): is the freshly deployed system actually working?
 
 Steps, all run so the operator sees the whole picture:
 1. ready: health `GET /health/ready` answers 200 with `status: ready`;
@@ -8,7 +8,7 @@ Steps, all run so the operator sees the whole picture:
 3. system health: `GET /admin/system-health` answers 200 with a JSON object;
 4. feedback: `GET /admin/feedback-stats` answers 200 with a JSON object.
 
-Exit code (seed 003 §4.2): 1 when ready failed, else 2 when smoke failed,
+Exit code (docs/seeds/003.txt §4.2): 1 when ready failed, else 2 when smoke failed,
 else 3 when feedback failed, else 4 when anything else failed (partial
 success: investigate, do not roll back), else 0.
 """
@@ -160,7 +160,7 @@ async def check_feedback(
 
 
 def exit_code(steps: Mapping[str, Step]) -> int:
-    """Seed 003 §4.2 exit code of the step outcomes."""
+    """docs/seeds/003.txt §4.2 exit code of the step outcomes."""
     if not steps["ready"].ok:
         return EXIT_READY
     if not steps["smoke"].ok:

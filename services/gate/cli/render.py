@@ -1,7 +1,7 @@
 """Human tables and JSON documents for gatectl output.
 
 The JSON form of a preflight result is also what the preflight metric store
-reads (`MetricExporter.from_preflight_output`), so its keys follow SPEC §5.1:
+reads (`MetricExporter.from_preflight_output`), so its keys follow docs/SPEC.md §5.1:
 `verdict`, `exit_code`, `reasons[].code`, `override_result` in lower case,
 `evaluated_at` in ISO 8601.
 """

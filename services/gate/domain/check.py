@@ -1,4 +1,4 @@
-"""The Check decision (SPEC §5.1, §5.4; seed 001): ALLOW or DENY, metrics fail-open.
+"""The Check decision: ALLOW or DENY, metrics fail-open (docs/SPEC.md §5.1, §5.4).
 
 Check is the enforcement hook: ALLOW only when the final verdict is
 RELEASE_OK (naturally, or after an applied override), DENY otherwise.
@@ -6,7 +6,7 @@ Observability must never change that answer, so every recorder call is
 guarded: a raising recorder is logged and counted, and the decision stands.
 The audit trail is different: with `GATE_AUDIT_REQUIRED` a decision that
 could not be audited is turned into DENY (an unaudited ALLOW is worse than a
-late release); without it the decision stands, as in seed 001.
+late release); without it the decision stands, as in docs/seeds/001.txt.
 
 Call order for adapters: `decide(outcome)` → write the audit row with that
 decision → `complete_check(...)` with whether the write succeeded.
@@ -35,7 +35,7 @@ class Decision(StrEnum):
 
 
 class DecisionRecorder(Protocol):
-    """Where Check reports what it decided (seed 001 `GateMetricStore`).
+    """Where Check reports what it decided (docs/seeds/001.txt `GateMetricStore`).
 
     Reasons are `BlockReasonCode` names; implementations skip names they do
     not know rather than create new label values.

@@ -1,4 +1,4 @@
-"""The verdict evaluator: release spec + facts + signals → reasons and a verdict (SPEC §5.2).
+"""The verdict evaluator: spec + facts + signals → reasons and a verdict (docs/SPEC.md §5.2).
 
 Pure and deterministic: time is passed in (`now`, and when each reason was
 first seen), never read from a clock, so escalation is testable to the second
@@ -21,7 +21,7 @@ D = Thresholds.Drift):
 - QUEUE_DEPTH_HIGH: max queue depth in the window > G.MAX_QUEUE_DEPTH.
 - FEEDBACK_COVERAGE_LOW: feedback / resolved < G.FEEDBACK_COVERAGE_MIN;
   D.MIN_SAMPLE resolved incidents.
-- BACKTEST_REGRESSION: the drift rule of SPEC §4.3 applied to old vs candidate
+- BACKTEST_REGRESSION: the drift rule of docs/SPEC.md §4.3 applied to old vs candidate
   incident rate; D.MIN_SAMPLE replayed invoices.
 
 Below its sample a rate is noise, not evidence either way: a handful of
@@ -576,7 +576,7 @@ def evaluate(
     """Judge the release; the verdict is the worst level among the non-dry-run reasons.
 
     `escalation_first_seen` holds, per code, when it was first seen for this
-    release (kept by the adapter, SPEC §5.2); a HOLD that escalates becomes
+    release (kept by the adapter, docs/SPEC.md §5.2); a HOLD that escalates becomes
     BLOCK once `now - first_seen` reaches its escalation minutes. Datetimes
     must be timezone-aware. Raises `SpecError` if the spec's SLO overrides
     conflict with `thresholds`.

@@ -1,4 +1,4 @@
-"""Overrides and contract breaches (SPEC §5.3): what a presented token does to a verdict.
+"""Overrides and contract breaches (docs/SPEC.md §5.3): what a presented token does to a verdict.
 
 Consuming a token is the adapter's I/O, and the order of the checks decides
 whether it may happen at all, so the decision is split in two pure steps:
@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
@@ -34,7 +35,7 @@ OVERRIDE_PURPOSE = "gate.override"
 
 
 class OverrideResult(StrEnum):
-    """What happened to an override; values are the `override_result` strings of SPEC §5.1."""
+    """What happened to an override: the `override_result` strings of docs/SPEC.md §5.1."""
 
     NONE = "none"
     APPLIED = "applied"
@@ -44,12 +45,23 @@ class OverrideResult(StrEnum):
 
 
 class BreachKind(StrEnum):
-    """Why a run counts as a contract breach (seed 001 `record_breach`)."""
+    """Why a run counts as a contract breach (docs/seeds/001.txt `record_breach`)."""
 
     # A non-overridable reason is present and nobody tried to override it.
     NO_OVERRIDE = "NO_OVERRIDE"
     # Someone tried to override a reason the spec declares non-overridable.
     NON_OVERRIDABLE = "NON_OVERRIDABLE"
+
+
+class OverrideState(StrEnum):
+    """Where an issued override token stands (`gatectl override show`)."""
+
+    ACTIVE = "ACTIVE"
+    USED = "USED"
+    EXPIRED = "EXPIRED"
+    # The token store no longer has the token (its record outlived the TTL);
+    # only the audit rows remember it.
+    FORGOTTEN = "FORGOTTEN"
 
 
 @dataclass(frozen=True)
@@ -128,3 +140,20 @@ def resolve_override(plan: OverridePlan, token_error: TokenError | None) -> Over
 
 def _settled(evaluation: Evaluation, outcome: OverrideOutcome) -> OverridePlan:
     return OverridePlan(evaluation=evaluation, should_consume=False, settled=outcome)
+
+
+def override_state(
+    *, known: bool, used_at: float | None, expires_at: float, now: datetime
+) -> OverrideState:
+    """ACTIVE, USED, EXPIRED, or FORGOTTEN when the store no longer has the token.
+
+    `used_at` and `expires_at` are the token store's epoch seconds; a used
+    token stays USED after it would have expired.
+    """
+    if not known:
+        return OverrideState.FORGOTTEN
+    if used_at is not None:
+        return OverrideState.USED
+    if now.timestamp() >= expires_at:
+        return OverrideState.EXPIRED
+    return OverrideState.ACTIVE

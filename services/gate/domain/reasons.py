@@ -1,4 +1,6 @@
-"""Reason codes, their default levels and the verdict they add up to (SPEC §5.2, seed 003 §6).
+"""Reason codes, default levels and the verdict they add up to.
+
+See docs/SPEC.md §5.2 and docs/seeds/003.txt §6.
 
 The domain keeps its own enums so that it never imports generated protobuf
 code; member names equal the `ptf.gate.v1` proto enum names without their
@@ -57,7 +59,7 @@ class Verdict(StrEnum):
 
     @property
     def exit_code(self) -> int:
-        """Process exit code of `gatectl preflight`: 0 OK, 1 HOLD, 2 BLOCK (SPEC §5.5)."""
+        """Process exit code of `gatectl preflight`: 0 OK, 1 HOLD, 2 BLOCK (docs/SPEC.md §5.5)."""
         return _VERDICT_RANK[self]
 
 
@@ -84,14 +86,14 @@ _B = BlockReasonCode
 
 DEFAULT_LEVELS: Mapping[BlockReasonCode, ReasonLevel] = MappingProxyType(
     {
-        # Immediate rollback triggers of seed 003 §6.1/§6.3.
+        # Immediate rollback triggers of docs/seeds/003.txt §6.1/§6.3.
         _B.NOT_READY: ReasonLevel.BLOCK,
         _B.CONFIG_INVALID: ReasonLevel.BLOCK,
         _B.QUEUE_STUCK: ReasonLevel.BLOCK,
         _B.ERROR_RATE_5XX_HIGH: ReasonLevel.BLOCK,
         _B.TESTS_FAILED: ReasonLevel.BLOCK,
         _B.SMOKE_FAILED: ReasonLevel.BLOCK,
-        # "Investigate first" signals of seed 003 §5.3/§6.3.
+        # "Investigate first" signals of docs/seeds/003.txt §5.3/§6.3.
         _B.S1_RATE_HIGH: ReasonLevel.HOLD,
         _B.P95_LATENCY_HIGH: ReasonLevel.HOLD,
         _B.OCR_SUSPECT_RATE_HIGH: ReasonLevel.HOLD,
@@ -119,7 +121,7 @@ EVIDENCE_REASONS: frozenset[BlockReasonCode] = frozenset(
 def escalation_minutes(code: BlockReasonCode, gate: GateThresholds) -> int | None:
     """Minutes a HOLD may persist before it becomes BLOCK; None when it never escalates.
 
-    Seed 003 §6.3: an S1 spike is investigated for 15 min, a latency spike for
+    docs/seeds/003.txt §6.3: an S1 spike is investigated for 15 min, a latency spike for
     30 min, then rolled back; every other HOLD (feedback coverage included)
     stays a HOLD however long it lasts.
     """

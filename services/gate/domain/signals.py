@@ -158,7 +158,7 @@ class RunSummary:
 
 @dataclass(frozen=True)
 class BacktestSignal:
-    """Old vs candidate incident counts of a finished (or unfinished) backtest (SPEC §3.7)."""
+    """Old vs candidate incident counts of a (possibly unfinished) backtest (docs/SPEC.md §3.7)."""
 
     backtest_id: str
     complete: bool
@@ -190,7 +190,7 @@ class Signals:
 
 
 def snapshot(signals: Signals) -> dict[str, Any]:
-    """JSON-ready copy of the signals, stored with each audit row (SPEC §5.4)."""
+    """JSON-ready copy of the signals, stored with each audit row (docs/SPEC.md §5.4)."""
     out: dict[str, Any] = {}
     for name in ("readiness", "run_summary", "backtest"):
         value = getattr(signals, name)

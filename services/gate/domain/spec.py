@@ -1,4 +1,4 @@
-"""The release spec: the contract a release is judged against (SPEC §5.1).
+"""The release spec: the contract a release is judged against (docs/SPEC.md §5.1).
 
 A spec is YAML written by people and kept in git, so parsing is strict: every
 error names the field at fault, unknown keys are errors, YAML's implicit
@@ -27,7 +27,7 @@ from services.gate.domain.reasons import EVIDENCE_REASONS, BlockReasonCode
 from services.runtime.config import GateThresholds, Thresholds
 from services.runtime.config.validation import find_violations, is_finite_number
 
-# Input limits of the document itself (SPEC §11), not release thresholds.
+# Input limits of the document itself (docs/SPEC.md §11), not release thresholds.
 _MAX_SPEC_BYTES = 64 * 1024
 _MAX_DEPTH = 4
 _MAX_NAME_LENGTH = 128

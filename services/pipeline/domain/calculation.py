@@ -1,4 +1,4 @@
-"""Recompute an invoice's total and classify the difference from the stated total (SPEC §3.3).
+"""Recompute an invoice's total and classify its difference from the stated one (docs/SPEC.md §3.3).
 
     computed_total = (kwh × active_unit_price + kwh × distribution_unit_price
                       + other_charges) × (1 + vat_rate)
@@ -65,7 +65,7 @@ class MismatchCheck:
         return self.suspect_reason is SuspectReason.OCR_LOCALE_SUSPECT
 
     def to_dict(self) -> dict[str, Any]:
-        """`mismatch_info` of SPEC §3.4 plus `accept_rounding` and the suspect's evidence."""
+        """`mismatch_info` (docs/SPEC.md §3.4) plus `accept_rounding` and the suspect's evidence."""
         return {
             "has_mismatch": self.has_mismatch,
             "severity": self.severity.value if self.severity else None,

@@ -1,4 +1,4 @@
-"""Parse and validate an extraction document (SPEC §3.2) into frozen dataclasses.
+"""Parse and validate an extraction document (docs/SPEC.md §3.2) into frozen dataclasses.
 
 The input is whatever `json.loads` produced from a client or an extractor; it
 is trusted for nothing. `parse_extraction` either returns a fully valid

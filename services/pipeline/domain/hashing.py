@@ -1,4 +1,4 @@
-"""Canonical content hash of a submitted document, the key of idempotent intake (SPEC §3.1).
+"""Canonical content hash of a submitted document, the key of idempotent intake (docs/SPEC.md §3.1).
 
 The hash covers the whole decoded document, not only the fields the pipeline
 reads: two invoices that differ only in a field we ignore (an invoice number,

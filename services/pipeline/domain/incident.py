@@ -1,4 +1,4 @@
-"""Incident draft for one processed invoice (SPEC §3.4), or None when nothing warrants one.
+"""Incident draft for one processed invoice (docs/SPEC.md §3.4), or None when nothing warrants one.
 
 An incident is warranted when at least one flag carries a severity. Then:
 - severity = the highest severity among the flags (S1 over S2);
@@ -53,13 +53,13 @@ class ActionHint:
     primary_suspect: str
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON form (`action_hint` of SPEC §3.4)."""
+        """JSON form (`action_hint` of docs/SPEC.md §3.4)."""
         return {"action_class": self.action_class.value, "primary_suspect": self.primary_suspect}
 
 
 @dataclass(frozen=True)
 class MismatchInfo:
-    """`mismatch_info` of SPEC §3.4: the total comparison as stored with the incident.
+    """`mismatch_info` of docs/SPEC.md §3.4: the total comparison as stored with the incident.
 
     `ratio` is None when it is unbounded (an invoice total of 0).
     """

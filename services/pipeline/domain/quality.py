@@ -1,4 +1,4 @@
-"""Quality grade and score of a processed invoice, from its flags (SPEC §3.3).
+"""Quality grade and score of a processed invoice, from its flags (docs/SPEC.md §3.3).
 
 Grade: the worst effect of any flag.
 - BAD: any S1 flag (severe mismatch, missing market data, tariff lookup

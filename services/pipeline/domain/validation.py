@@ -1,4 +1,4 @@
-"""Plausibility checks of a valid extraction, from `Thresholds.Validation` (SPEC §3.3).
+"""Plausibility checks of a valid extraction, from `Thresholds.Validation` (docs/SPEC.md §3.3).
 
 `parse_extraction` rejects documents that cannot be processed at all; these
 checks accept the document and flag what an operator should look at. None of

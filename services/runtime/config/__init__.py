@@ -1,4 +1,4 @@
-"""The one config module of ptf-admin (SPEC §2).
+"""The one config module of ptf-admin (docs/SPEC.md §2).
 
 Every threshold of the product lives here and nowhere else; services receive a
 frozen `AppConfig` through their constructors and never read the environment

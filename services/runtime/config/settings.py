@@ -21,7 +21,7 @@ _DEFAULT_PORTS: dict[str, tuple[int, int]] = {
 
 
 def default_ports(service: str) -> tuple[int, int]:
-    """(gRPC, HTTP) default ports of SPEC §1; unknown services get ephemeral ports."""
+    """(gRPC, HTTP) default ports of docs/SPEC.md §1; unknown services get ephemeral ports."""
     return _DEFAULT_PORTS.get(service, (0, 0))
 
 

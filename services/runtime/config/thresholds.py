@@ -1,4 +1,4 @@
-"""Threshold dataclasses: seed 002 §2.3 names and defaults, plus Pilot, Gate and Health.
+"""Threshold dataclasses: docs/seeds/002.txt §2.3 names and defaults, plus Pilot, Gate and Health.
 
 Field names are upper case on purpose: they are the names operators see in the
 thresholds file, the runbook and the seeds.
@@ -20,7 +20,7 @@ class MismatchThresholds:
     ROUNDING_DELTA: float = 10.0
     ROUNDING_RATIO: float = 0.005
     # invoice_total / computed_total within this fraction of a power of ten reads
-    # as a decimal/thousands separator misread (SPEC §3.3: "within 2 %").
+    # as a decimal/thousands separator misread (docs/SPEC.md §3.3: "within 2 %").
     SEPARATOR_MISREAD_TOLERANCE: float = 0.02
 
 
@@ -69,7 +69,7 @@ class ValidationThresholds:
 
 @dataclass(frozen=True)
 class PilotThresholds:
-    """Pilot tenant budget (seed 003 §3.3), enforced across replicas through Redis."""
+    """Pilot tenant budget (docs/seeds/003.txt §3.3), enforced across replicas through Redis."""
 
     MAX_INVOICES_PER_HOUR: int = 50
     MAX_INCIDENTS_PER_HOUR: int = 20
@@ -80,7 +80,7 @@ class PilotThresholds:
 
 @dataclass(frozen=True)
 class GateThresholds:
-    """Release gate SLOs and timings (SPEC §5.2, seed 003 §5.3 and §6)."""
+    """Release gate SLOs and timings (docs/SPEC.md §5.2, docs/seeds/003.txt §5.3 and §6)."""
 
     ERROR_5XX_RATE_MAX: float = 0.05
     S1_RATE_MAX: float = 0.30
@@ -108,7 +108,7 @@ class GateThresholds:
 
 @dataclass(frozen=True)
 class HealthThresholds:
-    """Readiness bands (SPEC §2, seed 002 §4.2) and probe-storm protection."""
+    """Readiness bands (docs/SPEC.md §2, docs/seeds/002.txt §4.2) and probe-storm protection."""
 
     DATABASE_OK_MS: float = 100.0
     DATABASE_WARNING_MS: float = 500.0

@@ -1,4 +1,4 @@
-"""`validate_config()`: invariants I1–I8 of seed 002 §3, every violation reported at once.
+"""`validate_config()`: invariants I1–I8 of docs/seeds/002.txt §3, every violation reported at once.
 
 A service refuses to start on any violation, so a broken ConfigMap never
 reaches production traffic.

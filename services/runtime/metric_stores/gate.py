@@ -1,4 +1,4 @@
-"""Release gate metrics (seed 001): `GateMetricStore` counters and `GateMetricExporter`.
+"""Release gate metrics (docs/seeds/001.txt): `GateMetricStore` counters and `GateMetricExporter`.
 
 Label sets are fixed (`_DECISION_LABELS`, `_REASON_LABELS`, `_BREACH_KINDS`):
 recording an unknown reason or breach kind is skipped silently, so no caller
@@ -56,7 +56,7 @@ class GateMetricStore(PersistentStore):
                     self._reason_counts[reason] += 1
 
     def record_breach(self, kind: str = DEFAULT_BREACH_KIND) -> None:
-        """Count one contract breach (seed 001: `NO_OVERRIDE`); unknown kinds are skipped."""
+        """Count one contract breach (`NO_OVERRIDE`, docs/seeds/001.txt); unknown kinds: skipped."""
         with self._lock:
             if kind in self._breach_counts:
                 self._breach_counts[kind] += 1
@@ -105,7 +105,7 @@ class GateMetricExporter:
 
     @staticmethod
     def families(store: GateMetricStore) -> list[Family]:
-        """The store's metric families in their fixed output order (seed 001 §1.3 names)."""
+        """The store's metric families in fixed output order (names: docs/seeds/001.txt §1.3)."""
         snapshot = store.counter_snapshot()
         decisions, reasons = snapshot["decision_counts"], snapshot["reason_counts"]
         breaches = snapshot["breach_counts"]

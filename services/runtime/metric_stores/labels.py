@@ -29,7 +29,7 @@ DECISION_LABELS: tuple[str, ...] = ("ALLOW", "DENY")
 """Gate `Check` decisions."""
 
 VERDICT_LABELS: tuple[str, ...] = ("release_ok", "release_hold", "release_block")
-"""Preflight verdicts as counted by `MetricStore.verdict_counts()` (seed 000)."""
+"""Preflight verdicts as counted by `MetricStore.verdict_counts()` (docs/seeds/000.txt)."""
 
 OVERRIDE_RESULTS: tuple[str, ...] = ("applied", "rejected", "breach", "ignored", "none")
-"""Preflight `override_result` values (SPEC §5.1)."""
+"""Preflight `override_result` values (docs/SPEC.md §5.1)."""

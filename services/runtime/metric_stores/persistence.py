@@ -1,6 +1,6 @@
 """What the preflight and gate stores share: a lock, store metadata and JSON persistence.
 
-Persistence contract (SPEC §4.2):
+Persistence contract (docs/SPEC.md §4.2):
 - `save_to_dir` writes `<dir>/<FILE_NAME>` atomically (see `atomic.py`). The
   generation is bumped in the state being written; when the write fails the
   previous file stays intact, the bump is undone and `metric_write_failures`

@@ -1,5 +1,5 @@
-"""Preflight metrics (seed 000): one `PreflightMetric` per run, a `MetricStore` of cumulative
-counters and recent runs, and `MetricExporter` for JSON and Prometheus text.
+"""Preflight metrics (docs/seeds/000.txt): one `PreflightMetric` per run, a `MetricStore` of
+cumulative counters and recent runs, and `MetricExporter` for JSON and Prometheus text.
 
 Counters are cumulative and monotonic; every label of every counter map is
 always present (zero included), so dashboards never see sparse series. Only the
@@ -60,7 +60,7 @@ def derive_override_result(
     contract_breach: bool,
     verdict_before_override: str,
 ) -> str:
-    """The `override_result` of a run (SPEC §5.3).
+    """The `override_result` of a run (docs/SPEC.md §5.3).
 
     breach: a non-overridable reason was present (contract breach);
     applied: the override turned the verdict into OK;

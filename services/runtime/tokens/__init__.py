@@ -1,1 +1,1 @@
-"""One-time confirmation tokens (SPEC §7): one interface, Redis and Postgres stores."""
+"""One-time confirmation tokens (docs/SPEC.md §7): one interface, Redis and Postgres stores."""

@@ -1,4 +1,4 @@
-"""The telemetry event contract and its validation (SPEC §3.8, §4.1).
+"""The telemetry event contract and its validation (docs/SPEC.md §3.8, §4.1).
 
 Every event is `(event_id, type, tenant_id, occurred_at, payload_json)`:
 
@@ -27,7 +27,7 @@ INVOICE_PROCESSED
     accept_rounding: bool, mismatch_ratio: number ≥ 0 nullable,
     primary_flag: CODE nullable, action_class: CODE nullable.
     `accept_rounding` and `has_mismatch` are never both true (rounding is by
-    definition not a mismatch, SPEC §3.3).
+    definition not a mismatch, docs/SPEC.md §3.3).
 INCIDENT_CREATED
     incident_id: id, invoice_id: id, provider: string ≤ 128 (empty → "unknown"),
     severity: "S1" | "S2", primary_flag: CODE, action_class: CODE,

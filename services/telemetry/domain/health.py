@@ -1,4 +1,4 @@
-"""System health report and drift rules (SPEC §4.3): pure assembly from aggregated counts.
+"""System health report and drift rules (docs/SPEC.md §4.3): pure assembly from aggregated counts.
 
 - Mismatch-ratio histogram: invoices with `has_mismatch` bucketed by
   `mismatch_ratio` at edges taken from config (`Mismatch.RATIO`,

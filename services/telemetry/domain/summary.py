@@ -1,6 +1,8 @@
-"""Run summary (SPEC §4.1, seed 002 §6, seed 003 §5.1): counts in, rates and documents out.
+"""Run summary: counts in, rates and documents out.
 
-Rates are the formulas of SPEC §4.1 and are `None` (JSON `null`, proto unset)
+See docs/SPEC.md §4.1, docs/seeds/002.txt §6 and docs/seeds/003.txt §5.1.
+
+Rates are the formulas of docs/SPEC.md §4.1 and are `None` (JSON `null`, proto unset)
 when their denominator is zero, never a division error:
 
     mismatch_rate      = incident_count / total_invoices
@@ -132,7 +134,7 @@ class RunSummary:
         return SummaryRates.from_counts(self.counts)
 
     def to_json(self) -> dict[str, Any]:
-        """The document of seed 002 §6.1 plus `counts.accept_rounding_count`."""
+        """The document of docs/seeds/002.txt §6.1 plus `counts.accept_rounding_count`."""
         c = self.counts
         return {
             "generated_at": format_instant(self.generated_at),
@@ -168,7 +170,7 @@ class RunSummary:
         }
 
     def to_log_record(self, *, build_id: str, config_hash: str) -> dict[str, Any]:
-        """The `run_summary` JSON log line of seed 003 §5.1 (rates rounded for reading)."""
+        """The `run_summary` JSON log line (docs/seeds/003.txt §5.1), rates rounded for reading."""
 
         def rounded(value: float | None) -> float | None:
             return None if value is None else round(value, LOG_RATE_DIGITS)
