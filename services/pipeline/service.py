@@ -10,6 +10,7 @@ which can run side by side.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Callable
@@ -52,6 +53,7 @@ from services.runtime.metrics import (
 )
 from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
+from services.runtime.supervision import Supervisor
 from services.runtime.tokens.factory import create_token_store
 from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS
 
@@ -260,16 +262,21 @@ async def run_worker_process(
     Returns the exit code: 0 after a signal, 1 if the worker loops died. With
     `http_port`, serves `/health` and `/metrics` for probes and scraping.
     """
-    metrics = create_metrics(config)
-    pool = await create_pool(
-        config.database_url,
-        max_size=max(2, concurrency + 2),
-        on_query=db_query_recorder(metrics),
-    )
-    redis = create_redis(config.redis_url)
-    channel = telemetry_channel(config)
-    runner: web.AppRunner | None = None
-    try:
+    async with contextlib.AsyncExitStack() as stack:
+        # Closed in reverse order: HTTP, the graceful worker stop, background tasks,
+        # then clients, pool and metrics; on a failed start, only what was opened.
+        metrics = create_metrics(config)
+        stack.callback(metrics.shutdown)
+        pool = await create_pool(
+            config.database_url,
+            max_size=max(2, concurrency + 2),
+            on_query=db_query_recorder(metrics),
+        )
+        stack.push_async_callback(pool.close)
+        redis = create_redis(config.redis_url)
+        stack.push_async_callback(redis.aclose)
+        channel = telemetry_channel(config)
+        stack.push_async_callback(channel.close)
         await migrate(pool)
         outbox = OutboxRelay(pool, TelemetryClient(channel).record_events, settings.relay)
         parts = build_workers(
@@ -282,37 +289,31 @@ async def run_worker_process(
             count=concurrency,
             on_committed=outbox.wake,
         )
+        stack.push_async_callback(parts.session.close)
+        supervisor = Supervisor()
+        stack.push_async_callback(supervisor.aclose)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        workers = asyncio.create_task(parts.group.run(), name="pipeline-workers")
-        tasks = [workers]
+        workers = supervisor.spawn("pipeline-workers", parts.group.run)
+        stack.push_async_callback(
+            parts.group.stop, grace_seconds=settings.queue.visibility_timeout_seconds / 2
+        )
         if relay:
-            tasks.append(asyncio.create_task(outbox.run(), name="pipeline-outbox-relay"))
+            supervisor.spawn("pipeline-outbox-relay", outbox.run)
         if http_port is not None:
             app = web.Application(middlewares=[http_requests_middleware(metrics)])
             app.add_routes(_worker_routes(metrics, workers))
             runner = web.AppRunner(app, access_log=None)
             await runner.setup()
+            stack.push_async_callback(runner.cleanup)
             await web.TCPSite(runner, config.bind_host, http_port).start()
         log.info("pipeline worker started", extra={"concurrency": concurrency, "relay": relay})
-        waiter = asyncio.create_task(stop.wait())
+        waiter = supervisor.spawn("pipeline-worker-signals", stop.wait)
         await asyncio.wait([waiter, workers], return_when=asyncio.FIRST_COMPLETED)
         crashed = workers.done()
         if crashed:
-            log.error("worker loops stopped unexpectedly", exc_info=workers.exception())
-        await parts.group.stop(grace_seconds=settings.queue.visibility_timeout_seconds / 2)
-        for task in [*tasks[1:], waiter]:
-            task.cancel()
-        await asyncio.gather(*tasks, waiter, return_exceptions=True)
-        await parts.session.close()
-    finally:
-        if runner is not None:
-            await runner.cleanup()
-        await channel.close()
-        await redis.aclose()
-        await pool.close()
-        metrics.shutdown()
+            log.error("worker loops stopped unexpectedly", extra={"failed": supervisor.failures})
     log.info("pipeline worker stopped")
     return 1 if crashed else 0

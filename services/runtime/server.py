@@ -13,7 +13,8 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from typing import Protocol
 
 import asyncpg
@@ -41,6 +42,7 @@ from services.runtime.metrics import (
     metrics_route,
 )
 from services.runtime.redis_client import RedisKeys, create_redis
+from services.runtime.supervision import Supervisor
 
 log = logging.getLogger(__name__)
 
@@ -58,28 +60,16 @@ class Runtime:
     keys: RedisKeys
     metrics: Metrics
     health: health.aio.HealthServicer
-    background_failures: dict[str, str] = field(default_factory=dict)
-    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    supervisor: Supervisor
 
-    def spawn(self, name: str, work: Callable[[], Awaitable[None]]) -> None:
-        """Run a background task owned by the service; a crash is logged and kept for health."""
+    def spawn(self, name: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Run a background task owned by the service; a crash turns the service NOT_SERVING."""
+        self.supervisor.spawn(name, work)
 
-        async def guarded() -> None:
-            try:
-                await work()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.exception("background task crashed", extra={"task": name})
-                self.background_failures[name] = type(exc).__name__
-
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
-
-    async def cancel_background(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+    @property
+    def background_failures(self) -> dict[str, str]:
+        """Background tasks that crashed, by name, with their exception's type."""
+        return self.supervisor.failures
 
 
 @dataclass
@@ -119,22 +109,13 @@ class RunningService:
     """A started service: its bound ports and an idempotent `shutdown()`."""
 
     def __init__(
-        self,
-        runtime: Runtime,
-        server: grpc.aio.Server,
-        http_runner: web.AppRunner,
-        parts: ServiceParts,
-        grpc_port: int,
-        http_port: int,
-        grace_seconds: float,
+        self, runtime: Runtime, server: grpc.aio.Server, stack: AsyncExitStack, ports: _Ports
     ) -> None:
         self.runtime = runtime
         self.server = server
-        self.grpc_port = grpc_port
-        self.http_port = http_port
-        self._http_runner = http_runner
-        self._parts = parts
-        self._grace = grace_seconds
+        self.grpc_port = ports.grpc
+        self.http_port = ports.http
+        self._stack = stack
         self._shutdown_task: asyncio.Task[None] | None = None
 
     @property
@@ -148,38 +129,74 @@ class RunningService:
     async def shutdown(self) -> None:
         """Stop accepting, let in-flight RPCs finish within the grace period, release resources.
 
-        Safe to call more than once and from several tasks: all await the same shutdown.
+        Unwinds the exit stack `start_service` built, so shutdown closes exactly what
+        start opened, in reverse order. Safe to call more than once and from several
+        tasks: all await the same shutdown.
         """
         if self._shutdown_task is None:
             self._shutdown_task = asyncio.create_task(self._shutdown())
         await asyncio.shield(self._shutdown_task)
 
     async def _shutdown(self) -> None:
-        log.info("shutting down", extra={"grace_seconds": self._grace})
-        await self.runtime.health.enter_graceful_shutdown()
-        if self._parts.on_shutdown is not None:
-            await self._parts.on_shutdown()
-        await self.runtime.cancel_background()
-        await self.server.stop(self._grace)
-        if self._parts.after_stop is not None:
-            await self._parts.after_stop()
-        await self._http_runner.cleanup()
-        await self.runtime.redis.aclose()
-        await self.runtime.pool.close()
-        self.runtime.metrics.shutdown()
+        log.info("shutting down")
+        await self._stack.aclose()
         log.info("stopped")
 
     async def wait_for_termination(self) -> None:
         await self.server.wait_for_termination()
 
 
-def _alive_route(config: AppConfig) -> web.RouteDef:
-    """Liveness: no I/O, so a database blip never restarts every pod."""
+@dataclass(frozen=True)
+class _Ports:
+    grpc: int
+    http: int
+
+
+class _ServingStatus:
+    """grpc.health.v1 for the process: SERVING once started, NOT_SERVING after a task crash."""
+
+    def __init__(self, servicer: health.aio.HealthServicer) -> None:
+        self._servicer = servicer
+        self._names: list[str] = [""]
+        self._started = False
+        self._crashed = False
+        self._lock = asyncio.Lock()
+
+    async def started(self, names: Sequence[str]) -> None:
+        self._names = ["", *names]
+        self._started = True
+        await self._publish()
+
+    async def task_crashed(self) -> None:
+        self._crashed = True
+        await self._publish()
+
+    async def _publish(self) -> None:
+        async with self._lock:  # a crash during start-up must not be overwritten by SERVING
+            serving = self._started and not self._crashed
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if serving
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in self._names:
+                await self._servicer.set(name, status)
+
+
+def _alive_route(config: AppConfig, failures: dict[str, str]) -> web.RouteDef:
+    """Liveness: no I/O, so a database blip never restarts every pod.
+
+    A crashed background task does fail it (503): the process cannot recover by
+    itself, a restart can.
+    """
 
     async def alive(_: web.Request) -> web.Response:
-        return web.json_response(
-            {"status": "alive", "service": config.service, "build_id": config.build_id}
-        )
+        body: dict[str, object] = {"service": config.service, "build_id": config.build_id}
+        if failures:
+            return web.json_response(
+                {"status": "failed", **body, "failed_tasks": dict(failures)}, status=503
+            )
+        return web.json_response({"status": "alive", **body})
 
     return web.get("/health", alive)
 
@@ -187,20 +204,49 @@ def _alive_route(config: AppConfig) -> web.RouteDef:
 async def start_service(
     definition: ServiceDefinition, config: AppConfig, *, grace_seconds: float = 10.0
 ) -> RunningService:
-    """Connect to the stores, migrate, build the service and bind both servers."""
-    metrics = create_metrics(config)
-    pool = await create_pool(config.database_url, on_query=db_query_recorder(metrics))
-    redis = create_redis(config.redis_url)
+    """Connect to the stores, migrate, build the service and bind both servers.
+
+    Everything opened goes on one exit stack: if a step fails (migrations, the
+    build, a port already in use), what was opened so far is closed in reverse
+    order before the error propagates; otherwise the stack is the service's shutdown.
+    """
+    stack = AsyncExitStack()
     try:
-        await redis.ping()
-        await apply_migration_sets(pool, definition.migrations)
+        running = await _start(definition, config, grace_seconds, stack)
     except BaseException:
-        await redis.aclose()
-        await pool.close()
-        metrics.shutdown()
+        await stack.aclose()
         raise
+    log.info(
+        "service started",
+        extra={
+            "grpc_port": running.grpc_port,
+            "http_port": running.http_port,
+            "build_id": config.build_id,
+        },
+    )
+    return running
+
+
+async def _start(
+    definition: ServiceDefinition, config: AppConfig, grace_seconds: float, stack: AsyncExitStack
+) -> RunningService:
+    # Pushed in creation order, so the stack unwinds: graceful NOT_SERVING, the
+    # service's on_shutdown, gRPC stop (grace), after_stop, HTTP, background tasks,
+    # Redis, pool, metrics.
+    metrics = create_metrics(config)
+    stack.callback(metrics.shutdown)
+    pool = await create_pool(config.database_url, on_query=db_query_recorder(metrics))
+    stack.push_async_callback(pool.close)
+    redis = create_redis(config.redis_url)
+    stack.push_async_callback(redis.aclose)
+    await redis.ping()
+    await apply_migration_sets(pool, definition.migrations)
+
     health_servicer = health.aio.HealthServicer()
     await health_servicer.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+    status = _ServingStatus(health_servicer)
+    supervisor = Supervisor(on_crash=status.task_crashed)
+    stack.push_async_callback(supervisor.aclose)
     runtime = Runtime(
         config=config,
         pool=pool,
@@ -208,41 +254,44 @@ async def start_service(
         keys=RedisKeys(config.redis_prefix),
         metrics=metrics,
         health=health_servicer,
+        supervisor=supervisor,
     )
     parts = await definition.build(runtime)
 
+    app = web.Application(
+        middlewares=[http_requests_middleware(metrics), error_middleware],
+        client_max_size=parts.max_body_bytes,
+    )
+    app.add_routes(
+        [_alive_route(config, supervisor.failures), metrics_route(metrics), *parts.routes]
+    )
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    stack.push_async_callback(runner.cleanup)
+    if parts.after_stop is not None:
+        stack.push_async_callback(parts.after_stop)
     server = grpc.aio.server(
         options=[
             ("grpc.so_reuseport", 0),
             ("grpc.max_receive_message_length", parts.max_body_bytes + 64 * 1024),
         ],
     )
+    stack.push_async_callback(server.stop, grace_seconds)
+    if parts.on_shutdown is not None:
+        stack.push_async_callback(parts.on_shutdown)
+    stack.push_async_callback(health_servicer.enter_graceful_shutdown)
+
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     parts.register_grpc(ErrorMappingServer(server))
     names = [*parts.grpc_service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
     grpc_port = server.add_insecure_port(f"{config.bind_host}:{config.grpc_port}")
-
-    app = web.Application(
-        middlewares=[http_requests_middleware(metrics), error_middleware],
-        client_max_size=parts.max_body_bytes,
-    )
-    app.add_routes([_alive_route(config), metrics_route(runtime.metrics), *parts.routes])
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
     site = web.TCPSite(runner, config.bind_host, config.http_port, reuse_port=False)
     await site.start()
     http_port = runner.addresses[0][1]
-
     await server.start()
-    for name in parts.grpc_service_names:
-        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-    log.info(
-        "service started",
-        extra={"grpc_port": grpc_port, "http_port": http_port, "build_id": config.build_id},
-    )
-    return RunningService(runtime, server, runner, parts, grpc_port, http_port, grace_seconds)
+    await status.started(parts.grpc_service_names)
+    return RunningService(runtime, server, stack, _Ports(grpc=grpc_port, http=http_port))
 
 
 def load_validated_config(service: str) -> AppConfig:
