@@ -25,9 +25,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.common.v1 import common_pb2
 from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
-from services.pipeline.fixtures import SmokeFixture, expectation_failures, load_smoke_fixtures
 from services.pipeline.service import make_definition
 from services.pipeline.settings import PipelineSettings
+from services.runtime.smoke_fixtures import SmokeFixture, expectation_failures, load_smoke_fixtures
 from services.telemetry.service import DEFINITION as TELEMETRY
 from tests.conftest import StartService
 from tests.support.polling import eventually

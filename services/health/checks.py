@@ -31,12 +31,18 @@ log = logging.getLogger(__name__)
 Check = Callable[[], Awaitable[CheckResult]]
 
 
+class CheckFailed(Exception):
+    """A dependency could not be asked; the message says why and becomes the check's message."""
+
+
 async def bounded(check: Check, timeout_seconds: float) -> CheckResult:
     """Run a check; a timeout or a crash becomes an error result, never an exception."""
     try:
         return await asyncio.wait_for(check(), timeout_seconds)
     except TimeoutError:
         return CheckResult(CheckStatus.ERROR, message=f"timed out after {timeout_seconds:g}s")
+    except CheckFailed as exc:
+        return CheckResult(CheckStatus.ERROR, message=str(exc))
     except Exception as exc:
         log.warning("readiness check failed: %s", type(exc).__name__)
         return CheckResult(CheckStatus.ERROR, message=f"check failed ({type(exc).__name__})")
@@ -103,20 +109,32 @@ def queue_check(snapshot: Callable[[], Awaitable[QueueSnapshot]]) -> Check:
     return check
 
 
-def openai_check(config: AppConfig, rate_limited: Callable[[], Awaitable[bool]]) -> Check:
-    """In json mode report the mode and pass; in openai mode need a key and no 429 state."""
+@dataclass(frozen=True)
+class ExtractorView:
+    """The pipeline's extractor as it reports it: mode, model, key present, rate limited."""
+
+    mode: str
+    model: str
+    key_configured: bool
+    rate_limited: bool
+
+
+def openai_check(extractor: Callable[[], Awaitable[ExtractorView]]) -> Check:
+    """The pipeline's extractor: json mode reports the mode and passes; openai mode needs
+    the pipeline to hold a key and not be rate limited."""
 
     async def check() -> CheckResult:
-        if config.extractor == "json":
+        state = await extractor()
+        if state.mode == "json":
             return CheckResult(CheckStatus.OK, {"mode": "json"})
         values: dict[str, object] = {
-            "mode": "openai",
-            "model": config.openai_model,
-            "key_configured": bool(config.openai_api_key),
+            "mode": state.mode,
+            "model": state.model,
+            "key_configured": state.key_configured,
         }
-        if not config.openai_api_key:
+        if not state.key_configured:
             return CheckResult(CheckStatus.ERROR, values, "OPENAI_API_KEY is not set")
-        if await rate_limited():
+        if state.rate_limited:
             return CheckResult(CheckStatus.ERROR, values, "rate_limited")
         return CheckResult(CheckStatus.OK, values)
 

@@ -7,7 +7,6 @@ the system is not ready must stay reachable when it is not.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import grpc
@@ -15,8 +14,8 @@ from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.health.v1 import health_pb2, health_pb2_grpc
 
-from services.health.activity import last_activity
 from services.health.checks import (
+    ExtractorView,
     QueueSnapshot,
     config_check,
     database_check,
@@ -25,13 +24,17 @@ from services.health.checks import (
     services_check,
 )
 from services.health.metrics import HealthMetrics
+from services.health.pipeline_status import (
+    PipelineStatusClient,
+    PipelineUnreachable,
+    extractor_view,
+    last_activity,
+    pilot_block,
+    queue_snapshot,
+)
 from services.health.readiness import Readiness
 from services.health.report import CheckStatus, ReadinessReport
 from services.health.single_flight import SingleFlightCache
-from services.pipeline.pilot import INVOICE_LIMITER, pilot_limiter
-from services.pipeline.service import MIGRATIONS as PIPELINE_MIGRATIONS
-from services.pipeline.status import ExtractorRateLimit, PipelineSnapshot, pipeline_snapshot
-from services.runtime.db import MigrationSet
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
@@ -102,39 +105,34 @@ async def build(runtime: Runtime) -> ServiceParts:
             ("pipeline", config.addresses.pipeline),
         )
     }
-    rate_limit = ExtractorRateLimit(runtime.redis, runtime.keys)
-    invoices = pilot_limiter(INVOICE_LIMITER, runtime.redis, runtime.keys, thresholds)
-
-    # The queue check and last_activity run concurrently in one evaluation and share
-    # its single in-flight query; nothing is kept for the next evaluation (no TTL).
-    snapshot = SingleFlightCache[PipelineSnapshot](
-        lambda: pipeline_snapshot(runtime.pool, thresholds), ttl_seconds=0
+    client = PipelineStatusClient(
+        channels["pipeline"], deadline_seconds=thresholds.Health.CHECK_TIMEOUT_SECONDS
     )
+    # The queue, openai_api, pilot and last_activity parts run concurrently in one
+    # evaluation and share one in-flight call; nothing is kept for the next one (no TTL).
+    status = SingleFlightCache(client.fetch, ttl_seconds=0)
 
     async def queue() -> QueueSnapshot:
-        status = (await snapshot.get()).queue
-        return QueueSnapshot(depth=status.depth, stuck=status.stuck)
+        return queue_snapshot(await status.get())
+
+    async def extractor() -> ExtractorView:
+        return extractor_view(await status.get())
 
     async def activity() -> dict[str, str | None]:
-        return last_activity(await snapshot.get())
-
-    async def rate_limited() -> bool:
-        return await rate_limit.current() is not None
+        return last_activity(await status.get())
 
     async def pilot() -> dict[str, Any]:
-        usage = await invoices.usage(config.pilot_tenant_id)
-        return {
-            "enabled": config.pilot_enabled,
-            "tenant_id": config.pilot_tenant_id,
-            "rate_limit": usage.as_json(),
-        }
+        try:
+            return pilot_block(await status.get())
+        except PipelineUnreachable as exc:
+            return {"status": CheckStatus.ERROR.value, "message": str(exc)}
 
     readiness = Readiness(
         config,
         {
             "config": config_check(config),
             "database": database_check(runtime.pool, thresholds.Health),
-            "openai_api": openai_check(config, rate_limited),
+            "openai_api": openai_check(extractor),
             "queue": queue_check(queue),
             "services": services_check(channels, thresholds.Health.CHECK_TIMEOUT_SECONDS),
         },
@@ -162,10 +160,5 @@ async def build(runtime: Runtime) -> ServiceParts:
     )
 
 
-# Health reads the pipeline's tables, so it applies the pipeline's migration set
-# too: whichever service starts first creates them, exactly once.
-DEFINITION = ServiceDefinition(
-    name="health",
-    build=build,
-    migrations=(*PIPELINE_MIGRATIONS, MigrationSet("health", Path(__file__).parent / "migrations")),
-)
+# Health owns no tables: it asks the pipeline for what it shows, so it applies no migrations.
+DEFINITION = ServiceDefinition(name="health", build=build, migrations=())

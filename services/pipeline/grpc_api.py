@@ -34,6 +34,7 @@ from services.pipeline.incidents import (
 from services.pipeline.intake import Intake, store_errors, too_large
 from services.pipeline.jobs import JobStore, JobView
 from services.pipeline.notifications import JobWatcher
+from services.pipeline.status import ReadinessSource, ReadinessStatus
 from services.runtime.errors import InvalidInput, NotFound
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -127,6 +128,31 @@ def stats_proto(stats: FeedbackStats) -> pipeline_pb2.FeedbackStats:
     )
 
 
+def readiness_proto(status: ReadinessStatus) -> pipeline_pb2.ReadinessStatus:
+    snapshot, extractor, budget = status.snapshot, status.extractor, status.pilot_budget
+    return pipeline_pb2.ReadinessStatus(
+        queue=pipeline_pb2.ReadinessQueue(depth=snapshot.queue.depth, stuck=snapshot.queue.stuck),
+        last_incident_at=_timestamp(snapshot.last_incident_at),
+        last_extraction_at=_timestamp(snapshot.last_extraction_at),
+        extractor=pipeline_pb2.ReadinessExtractor(
+            mode=extractor.mode,
+            model=extractor.model,
+            key_configured=extractor.key_configured,
+            rate_limited=extractor.rate_limited,
+        ),
+        pilot=pipeline_pb2.ReadinessPilot(
+            enabled=status.pilot_enabled,
+            tenant_id=status.pilot_tenant_id,
+            budget=pipeline_pb2.PilotBudget(
+                current=budget.current,
+                limit=budget.limit,
+                remaining=budget.remaining,
+                window_seconds=budget.window_seconds,
+            ),
+        ),
+    )
+
+
 def _job_id(raw: str) -> UUID:
     try:
         return UUID(raw)
@@ -148,8 +174,10 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         jobs: JobStore,
         incidents: IncidentStore,
         watcher: JobWatcher,
+        readiness: ReadinessSource,
     ) -> None:
         self._auth = authorizer
+        self._readiness = readiness
         self._intake = intake
         self._jobs = jobs
         self._incidents = incidents
@@ -281,3 +309,11 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     ) -> pipeline_pb2.BacktestResult:
         """See `StartBacktest`."""
         raise NotImplementedError
+
+    async def GetReadinessStatus(
+        self, request: pipeline_pb2.GetReadinessStatusRequest, context: Context
+    ) -> pipeline_pb2.ReadinessStatus:
+        """Operational state for the health service; it carries no tenant data."""
+        async with store_errors():
+            status = await self._readiness.status()
+        return readiness_proto(status)

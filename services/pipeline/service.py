@@ -39,7 +39,7 @@ from services.pipeline.pilot import INCIDENT_LIMITER, INVOICE_LIMITER, PilotGuar
 from services.pipeline.purge import TenantPurge
 from services.pipeline.queue import JobQueue
 from services.pipeline.settings import MEBIBYTE, PipelineSettings
-from services.pipeline.status import QueueSampler
+from services.pipeline.status import QueueSampler, ReadinessSource
 from services.pipeline.telemetry_client import TelemetryClient
 from services.pipeline.worker import InvoiceProcessor, Sweeper, Worker, WorkerGroup, consumer_name
 from services.runtime.config import AppConfig
@@ -201,7 +201,8 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         runtime.spawn("pipeline-workers", parts.group.run)
 
     def register(server: grpc.aio.Server) -> None:
-        servicer = PipelineServicer(authorizer, intake, jobs, incidents, watcher)
+        readiness = ReadinessSource(config, pool, runtime.redis, runtime.keys)
+        servicer = PipelineServicer(authorizer, intake, jobs, incidents, watcher, readiness)
         pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(servicer, server)
 
     async def on_shutdown() -> None:

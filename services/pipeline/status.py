@@ -1,8 +1,8 @@
 """What the pipeline can tell readiness and telemetry about itself: queue depth, stuck, extractor.
 
-`queue_status()` is the function the health service calls for its `queue`
-check; `ExtractorRateLimit.current()` (re-exported here) backs `openai_api`.
-Depth = jobs not yet finished. Stuck = depth > 0 and no progress for
+`ReadinessSource.status()` answers the health service's `GetReadinessStatus`
+call: queue and last activity (one statement), extractor mode and rate-limit
+state, pilot budget usage. Depth = jobs not yet finished. Stuck = depth > 0 and no progress for
 `Recovery.STUCK_MINUTES`, where progress is the later of the last finished job
 and the oldest waiting job's arrival (a queue that just received its first
 job is not stuck).
@@ -17,13 +17,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
+import redis.asyncio as aioredis
 
 from services.pipeline.errors import STORE_ERRORS
 from services.pipeline.events import queue_sample
 from services.pipeline.extractors import ExtractorRateLimit, RateLimitState
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.outbox import write_events
-from services.runtime.config import Thresholds
+from services.pipeline.pilot import INVOICE_LIMITER, pilot_limiter
+from services.runtime.config import AppConfig, Thresholds
+from services.runtime.ratelimit import WindowUsage
+from services.runtime.redis_client import RedisKeys
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +36,8 @@ __all__ = [
     "PipelineSnapshot",
     "QueueStatus",
     "RateLimitState",
+    "ReadinessSource",
+    "ReadinessStatus",
     "pipeline_snapshot",
     "queue_status",
 ]
@@ -109,6 +115,65 @@ async def pipeline_snapshot(pool: asyncpg.Pool, thresholds: Thresholds) -> Pipel
         last_incident_at=row["last_incident_at"],
         last_extraction_at=row["last_extraction_at"],
     )
+
+
+@dataclass(frozen=True)
+class ExtractorState:
+    """The configured extractor as readiness shows it (never the key itself)."""
+
+    mode: str
+    model: str
+    key_configured: bool
+    rate_limited: bool
+
+
+@dataclass(frozen=True)
+class ReadinessStatus:
+    """Everything health's readiness needs from the pipeline, gathered in one call."""
+
+    snapshot: PipelineSnapshot
+    extractor: ExtractorState
+    pilot_enabled: bool
+    pilot_tenant_id: str
+    pilot_budget: WindowUsage
+
+
+class ReadinessSource:
+    """Answers `GetReadinessStatus` from the pipeline's own config, tables and Redis keys.
+
+    Health asks over gRPC instead of reading these itself, so the pipeline's
+    storage stays private to it; one call costs the database one statement.
+    """
+
+    def __init__(
+        self, config: AppConfig, pool: asyncpg.Pool, redis: aioredis.Redis, keys: RedisKeys
+    ) -> None:
+        self._config = config
+        self._pool = pool
+        self._rate_limit = ExtractorRateLimit(redis, keys)
+        self._invoices = pilot_limiter(INVOICE_LIMITER, redis, keys, config.thresholds)
+
+    async def status(self) -> ReadinessStatus:
+        config = self._config
+        snapshot, rate_limit, budget = await asyncio.gather(
+            pipeline_snapshot(self._pool, config.thresholds),
+            self._rate_limit.current(),
+            self._invoices.usage(config.pilot_tenant_id),
+        )
+        openai = config.extractor != "json"
+        extractor = ExtractorState(
+            mode=config.extractor,
+            model=config.openai_model if openai else "",
+            key_configured=bool(config.openai_api_key),
+            rate_limited=rate_limit is not None,
+        )
+        return ReadinessStatus(
+            snapshot=snapshot,
+            extractor=extractor,
+            pilot_enabled=config.pilot_enabled,
+            pilot_tenant_id=config.pilot_tenant_id,
+            pilot_budget=budget,
+        )
 
 
 class QueueSampler:

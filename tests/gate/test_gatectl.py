@@ -16,7 +16,7 @@ import pytest
 from aiohttp import web
 from ptf.gate.v1 import gate_pb2
 
-from services.pipeline.fixtures import load_smoke_fixtures
+from services.runtime.smoke_fixtures import load_smoke_fixtures
 from tests.gate.service_support import (
     ADMIN_KEY,
     SignalServers,

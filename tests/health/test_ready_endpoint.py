@@ -1,7 +1,8 @@
 """`/health/ready` and `Ready` end to end (SPEC §6, seed 002 §4, seed 003 §2.4).
 
-Peer services are real gRPC servers on loopback whose grpc.health.v1 status
-each test controls; Postgres and Redis are the real test stores.
+The pipeline is the real pipeline service, asked over gRPC; gate and telemetry
+are real gRPC servers on loopback whose grpc.health.v1 status each test
+controls; Postgres and Redis are the real test stores.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import asyncpg
 import grpc
@@ -24,9 +26,11 @@ from ptf.health.v1 import health_pb2 as ready_pb2
 from ptf.health.v1 import health_pb2_grpc as ready_pb2_grpc
 
 from services.health.service import DEFINITION
+from services.pipeline.extractors import ExtractorRateLimit
 from services.pipeline.pilot import INVOICE_LIMITER, pilot_limiter
-from services.pipeline.status import ExtractorRateLimit
+from services.pipeline.service import make_definition
 from tests.conftest import StartService
+from tests.pipeline.service_support import NO_TELEMETRY, fast_settings
 from tests.support.polling import eventually
 from tests.support.services import ServiceHandle
 
@@ -60,18 +64,31 @@ async def peers() -> AsyncIterator[Peers]:
     await server.stop(0)
 
 
-StartHealth = Callable[..., AbstractAsyncContextManager[ServiceHandle]]
+class System(NamedTuple):
+    health: ServiceHandle
+    pipeline: ServiceHandle
+
+
+StartHealth = Callable[..., AbstractAsyncContextManager[System]]
+# No workers or relay: jobs a test inserts stay where the test put them.
+PIPELINE = make_definition(fast_settings(inprocess_workers=0, run_relay=False))
 
 
 @pytest.fixture
 def start_health(start_service: StartService, peers: Peers) -> StartHealth:
-    def start(**env: str) -> AbstractAsyncContextManager[ServiceHandle]:
-        addresses = {
-            "PTF_GATE_ADDR": peers.address,
-            "PTF_TELEMETRY_ADDR": peers.address,
-            "PTF_PIPELINE_ADDR": peers.address,
-        }
-        return start_service(DEFINITION, **{**addresses, **FAST, **env})
+    """A real pipeline (configured by `pipeline`) and health (by `env`) pointed at it."""
+
+    @asynccontextmanager
+    async def start(pipeline: dict[str, str] | None = None, **env: str) -> AsyncIterator[System]:
+        pipeline_env = {"PTF_TELEMETRY_ADDR": NO_TELEMETRY, **(pipeline or {})}
+        async with start_service(PIPELINE, **pipeline_env) as pipe:
+            addresses = {
+                "PTF_GATE_ADDR": peers.address,
+                "PTF_TELEMETRY_ADDR": peers.address,
+                "PTF_PIPELINE_ADDR": pipe.running.grpc_target,
+            }
+            async with start_service(DEFINITION, **{**addresses, **FAST, **env}) as svc:
+                yield System(svc, pipe)
 
     return start
 
@@ -104,7 +121,7 @@ def _check(body: dict[str, object], name: str) -> dict[str, object]:
 
 
 async def test_healthy_system_is_ready_with_the_contract_fields(start_health: StartHealth) -> None:
-    async with start_health() as svc:
+    async with start_health() as (svc, _):
         status, body = await _ready(svc)
     assert status == 200
     assert body["status"] == "ready"
@@ -124,7 +141,7 @@ async def test_healthy_system_is_ready_with_the_contract_fields(start_health: St
 
 
 async def test_peer_not_serving_makes_it_not_ready(start_health: StartHealth, peers: Peers) -> None:
-    async with start_health() as svc:
+    async with start_health() as (svc, _):
         await peers.set_serving(False)
         body = await _once(svc, 503)
         assert body["failing_checks"] == ["services"]
@@ -134,7 +151,7 @@ async def test_peer_not_serving_makes_it_not_ready(start_health: StartHealth, pe
 
 
 async def test_unreachable_peer_is_an_error(start_health: StartHealth) -> None:
-    async with start_health(PTF_TELEMETRY_ADDR="127.0.0.1:1") as svc:
+    async with start_health(PTF_TELEMETRY_ADDR="127.0.0.1:1") as (svc, _):
         status, body = await _ready(svc)
     assert status == 503
     assert str(_check(body, "services")["telemetry"]).startswith("unreachable")
@@ -147,7 +164,7 @@ async def test_thresholds_file_broken_on_disk_flips_config_to_error(
     Readiness must report config error (503) before any pod restarts on it."""
     thresholds = tmp_path / "thresholds.yaml"
     thresholds.write_text("Mismatch:\n  RATIO: 0.05\n")
-    async with start_health(PTF_THRESHOLDS_FILE=str(thresholds)) as svc:
+    async with start_health(PTF_THRESHOLDS_FILE=str(thresholds)) as (svc, _):
         assert (await _ready(svc))[0] == 200
         thresholds.write_text("Mismatch:\n  SEVERE_RATIO: 0.01\n")
         body = await _once(svc, 503)
@@ -162,7 +179,7 @@ async def test_valid_but_changed_thresholds_file_is_a_warning(
 ) -> None:
     thresholds = tmp_path / "thresholds.yaml"
     thresholds.write_text("Mismatch:\n  RATIO: 0.05\n")
-    async with start_health(PTF_THRESHOLDS_FILE=str(thresholds)) as svc:
+    async with start_health(PTF_THRESHOLDS_FILE=str(thresholds)) as (svc, _):
         thresholds.write_text("Mismatch:\n  RATIO: 0.06\n")
 
         async def warned() -> dict[str, object] | None:
@@ -202,7 +219,7 @@ async def test_database_latency_bands_flip_status(
     start_health: StartHealth, hold_seconds: float, status: str, http: int
 ) -> None:
     """Fault: every pooled connection is busy, so `SELECT 1` waits `hold_seconds`."""
-    async with start_health() as svc:
+    async with start_health() as (svc, _):
         async with _connections_held(svc.running.runtime.pool, hold_seconds):
             code, body = await _ready(svc)
         assert _check(body, "database")["status"] == status
@@ -214,7 +231,7 @@ async def test_hanging_check_is_bounded_by_its_timeout(start_health: StartHealth
     """Fault: the database never answers. The endpoint answers within the check timeout
     and reports the database as an error instead of hanging."""
     async with (
-        start_health(PTF_THRESHOLD__HEALTH__CHECK_TIMEOUT_SECONDS="0.3") as svc,
+        start_health(PTF_THRESHOLD__HEALTH__CHECK_TIMEOUT_SECONDS="0.3") as (svc, _),
         _connections_held(svc.running.runtime.pool, 30),
     ):
         code, body = await asyncio.wait_for(_ready(svc), timeout=5)
@@ -252,7 +269,7 @@ async def clean_jobs(pg: asyncpg.Pool) -> AsyncIterator[None]:
 async def test_queue_backlog_that_progresses_is_a_warning(
     start_health: StartHealth, pg: asyncpg.Pool, clean_jobs: None
 ) -> None:
-    async with start_health() as svc:
+    async with start_health() as (svc, _):
         await _insert_job(pg, "healthtest-a", age_minutes=1)
         status, body = await _ready(svc)
     assert status == 200
@@ -270,7 +287,7 @@ async def test_stuck_queue_is_an_error(
         "UPDATE pipeline_jobs SET finished_at = finished_at - interval '1 day'"
         " WHERE finished_at > now() - interval '1 day'"
     )
-    async with start_health() as svc:
+    async with start_health() as (svc, _):
         await _insert_job(pg, "healthtest-b", age_minutes=11)
         status, body = await _ready(svc)
     assert status == 503
@@ -279,16 +296,17 @@ async def test_stuck_queue_is_an_error(
 
 
 async def test_openai_mode_without_a_key_is_an_error(start_health: StartHealth) -> None:
-    async with start_health(EXTRACTOR="openai") as svc:
+    async with start_health(pipeline={"EXTRACTOR": "openai"}) as (svc, _):
         status, body = await _ready(svc)
     assert status == 503
     assert _check(body, "openai_api")["message"] == "OPENAI_API_KEY is not set"
 
 
 async def test_openai_rate_limited_is_an_error(start_health: StartHealth) -> None:
-    async with start_health(EXTRACTOR="openai", OPENAI_API_KEY="sk-test") as svc:
+    pipeline = {"EXTRACTOR": "openai", "OPENAI_API_KEY": "sk-test"}
+    async with start_health(pipeline=pipeline) as (svc, pipe):
         assert (await _ready(svc))[0] == 200
-        runtime = svc.running.runtime
+        runtime = pipe.running.runtime
         await ExtractorRateLimit(runtime.redis, runtime.keys).mark(30, "rate_limited")
         body = await _once(svc, 503)
     assert _check(body, "openai_api")["message"] == "rate_limited"
@@ -296,8 +314,8 @@ async def test_openai_rate_limited_is_an_error(start_health: StartHealth) -> Non
 
 
 async def test_pilot_block_shows_rate_limit_usage(start_health: StartHealth) -> None:
-    async with start_health() as svc:
-        runtime = svc.running.runtime
+    async with start_health() as (svc, pipe):
+        runtime = pipe.running.runtime
         limiter = pilot_limiter(
             INVOICE_LIMITER, runtime.redis, runtime.keys, runtime.config.thresholds
         )
@@ -313,14 +331,14 @@ async def test_pilot_block_shows_rate_limit_usage(start_health: StartHealth) -> 
 
 
 async def test_kill_switch_off_keeps_the_system_ready(start_health: StartHealth) -> None:
-    async with start_health(PILOT_ENABLED="false") as svc:
+    async with start_health(pipeline={"PILOT_ENABLED": "false"}) as (svc, _):
         status, body = await _ready(svc)
     assert status == 200
     assert body["pilot"]["enabled"] is False  # type: ignore[index]
 
 
 async def test_verbose_gives_a_line_per_check(start_health: StartHealth) -> None:
-    async with start_health() as svc, svc.http.get("/health/ready?verbose") as response:
+    async with start_health() as (svc, _), svc.http.get("/health/ready?verbose") as response:
         text = await response.text()
     assert response.status == 200
     assert text.startswith("READY")
@@ -328,7 +346,7 @@ async def test_verbose_gives_a_line_per_check(start_health: StartHealth) -> None
 
 
 async def test_grpc_ready_returns_the_same_report(start_health: StartHealth, peers: Peers) -> None:
-    async with start_health() as svc:
+    async with start_health() as (svc, _):
         await peers.set_serving(False)
         await _once(svc, 503)
         reply = await ready_pb2_grpc.HealthServiceStub(svc.channel).Ready(ready_pb2.ReadyRequest())
@@ -349,20 +367,27 @@ async def _db_queries(svc: ServiceHandle) -> float:
     return 0.0
 
 
-async def test_probe_storm_costs_a_handful_of_database_queries(
-    start_service: StartService, peers: Peers
-) -> None:
-    """500 concurrent probes inside one cache window share one evaluation, and an
-    evaluation costs two statements: the latency probe and the pipeline snapshot."""
-    env = {
-        "PTF_GATE_ADDR": peers.address,
-        "PTF_TELEMETRY_ADDR": peers.address,
-        "PTF_PIPELINE_ADDR": peers.address,
-        "PTF_THRESHOLD__HEALTH__CACHE_SECONDS": "60",
-    }
-    async with start_service(DEFINITION, **env) as svc:
-        before = await _db_queries(svc)
+async def test_probe_storm_costs_one_evaluation(start_health: StartHealth) -> None:
+    """500 concurrent probes inside one cache window share one evaluation: health's own
+    database sees only its latency probe, the pipeline one readiness statement."""
+    async with start_health(PTF_THRESHOLD__HEALTH__CACHE_SECONDS="60") as (svc, pipe):
+        before = await _db_queries(svc), await _db_queries(pipe)
         statuses = await asyncio.gather(*(_ready(svc) for _ in range(500)))
-        after = await _db_queries(svc)
+        after = await _db_queries(svc), await _db_queries(pipe)
     assert {code for code, _ in statuses} == {200}
-    assert after - before == 2
+    assert (after[0] - before[0], after[1] - before[1]) == (1, 1)
+
+
+async def test_stopped_pipeline_fails_readiness_but_health_stays_alive(
+    start_health: StartHealth,
+) -> None:
+    async with start_health() as (svc, pipe):
+        await _becomes_ready(svc)
+        await pipe.running.shutdown()
+        body = await _once(svc, 503)
+        async with svc.http.get("/health") as alive:
+            assert alive.status == 200
+    assert str(_check(body, "services")["pipeline"]).startswith("unreachable")
+    assert set(body["failing_checks"]) == {"openai_api", "queue", "services"}  # type: ignore[arg-type]
+    assert _check(body, "queue")["message"].startswith("pipeline unreachable")  # type: ignore[union-attr]
+    assert body["pilot"]["status"] == "error"  # type: ignore[index]

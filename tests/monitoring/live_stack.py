@@ -18,9 +18,9 @@ from ptf.gate.v1 import gate_pb2
 
 from services.gate.service import DEFINITION as GATE
 from services.health.service import DEFINITION as HEALTH
-from services.pipeline.fixtures import load_smoke_fixtures
 from services.pipeline.service import make_definition
 from services.runtime.devservers import free_port
+from services.runtime.smoke_fixtures import load_smoke_fixtures
 from services.telemetry.service import DEFINITION as TELEMETRY
 from tests.gate.service_support import gate_stub, preflight_request, spec_yaml
 from tests.pipeline.service_support import fast_settings, load_sample_tables, new_tenant

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CHECK = """
 import sys
 import services.pipeline.domain
-import services.pipeline.fixtures
+import services.runtime.smoke_fixtures
 forbidden = {"asyncpg", "redis", "aiohttp", "grpc"}
 print(sorted({name.split(".")[0] for name in sys.modules} & forbidden))
 """

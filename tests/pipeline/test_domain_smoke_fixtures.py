@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from services.pipeline.domain import ActionClass, Severity, SuspectReason
-from services.pipeline.fixtures import SmokeFixture, expectation_failures, load_smoke_fixtures
+from services.runtime.smoke_fixtures import SmokeFixture, expectation_failures, load_smoke_fixtures
 from tests.pipeline.domain_builders import process
 
 # Seed 002 §5.1, verbatim: the fixture files must not drift from it.

@@ -191,7 +191,7 @@ async def test_budget_spent_by_the_pipeline_shows_in_readiness(
         for _ in range(3):
             await _submit(svc.http, pilot, document(), wait=False)
         async with (
-            start_service(HEALTH, PILOT_TENANT_ID=pilot.tenant_id) as health,
+            start_service(HEALTH, PTF_PIPELINE_ADDR=svc.running.grpc_target) as health,
             health.http.get("/health/ready") as response,
         ):
             report = await response.json()

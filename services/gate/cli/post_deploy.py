@@ -25,7 +25,7 @@ import aiohttp
 
 from services.gate.cli import render
 from services.gate.cli.exits import OK
-from services.pipeline.fixtures import expectation_failures, load_smoke_fixtures
+from services.runtime.smoke_fixtures import expectation_failures, load_smoke_fixtures
 
 EXIT_READY = 1
 EXIT_SMOKE = 2
