@@ -23,14 +23,17 @@ from services.gate.domain.evaluate import Evaluation, evaluate
 from services.gate.domain.override import (
     OVERRIDE_PURPOSE,
     OverrideOutcome,
+    OverrideState,
     override_params,
+    override_state,
     plan_override,
     resolve_override,
 )
 from services.gate.domain.reasons import BlockReasonCode
 from services.gate.domain.signals import Signals, snapshot
+from services.gate.domain.spec import ReleaseSpec
 from services.gate.escalation import EscalationRepository
-from services.gate.mapping import PreflightRun, preflight_record
+from services.gate.mapping import preflight_record
 from services.gate.metrics import GateMetrics
 from services.gate.requests import OverrideInput, PreflightInput, translated_input_errors
 from services.gate.signal_sources import SignalSources
@@ -54,6 +57,21 @@ def utc_now() -> datetime:
 
 
 @dataclass(frozen=True)
+class PreflightRun:
+    """Everything one preflight evaluation produced (the engine's answer)."""
+
+    spec: ReleaseSpec
+    facts: dict[str, bool]
+    signals: Signals
+    evaluation: Evaluation
+    outcome: OverrideOutcome
+    token_hash: str | None
+    evaluated_at: datetime
+    duration_ms: float
+    request_id: str
+
+
+@dataclass(frozen=True)
 class CheckRun:
     """A Check: the preflight behind it, the final decision and its audit row id (0: none)."""
 
@@ -67,10 +85,10 @@ class OverrideDescription:
     """What the gate knows about an override token: store record and audit rows."""
 
     token_hash: str
+    state: OverrideState
     info: TokenInfo | None
     issuance: AuditEntry | None
     entries: Sequence[AuditEntry]
-    now: datetime
 
 
 class _BreachAwareRecorder:
@@ -315,6 +333,12 @@ class GateEngine:
             raise NotFound(
                 "OVERRIDE_NOT_FOUND", "no override token with this hash", field="token_hash"
             )
+        state = override_state(
+            known=info is not None,
+            used_at=None if info is None else info.used_at,
+            expires_at=0.0 if info is None else info.expires_at,
+            now=self.now(),
+        )
         return OverrideDescription(
-            token_hash=hashed, info=info, issuance=issuance, entries=entries, now=self.now()
+            token_hash=hashed, state=state, info=info, issuance=issuance, entries=entries
         )

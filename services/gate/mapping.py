@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import MappingProxyType
+from typing import TYPE_CHECKING
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -25,12 +25,14 @@ from ptf.telemetry.v1 import telemetry_pb2
 
 from services.gate.audit import AuditEntry, AuditRecord
 from services.gate.domain.check import Decision
-from services.gate.domain.evaluate import Evaluation, Reason
-from services.gate.domain.override import BreachKind, OverrideOutcome, OverrideResult
+from services.gate.domain.evaluate import Reason
+from services.gate.domain.override import BreachKind, OverrideResult, OverrideState
 from services.gate.domain.reasons import BlockReasonCode, ReasonLevel, Verdict
-from services.gate.domain.signals import Signals
-from services.gate.domain.spec import ReleaseSpec
 from services.runtime.tokens.errors import TokenError
+
+if TYPE_CHECKING:
+    # The engine builds its results with `preflight_record`, so only the types come back.
+    from services.gate.engine import OverrideDescription, PreflightRun
 
 _VERDICT = "VERDICT_"
 _DECISION = "DECISION_"
@@ -87,6 +89,14 @@ _TOKEN_ERRORS: Mapping[str, common_pb2.TokenError] = MappingProxyType(
         TokenError.TOKEN_USED: common_pb2.TOKEN_ERROR_TOKEN_USED,
         TokenError.TOKEN_PARAMS_MISMATCH: common_pb2.TOKEN_ERROR_TOKEN_PARAMS_MISMATCH,
         TokenError.TOKEN_STORE_UNAVAILABLE: common_pb2.TOKEN_ERROR_TOKEN_STORE_UNAVAILABLE,
+    }
+)
+_OVERRIDE_STATES: Mapping[str, gate_pb2.OverrideState] = MappingProxyType(
+    {
+        OverrideState.ACTIVE: gate_pb2.OVERRIDE_STATE_ACTIVE,
+        OverrideState.USED: gate_pb2.OVERRIDE_STATE_USED,
+        OverrideState.EXPIRED: gate_pb2.OVERRIDE_STATE_EXPIRED,
+        OverrideState.FORGOTTEN: gate_pb2.OVERRIDE_STATE_FORGOTTEN,
     }
 )
 _REASONS: Mapping[str, gate_pb2.BlockReasonCode] = MappingProxyType(
@@ -188,21 +198,6 @@ def _reason(reason: Reason) -> gate_pb2.Reason:
     return message
 
 
-@dataclass(frozen=True)
-class PreflightRun:
-    """Everything one preflight evaluation produced (the engine's answer)."""
-
-    spec: ReleaseSpec
-    facts: dict[str, bool]
-    signals: Signals
-    evaluation: Evaluation
-    outcome: OverrideOutcome
-    token_hash: str | None
-    evaluated_at: datetime
-    duration_ms: float
-    request_id: str
-
-
 def preflight_result(run: PreflightRun) -> gate_pb2.PreflightResult:
     """The `PreflightResult` message of a preflight run."""
     outcome = run.outcome
@@ -255,6 +250,11 @@ def token_error_code(error: str) -> common_pb2.TokenError:
 def breach_kind_code(kind: str) -> gate_pb2.BreachKind:
     """Proto `BreachKind` of `NO_OVERRIDE`/`NON_OVERRIDABLE` (UNSPECIFIED otherwise)."""
     return _BREACH_KINDS.get(kind, gate_pb2.BREACH_KIND_UNSPECIFIED)
+
+
+def override_state_code(state: str) -> gate_pb2.OverrideState:
+    """Proto `OverrideState` of `ACTIVE`... (UNSPECIFIED otherwise)."""
+    return _OVERRIDE_STATES.get(state, gate_pb2.OVERRIDE_STATE_UNSPECIFIED)
 
 
 def audit_entry(entry: AuditEntry) -> gate_pb2.AuditEntry:
@@ -340,15 +340,33 @@ def decision_event(
     )
 
 
-def override_state(*, known: bool, used_at: float | None, expires_at: float, now: datetime) -> int:
-    """ACTIVE, USED, EXPIRED, or FORGOTTEN when the store no longer has the token."""
-    if not known:
-        return gate_pb2.OVERRIDE_STATE_FORGOTTEN
-    if used_at is not None:
-        return gate_pb2.OVERRIDE_STATE_USED
-    if now.timestamp() >= expires_at:
-        return gate_pb2.OVERRIDE_STATE_EXPIRED
-    return gate_pb2.OVERRIDE_STATE_ACTIVE
+def override_info(description: OverrideDescription) -> gate_pb2.OverrideInfo:
+    """The `OverrideInfo` of a token: store record and state, and its issuance audit row.
+
+    Timestamps come from the store record; a token the store has forgotten
+    takes its issue time from the issuance row.
+    """
+    info, issuance = description.info, description.issuance
+    message = gate_pb2.OverrideInfo(
+        token_hash=description.token_hash,
+        state=override_state_code(description.state),
+        audit_entries=[audit_entry(e) for e in description.entries],
+    )
+    if info is not None:
+        message.issued_at.CopyFrom(timestamp(datetime.fromtimestamp(info.created_at, UTC)))
+        message.expires_at.CopyFrom(timestamp(datetime.fromtimestamp(info.expires_at, UTC)))
+        if info.used_at is not None:
+            message.used_at.CopyFrom(timestamp(datetime.fromtimestamp(info.used_at, UTC)))
+    if issuance is not None:
+        record = issuance.record
+        message.release = record.release
+        message.spec_hash = record.spec_hash
+        message.reasons.extend(_reason_value(r) for r in record.reasons)
+        message.operator = record.operator
+        message.justification = str(record.signal_snapshot.get("justification", ""))
+        if info is None:
+            message.issued_at.CopyFrom(timestamp(record.created_at))
+    return message
 
 
 def preflight_record(run: PreflightRun) -> telemetry_pb2.RecordPreflightRequest:

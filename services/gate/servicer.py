@@ -20,14 +20,13 @@ from services.gate.audit import AuditRepository, encode_cursor
 from services.gate.auth import AdminKeyCheck
 from services.gate.decisions import DecisionBus
 from services.gate.dedup import RequestDedup
-from services.gate.engine import GateEngine, OverrideDescription
+from services.gate.engine import GateEngine
 from services.gate.mapping import (
     audit_entry,
     check_response,
     decision_event,
-    override_state,
+    override_info,
     preflight_result,
-    reason_code,
     timestamp,
 )
 from services.gate.requests import (
@@ -164,33 +163,4 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         """Admin only: an override token's state and audit rows, by its hash."""
         self._auth.require_admin(context.invocation_metadata())
         description = await self._engine.describe_override(token_hash_input(request.token_hash))
-        return _override_info(description)
-
-
-def _override_info(description: OverrideDescription) -> gate_pb2.OverrideInfo:
-    info, issuance = description.info, description.issuance
-    message = gate_pb2.OverrideInfo(
-        token_hash=description.token_hash,
-        state=override_state(  # type: ignore[arg-type]
-            known=info is not None,
-            used_at=None if info is None else info.used_at,
-            expires_at=0.0 if info is None else info.expires_at,
-            now=description.now,
-        ),
-        audit_entries=[audit_entry(e) for e in description.entries],
-    )
-    if info is not None:
-        message.issued_at.CopyFrom(timestamp(datetime.fromtimestamp(info.created_at, UTC)))
-        message.expires_at.CopyFrom(timestamp(datetime.fromtimestamp(info.expires_at, UTC)))
-        if info.used_at is not None:
-            message.used_at.CopyFrom(timestamp(datetime.fromtimestamp(info.used_at, UTC)))
-    if issuance is not None:
-        record = issuance.record
-        message.release = record.release
-        message.spec_hash = record.spec_hash
-        message.reasons.extend(reason_code(r) for r in record.reasons)  # type: ignore[misc]
-        message.operator = record.operator
-        message.justification = str(record.signal_snapshot.get("justification", ""))
-        if info is None:
-            message.issued_at.CopyFrom(timestamp(record.created_at))
-    return message
+        return override_info(description)

@@ -6,10 +6,11 @@ from collections.abc import Callable
 from enum import StrEnum
 
 import pytest
+from ptf.gate.v1 import gate_pb2
 
 from services.gate import mapping
 from services.gate.domain.check import Decision
-from services.gate.domain.override import BreachKind, OverrideResult
+from services.gate.domain.override import BreachKind, OverrideResult, OverrideState
 from services.gate.domain.reasons import BlockReasonCode, ReasonLevel, Verdict
 from services.runtime.tokens.errors import TokenError
 
@@ -37,3 +38,9 @@ def test_an_empty_or_unknown_name_maps_to_unspecified(
     domain: type[StrEnum], to_proto: Callable[[str], int], from_proto: Callable[[int], str]
 ) -> None:
     assert (to_proto(""), to_proto("NOT_A_MEMBER")) == (0, 0)
+
+
+def test_every_override_state_has_its_proto_value() -> None:
+    names = {gate_pb2.OverrideState.Name(mapping.override_state_code(s)) for s in OverrideState}
+    proto = set(gate_pb2.OverrideState.keys()) - {"OVERRIDE_STATE_UNSPECIFIED"}
+    assert names == proto == {f"OVERRIDE_STATE_{s}" for s in OverrideState}
