@@ -2,7 +2,8 @@
 
 Pure Python (standard library plus the generated `ptf.gate.v1` enums for label
 sets): in-memory counters with fixed label sets, crash-safe JSON persistence
-and deterministic JSON/Prometheus exports (docs/SPEC.md §4.2, seeds 000 and 001).
+and deterministic JSON/Prometheus exports (docs/SPEC.md §4.2, docs/seeds/000.txt and
+docs/seeds/001.txt).
 `otel.py` bridges them to an OpenTelemetry meter for services' `/metrics`.
 """
 
