@@ -67,6 +67,8 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
     gate = config.thresholds.Gate
     addresses = (config.addresses.health, config.addresses.telemetry, config.addresses.pipeline)
     channels = [grpc.aio.insecure_channel(address) for address in addresses]
+    for channel in channels:
+        runtime.close_on_exit(channel.close)  # after after_stop, also if the start fails
     endpoints = SignalEndpoints(
         health=health_pb2_grpc.HealthServiceStub(channels[0]),
         telemetry=telemetry_pb2_grpc.TelemetryServiceStub(channels[1]),
@@ -109,8 +111,6 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
         # RPCs that finished within the grace period may have left reports and metrics.
         await reporter.drain()
         await metrics.flush()
-        for channel in channels:
-            await channel.close()
 
     return ServiceParts(
         grpc_service_names=[SERVICE_NAME],

@@ -42,7 +42,7 @@ from services.runtime.metrics import (
     metrics_route,
 )
 from services.runtime.redis_client import RedisKeys, create_redis
-from services.runtime.supervision import Supervisor
+from services.runtime.supervision import Supervisor, cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,24 @@ class Runtime:
     metrics: Metrics
     health: health.aio.HealthServicer
     supervisor: Supervisor
+    exit_stack: AsyncExitStack
 
     def spawn(self, name: str, work: Callable[[], Awaitable[object]]) -> None:
-        """Run a background task owned by the service; a crash turns the service NOT_SERVING."""
-        self.supervisor.spawn(name, work)
+        """Run a background task owned by the service; a crash turns the service NOT_SERVING.
+
+        The task is cancelled on the exit stack, so at shutdown it stops before
+        whatever the builder opened ahead of it (see `close_on_exit`) is closed.
+        """
+        task = self.supervisor.spawn(name, work)
+        self.exit_stack.push_async_callback(cancel_and_wait, task)
+
+    def close_on_exit(self, close: Callable[[], Awaitable[object]]) -> None:
+        """Close a client the builder opened (a channel, a session) at shutdown or failed start.
+
+        Runs after the gRPC server has stopped and `after_stop` is done, in reverse
+        order of registration.
+        """
+        self.exit_stack.push_async_callback(close)
 
     @property
     def background_failures(self) -> dict[str, str]:
@@ -255,6 +269,7 @@ async def _start(
         metrics=metrics,
         health=health_servicer,
         supervisor=supervisor,
+        exit_stack=stack,
     )
     parts = await definition.build(runtime)
 

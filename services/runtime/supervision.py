@@ -53,6 +53,11 @@ class Supervisor:
         """Cancel every task and wait for them; later calls return at once."""
         self._closed = True
         tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(*tasks)
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[None]) -> None:
+    """Cancel `tasks` and wait until they have ended (already ended ones are left as they are)."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

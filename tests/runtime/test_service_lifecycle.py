@@ -102,24 +102,32 @@ def _definition(build_steps: list[str], *, crash: asyncio.Event | None = None) -
     return ServiceDefinition(name="telemetry", build=build)
 
 
-def _failing_definition(tasks: list[asyncio.Task[None]]) -> ServiceDefinition:
+def _failing_definition(tasks: list[asyncio.Task[None]], closed: list[str]) -> ServiceDefinition:
+    """A builder that opens the stores, a client of its own and a task, then raises."""
+
     async def build(runtime: Runtime) -> ServiceParts:
         await runtime.pool.fetchval("SELECT 1")
         await runtime.redis.ping()
+
+        async def close_client() -> None:
+            closed.append("client")
+
+        runtime.close_on_exit(close_client)
         tasks.append(runtime.supervisor.spawn("lifecycle-idle", asyncio.Event().wait))
         raise BuildFailed("the builder failed after opening the pool")
 
     return ServiceDefinition(name="telemetry", build=build)
 
 
-async def test_a_failing_build_closes_the_pool_redis_and_background_tasks(
+async def test_a_failing_build_closes_the_pool_redis_its_clients_and_background_tasks(
     config: AppConfig, pg: asyncpg.Pool, redis_client: aioredis.Redis, client_name: str
 ) -> None:
     before = await _backends(pg)
     tasks: list[asyncio.Task[None]] = []
+    closed: list[str] = []
     with pytest.raises(BuildFailed):
-        await start_service(_failing_definition(tasks), config, grace_seconds=1)
-    assert [task.cancelled() for task in tasks] == [True]
+        await start_service(_failing_definition(tasks, closed), config, grace_seconds=1)
+    assert ([task.cancelled() for task in tasks], closed) == ([True], ["client"])
     await _assert_nothing_left_open(pg, redis_client, client_name, before)
 
 
