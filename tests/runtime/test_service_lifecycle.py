@@ -192,9 +192,10 @@ async def test_a_crashed_background_task_fails_liveness_with_its_name(
         crash.set()
         async with aiohttp.ClientSession(base_url=running.http_base) as http:
 
-            async def failed() -> dict[str, object] | None:
+            async def failed() -> dict[str, object]:
                 async with http.get("/health") as response:
-                    return await response.json() if response.status == 503 else None
+                    body: dict[str, object] = await response.json()
+                    return body if response.status == 503 else {}
 
             body = await eventually(failed, within=10)
         assert body["failed_tasks"] == {"lifecycle-background": "TaskCrashed"}
