@@ -1,4 +1,4 @@
-"""The gate's use cases: preflight, check, overrides and audit queries.
+"""The gate's use cases: preflight, check, override issuance and description.
 
 This is where the pure domain meets the adapters, in the order the domain
 prescribes: signals → escalation state → `evaluate` → `plan_override` →

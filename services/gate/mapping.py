@@ -1,12 +1,15 @@
 """Translations between the gate domain / audit records and the `ptf.gate.v1` messages.
 
-Domain enum members are named like the proto enums without their prefix, so
-the translation is by name. Audit rows travel losslessly: a stored string
-maps to the enum of the same name and the empty string to `UNSPECIFIED`
-(override issuance rows have no verdict or decision), so a client can rebuild
-the exact `AuditRecord` and recompute its hash (`gatectl audit verify`). A
-stored value that is no enum name at all (only possible by tampering) maps
-to `UNSPECIFIED`, and the recomputed hash then exposes the row.
+Domain enum members are named like the proto enums without their prefix (a
+test checks it). Towards the proto, one table per enum gives the generated
+enum value of each domain member, so messages are built with their declared
+types; back from the proto the translation is by name. Audit rows travel
+losslessly: a stored string maps to the enum of the same name and the empty
+string to `UNSPECIFIED` (override issuance rows have no verdict or decision),
+so a client can rebuild the exact `AuditRecord` and recompute its hash
+(`gatectl audit verify`). A stored value that is no enum name at all (only
+possible by tampering) maps to `UNSPECIFIED`, and the recomputed hash then
+exposes the row.
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ def decision_name(number: int) -> str:
 
 
 def override_result_name(number: int) -> str:
-    """`applied`, `rejected`, ... (lower case, as stored and as SPEC §5.1 spells them)."""
+    """`applied`, `rejected`, ... (lower case, as stored and as docs/SPEC.md §5.1 spells them)."""
     return _from_enum(gate_pb2.OverrideResult, _OVERRIDE, number).lower()
 
 
@@ -370,7 +373,7 @@ def override_info(description: OverrideDescription) -> gate_pb2.OverrideInfo:
 
 
 def preflight_record(run: PreflightRun) -> telemetry_pb2.RecordPreflightRequest:
-    """The seed 000 PreflightMetric of a run, as telemetry's `RecordPreflight` takes it."""
+    """A run as telemetry's `RecordPreflight` takes it (PreflightMetric, docs/seeds/000.txt)."""
     outcome = run.outcome
     stamp = timestamp(run.evaluated_at)
     return telemetry_pb2.RecordPreflightRequest(

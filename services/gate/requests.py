@@ -1,9 +1,9 @@
 """Parse and validate incoming gate requests before anything is read or written.
 
 Every refusal is a `PtfError` with a stable `error_code` and the `field` at
-fault, mapped to INVALID_ARGUMENT by the shared interceptor. Domain input
-errors (`SpecError`, `FactError`) are translated here, so servicer methods
-never see them.
+fault, mapped to INVALID_ARGUMENT by the runtime's `ErrorMappingServer`.
+Domain input errors (`SpecError`, `FactError`) are translated here, so
+servicer methods never see them.
 """
 
 from __future__ import annotations

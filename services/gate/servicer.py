@@ -1,7 +1,8 @@
 """The `ptf.gate.v1.GateService` gRPC servicer: parse → engine/repository → map.
 
 Errors are raised as `PtfError`s and mapped to status codes and the
-`ptf-error-code` trailer by the shared interceptor; nothing here builds an
+`ptf-error-code` trailer by the runtime's `ErrorMappingServer`, which wraps
+every method handler when the servicer is registered; nothing here builds an
 error response by hand.
 """
 
