@@ -1,7 +1,8 @@
 """`ptf-health` / `python -m services.health`: run the health service until SIGTERM.
 
 ptf-health            serve until SIGTERM
-ptf-health migrate    apply the health service's migrations and exit
+ptf-health migrate    validate the config and exit: health owns no tables, so the
+                      migration job's step applies nothing (it stays a config check)
 """
 
 import sys

@@ -302,6 +302,16 @@ async def test_openai_mode_without_a_key_is_an_error(start_health: StartHealth) 
     assert _check(body, "openai_api")["message"] == "OPENAI_API_KEY is not set"
 
 
+async def test_openai_check_reflects_the_pipelines_extractor_not_healths_env(
+    start_health: StartHealth,
+) -> None:
+    """Health's own EXTRACTOR/OPENAI_API_KEY are not what runs extraction; the pipeline's are."""
+    async with start_health(EXTRACTOR="openai", OPENAI_API_KEY="sk-health") as (svc, _):
+        status, body = await _ready(svc)
+    assert status == 200
+    assert _check(body, "openai_api") == {"status": "ok", "mode": "json"}
+
+
 async def test_openai_rate_limited_is_an_error(start_health: StartHealth) -> None:
     pipeline = {"EXTRACTOR": "openai", "OPENAI_API_KEY": "sk-test"}
     async with start_health(pipeline=pipeline) as (svc, pipe):
