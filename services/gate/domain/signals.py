@@ -16,7 +16,10 @@ from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import datetime
 from enum import StrEnum
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 
 class SignalSource(StrEnum):
@@ -35,15 +38,15 @@ class Unavailable:
     error: str
 
 
-def _require_counts(obj: object) -> None:
-    for f in fields(obj):  # type: ignore[arg-type]
+def _require_counts(obj: DataclassInstance) -> None:
+    for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, int) and not isinstance(value, bool) and value < 0:
             raise ValueError(f"{type(obj).__name__}.{f.name} must be >= 0, got {value}")
 
 
-def _require_finite(obj: object) -> None:
-    for f in fields(obj):  # type: ignore[arg-type]
+def _require_finite(obj: DataclassInstance) -> None:
+    for f in fields(obj):
         value = getattr(obj, f.name)
         if isinstance(value, float) and not (math.isfinite(value) and value >= 0):
             raise ValueError(f"{type(obj).__name__}.{f.name} must be finite and >= 0, got {value}")
