@@ -29,7 +29,7 @@ from services.runtime.redis_client import RedisKeys
 
 log = logging.getLogger(__name__)
 
-# Names of the Redis windows; the health service reads the invoice window's usage.
+# Names of the Redis windows; readiness reports the invoice window's usage.
 INVOICE_LIMITER = "pilot-invoices"
 INCIDENT_LIMITER = "pilot-incidents"
 # Why a job was SKIPPED by the kill switch, as its error code.
@@ -46,8 +46,8 @@ def pilot_limiter(
 ) -> SlidingWindowLimiter:
     """The pilot window `name` (`INVOICE_LIMITER` or `INCIDENT_LIMITER`) with its hourly limit.
 
-    Intake and workers take slots from these windows and health reports their
-    usage; building them here keeps the names and limits the same everywhere.
+    Intake and workers take slots from these windows and `GetReadinessStatus`
+    reports their usage; building them here keeps the names and limits the same everywhere.
     """
     limits = {
         INVOICE_LIMITER: thresholds.Pilot.MAX_INVOICES_PER_HOUR,

@@ -30,15 +30,16 @@ from tests.deploy.netpol import Edge, Endpoint, allowed_edges
 
 NAMESPACE = "ptf-admin"
 GRPC_SERVERS = ("ptf-gate", "ptf-telemetry", "ptf-pipeline")
-# Every process that reads PILOT_ENABLED: the pipeline API (intake refusals), its
-# workers (skipping queued pilot jobs) and health (the /health/ready pilot block).
-PILOT_READERS = ("ptf-pipeline", "ptf-pipeline-worker", "ptf-health")
+# Every process that reads PILOT_ENABLED: the pipeline API (intake refusals) and its
+# workers (skipping queued pilot jobs). Health shows the pipeline's own switch, which
+# it asks the pipeline for, so it carries neither the switch nor the extractor's key.
+PILOT_READERS = ("ptf-pipeline", "ptf-pipeline-worker")
 SECRET_ENV = {
     "ptf-gate": {"DATABASE_URL", "REDIS_URL", "PTF_DEV_ADMIN_KEY"},
     "ptf-telemetry": {"DATABASE_URL", "REDIS_URL", "PTF_DEV_ADMIN_KEY"},
     "ptf-pipeline": {"DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY"},
     "ptf-pipeline-worker": {"DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY"},
-    "ptf-health": {"DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY"},
+    "ptf-health": {"DATABASE_URL", "REDIS_URL"},
 }
 
 
@@ -111,6 +112,13 @@ def test_pilot_switch_is_set_on_every_process_that_reads_it(
 ) -> None:
     for name in PILOT_READERS:
         assert env_value(server(deployments[name]), "PILOT_ENABLED") == "true", name
+
+
+def test_health_carries_neither_the_pilot_switch_nor_the_extractor_settings(
+    deployments: dict[str, Manifest],
+) -> None:
+    env = env_of(server(deployments["ptf-health"]))
+    assert not {"PILOT_ENABLED", "EXTRACTOR", "OPENAI_API_KEY"} & set(env)
 
 
 def test_keys_and_store_urls_come_from_secret_references(

@@ -28,7 +28,7 @@ from services.gate.cli.kubectl import Kubectl, annotations_of, as_revision, env_
 
 APPROVED_ANNOTATION = "ptf-admin.io/gate-approved-revision"
 KILL_SWITCH = "PILOT_ENABLED"
-KILL_SWITCH_DEPLOYMENTS = ("ptf-pipeline", "ptf-pipeline-worker", "ptf-health")
+KILL_SWITCH_DEPLOYMENTS = ("ptf-pipeline", "ptf-pipeline-worker")
 RUNBOOK = 'the "Rollback" section of monitoring/runbooks/ptf-admin-runbook.md'
 
 
