@@ -24,7 +24,12 @@ from services.runtime.smoke_fixtures import load_smoke_fixtures
 from services.telemetry.service import DEFINITION as TELEMETRY
 from tests.gate.service_support import gate_stub, preflight_request, spec_yaml
 from tests.pipeline.service_support import fast_settings, load_sample_tables, new_tenant
-from tests.support.services import ConfigFactory, ServiceHandle, running_service
+from tests.support.services import (
+    ConfigFactory,
+    ServiceHandle,
+    make_config_factory,
+    running_service,
+)
 
 ADMIN = {"X-Admin-Key": "dev-admin-key"}
 
@@ -39,6 +44,17 @@ class LiveStack:
             name: svc.running.http_base.removeprefix("http://").rstrip("/")
             for name, svc in self.services.items()
         }
+
+
+def isolated_config(database_url: str, redis_url: str) -> ConfigFactory:
+    """Configs on the suite's stores, in a Redis keyspace of their own (one per stack)."""
+    return make_config_factory(
+        {
+            "DATABASE_URL": database_url,
+            "REDIS_URL": redis_url,
+            "PTF_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
+        }
+    )
 
 
 @asynccontextmanager

@@ -11,7 +11,6 @@ asserted by polling the HTTP API until a deadline.
 from __future__ import annotations
 
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from tests.monitoring.live_stack import (
     LiveStack,
     contract_breach,
     invoices_with_an_incident,
+    isolated_config,
     live_stack,
     preflight,
     ready_evaluation,
@@ -36,7 +36,6 @@ from tests.monitoring.prometheus_server import (
 )
 from tests.monitoring.promql import ALERTS_FILE, Panel, concrete, panels
 from tests.support.polling import eventually
-from tests.support.services import make_config_factory
 
 pytestmark = pytest.mark.slow
 
@@ -87,13 +86,7 @@ def _panel(dashboard: str, title: str) -> Panel:
 async def stack(
     database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[LiveStack]:
-    make_config = make_config_factory(
-        {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "PTF_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
-        }
-    )
+    make_config = isolated_config(database_url, redis_url)
     async with live_stack(make_config, tmp_path_factory.mktemp("metrics")) as running:
         yield running
 

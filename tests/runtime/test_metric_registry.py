@@ -37,6 +37,7 @@ from tests.monitoring.live_stack import (
     LiveStack,
     contract_breach,
     invoices_with_an_incident,
+    isolated_config,
     live_stack,
     preflight,
     ready_evaluation,
@@ -100,13 +101,7 @@ async def _replay_purge_token(stack: LiveStack, pg: asyncpg.Pool) -> None:
 async def stack(
     database_url: str, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> AsyncIterator[LiveStack]:
-    make_config = make_config_factory(
-        {
-            "DATABASE_URL": database_url,
-            "REDIS_URL": redis_url,
-            "PTF_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
-        }
-    )
+    make_config = isolated_config(database_url, redis_url)
     async with live_stack(make_config, tmp_path_factory.mktemp("metrics")) as running:
         yield running
 
