@@ -41,6 +41,13 @@ def database_url() -> Iterator[str]:
         yield url
 
 
+@pytest.fixture
+def empty_database(database_url: str) -> Iterator[str]:
+    """Another new database on the same server, with no migrations applied: a first start."""
+    with fresh_database(database_url) as url:
+        yield url
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     with redis_server() as url:

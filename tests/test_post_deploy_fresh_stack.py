@@ -12,12 +12,9 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
-import asyncpg
 import pytest
 
 from services.runtime.devservers import free_port
@@ -35,21 +32,8 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
-async def fresh_database(database_url: str) -> AsyncIterator[str]:
-    """A new, empty database on the test server: what a first `make run` starts with."""
-    name = f"ptf_fresh_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-@pytest.fixture
 def stack(
-    fresh_database: str, redis_url: str, redis_prefix: str, tmp_path: Path
+    empty_database: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> Iterator[dict[str, ChildService]]:
     """Telemetry, health, pipeline and gate as processes, in `make run`'s order and environment.
 
@@ -58,7 +42,7 @@ def stack(
     """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTF_") and k != "ENV"}
     env.update(
-        DATABASE_URL=fresh_database,
+        DATABASE_URL=empty_database,
         REDIS_URL=redis_url,
         PTF_REDIS_PREFIX=redis_prefix,
         PTF_BIND_HOST="127.0.0.1",

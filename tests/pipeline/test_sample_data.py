@@ -7,10 +7,8 @@ holds the sample tables other tests load.
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from decimal import Decimal
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
@@ -23,19 +21,6 @@ from tests.pipeline.service_support import NO_TELEMETRY, SAMPLE_DATA, fast_setti
 
 SAMPLE_PRICES = parse_market_prices_csv((SAMPLE_DATA / "market_prices.sample.csv").read_text())
 SAMPLE_TARIFFS = parse_tariffs_csv((SAMPLE_DATA / "tariffs.sample.csv").read_text())
-
-
-@pytest.fixture
-async def empty_database(database_url: str) -> AsyncIterator[str]:
-    """The URL of a new database on the test server, dropped afterwards."""
-    name = f"ptf_sample_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(database_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import re
 import signal
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -45,7 +45,6 @@ from tests.monitoring.live_stack import (
 from tests.pipeline.service_support import document, fast_settings, new_tenant
 from tests.support.polling import eventually
 from tests.support.services import ServiceHandle, make_config_factory, running_service
-from tests.support.stores import fresh_database
 
 WITHIN = 20.0
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -220,18 +219,12 @@ async def test_health_gauges_show_the_last_readiness_evaluation(
     assert ready.value == (0 if 2 in checks.values() else 1)
 
 
-@pytest.fixture
-def own_database(database_url: str) -> Iterator[str]:
-    with fresh_database(database_url) as url:
-        yield url
-
-
 async def test_queue_depth_gauge_reports_the_jobs_waiting_without_a_worker(
-    own_database: str, redis_url: str, tmp_path: Path
+    empty_database: str, redis_url: str, tmp_path: Path
 ) -> None:
     make_config = make_config_factory(
         {
-            "DATABASE_URL": own_database,
+            "DATABASE_URL": empty_database,
             "REDIS_URL": redis_url,
             "PTF_REDIS_PREFIX": f"test-{uuid.uuid4().hex[:10]}",
             "PTF_METRICS_DIR": str(tmp_path),
@@ -241,7 +234,7 @@ async def test_queue_depth_gauge_reports_the_jobs_waiting_without_a_worker(
     definition = make_definition(settings)
     async with (
         running_service(definition, make_config("pipeline")) as pipeline,
-        asyncpg.create_pool(own_database, min_size=1, max_size=2) as pg,
+        asyncpg.create_pool(empty_database, min_size=1, max_size=2) as pg,
     ):
         tenant = await new_tenant(pg, "queued")
         for _ in range(3):
@@ -275,13 +268,13 @@ async def _worker_scrape(http_port: int) -> Scrape | None:
 
 
 async def test_worker_process_exports_only_pipeline_families_and_no_queue_gauge(
-    own_database: str, redis_url: str
+    empty_database: str, redis_url: str
 ) -> None:
     """A worker process has no queue sampler: a 0 depth from it would read as an empty queue."""
     http_port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTF_")}
     env.update(
-        DATABASE_URL=own_database,
+        DATABASE_URL=empty_database,
         REDIS_URL=redis_url,
         PTF_REDIS_PREFIX=f"test-{uuid.uuid4().hex[:10]}",
         PTF_TELEMETRY_ADDR="127.0.0.1:9",
