@@ -9,6 +9,7 @@ Deployments that read PILOT_ENABLED run revision 1.
 from __future__ import annotations
 
 import copy
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,11 @@ def pilot(cluster: Standin, name: str) -> list[str]:
 
 
 async def guard(svc: ServiceHandle, spec_file: Path, cluster: Standin, *extra: str) -> Run:
+    return await guard_via(target(svc), spec_file, cluster, *extra)
+
+
+async def guard_via(gate: Sequence[str], spec_file: Path, cluster: Standin, *extra: str) -> Run:
+    """The guard on the test history, asking the gate that `gate`'s flags name."""
     return await gatectl(
         "rollout-guard",
         "--deployment",
@@ -115,7 +121,7 @@ async def guard(svc: ServiceHandle, spec_file: Path, cluster: Standin, *extra: s
         "5",
         "--kubectl",
         str(cluster.binary),
-        *target(svc),
+        *gate,
         *extra,
     )
 
@@ -335,25 +341,7 @@ async def test_hold_never_touches_the_deployments(
 async def test_an_unreachable_gate_never_rolls_back(spec_file: Path, cluster: Standin) -> None:
     approve_revision_1(cluster)
     before = cluster.deployments()
-    run = await gatectl(
-        "rollout-guard",
-        "--deployment",
-        GUARDED,
-        "--namespace",
-        NAMESPACE,
-        "--spec",
-        str(spec_file),
-        "--interval",
-        "0.05",
-        "--max-checks",
-        "2",
-        "--kubectl",
-        str(cluster.binary),
-        "--gate",
-        unreachable_address(),
-        "--timeout",
-        "2",
-    )
+    run = await guard_via(("--gate", unreachable_address(), "--timeout", "2"), spec_file, cluster)
     assert (run.code, cluster.deployments()) == (69, before)
 
 
