@@ -62,6 +62,8 @@ class AppConfig:
     metrics_dir: str
     dev_tenant_key: str = field(repr=False)
     dev_admin_key: str = field(repr=False)
+    dev_service_key: str = field(repr=False)
+    service_key: str = field(repr=False)
     addresses: ServiceAddresses
     config_hash: str = ""
 
