@@ -20,6 +20,7 @@ from services.runtime.config.settings import (
     config_hash,
 )
 from services.runtime.config.thresholds import (
+    AccessThresholds,
     AlertThresholds,
     DriftThresholds,
     GateThresholds,
@@ -38,6 +39,7 @@ from services.runtime.config.validation import (
 
 __all__ = [
     "VALID_ENVIRONMENTS",
+    "AccessThresholds",
     "AlertThresholds",
     "AppConfig",
     "ConfigError",

@@ -119,6 +119,19 @@ class HealthThresholds:
 
 
 @dataclass(frozen=True)
+class AccessThresholds:
+    """The shared key store's per-process cache (docs/SPEC.md §11).
+
+    A revoked key keeps working in another process for at most
+    `KEY_CACHE_SECONDS`; the entry bound caps the memory a flood of random
+    keys can take (unknown keys are cached too, so they cost one lookup each).
+    """
+
+    KEY_CACHE_SECONDS: float = 30.0
+    KEY_CACHE_MAX_ENTRIES: int = 10_000
+
+
+@dataclass(frozen=True)
 class Thresholds:
     """All system thresholds: the single source of truth."""
 
@@ -130,3 +143,4 @@ class Thresholds:
     Pilot: PilotThresholds = field(default_factory=PilotThresholds)
     Gate: GateThresholds = field(default_factory=GateThresholds)
     Health: HealthThresholds = field(default_factory=HealthThresholds)
+    Access: AccessThresholds = field(default_factory=AccessThresholds)
