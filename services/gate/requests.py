@@ -136,13 +136,10 @@ def _text(value: str, field: str, error_code: str, limit: int = _MAX_TEXT) -> st
     return text
 
 
-def check_operator(request: gate_pb2.CheckRequest) -> str:
-    """Who asks: recorded in the audit trail, so it is required."""
-    return _text(request.operator, "operator", "OPERATOR_INVALID")
+def override_input(request: gate_pb2.RequestOverrideRequest, operator: str) -> OverrideInput:
+    """Validated RequestOverride fields; reasons must be known and distinct.
 
-
-def override_input(request: gate_pb2.RequestOverrideRequest) -> OverrideInput:
-    """Validated RequestOverride fields; reasons must be known and distinct."""
+    The operator is the caller's key's, not the request's `operator` field."""
     if not _NAME_RE.match(request.release):
         raise InvalidInput(
             "RELEASE_INVALID",
@@ -175,7 +172,7 @@ def override_input(request: gate_pb2.RequestOverrideRequest) -> OverrideInput:
         justification=_text(
             request.justification, "justification", "JUSTIFICATION_INVALID", _MAX_JUSTIFICATION
         ),
-        operator=_text(request.operator, "operator", "OPERATOR_INVALID"),
+        operator=operator,
     )
 
 

@@ -21,7 +21,7 @@ from ptf.pipeline.v1 import pipeline_pb2_grpc
 from ptf.telemetry.v1 import telemetry_pb2_grpc
 
 from services.gate.audit import AuditRepository
-from services.gate.auth import AdminKeyCheck
+from services.gate.auth import GateAccess
 from services.gate.decisions import DecisionBus
 from services.gate.dedup import RequestDedup
 from services.gate.engine import Clock, GateDependencies, GateEngine, utc_now
@@ -31,6 +31,8 @@ from services.gate.servicer import GateServicer
 from services.gate.signal_sources import SignalEndpoints, SignalSources
 from services.gate.telemetry_report import DecisionReporter
 from services.runtime.db import MigrationSet
+from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
+from services.runtime.keys.channels import service_channel
 from services.runtime.metric_stores import GateMetricStore
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 from services.runtime.tokens.factory import create_token_store
@@ -66,7 +68,7 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
     config = runtime.config
     gate = config.thresholds.Gate
     addresses = (config.addresses.health, config.addresses.telemetry, config.addresses.pipeline)
-    channels = [grpc.aio.insecure_channel(address) for address in addresses]
+    channels = [service_channel(address, config) for address in addresses]
     for channel in channels:
         runtime.close_on_exit(channel.close)  # after after_stop, also if the start fails
     endpoints = SignalEndpoints(
@@ -98,7 +100,9 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
     engine = GateEngine(config, deps, options.clock)
     dedup = RequestDedup(runtime.pool, timedelta(minutes=gate.REQUEST_DEDUP_MINUTES), engine.now)
     runtime.spawn("gate-dedup-expiry", dedup.expire_forever)
-    servicer = GateServicer(engine, dedup, AdminKeyCheck(config), bus, audit)
+    access = Access.for_service(runtime.pool, config)
+    await seed_dev_keys(access.store, config)
+    servicer = GateServicer(engine, dedup, GateAccess(access), bus, audit)
 
     def register(server: grpc.aio.Server) -> None:
         gate_pb2_grpc.add_GateServiceServicer_to_server(servicer, server)
@@ -128,7 +132,7 @@ def definition(options: GateOptions | None = None) -> ServiceDefinition:
         return await _build(runtime, chosen)
 
     return ServiceDefinition(
-        name="gate", build=build, migrations=(GATE_MIGRATIONS, TOKEN_MIGRATIONS)
+        name="gate", build=build, migrations=(KEY_MIGRATIONS, GATE_MIGRATIONS, TOKEN_MIGRATIONS)
     )
 
 

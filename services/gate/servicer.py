@@ -12,13 +12,12 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
 
-import asyncpg
 import grpc
 from ptf.common.v1 import common_pb2
 from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
 
 from services.gate.audit import AuditRepository, encode_cursor
-from services.gate.auth import AdminKeyCheck
+from services.gate.auth import GateAccess
 from services.gate.decisions import DecisionBus
 from services.gate.dedup import RequestDedup
 from services.gate.engine import GateEngine
@@ -34,17 +33,16 @@ from services.gate.requests import (
     PreflightInput,
     SpecCache,
     audit_query,
-    check_operator,
     override_input,
     preflight_input,
     release_filter,
     token_hash_input,
 )
+from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import Unavailable
 from services.runtime.logs import request_id_var
 
 Context = grpc.aio.ServicerContext[Any, Any]
-_DB_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError)
 
 
 class GateServicer(gate_pb2_grpc.GateServiceServicer):
@@ -54,7 +52,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         self,
         engine: GateEngine,
         dedup: RequestDedup,
-        auth: AdminKeyCheck,
+        auth: GateAccess,
         bus: DecisionBus,
         audit: AuditRepository,
     ) -> None:
@@ -69,6 +67,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         self, request: gate_pb2.PreflightRequest, context: Context
     ) -> gate_pb2.PreflightResult:
         """Evaluate a release spec; the same request_id replays the first answer."""
+        await self._auth.authorize("Preflight", context.invocation_metadata())
         inp = preflight_input(request, self._specs.parse)
         return await self._dedup.run(
             "Preflight",
@@ -86,9 +85,10 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def Check(
         self, request: gate_pb2.CheckRequest, context: Context
     ) -> gate_pb2.CheckResponse:
-        """Enforcement: ALLOW only for an OK verdict; audited, counted, published."""
+        """Enforcement: ALLOW only for an OK verdict; audited under the key's operator."""
+        caller = await self._auth.authorize("Check", context.invocation_metadata())
         inp = preflight_input(request.preflight, self._specs.parse)
-        operator = check_operator(request)
+        operator = caller.operator
         return await self._dedup.run(
             "Check",
             inp.request_id,
@@ -110,8 +110,10 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         self, request: gate_pb2.RequestOverrideRequest, context: Context
     ) -> gate_pb2.RequestOverrideResponse:
         """Admin only: issue a one-time override token (returned once) and audit it."""
-        self._auth.require_admin(context.invocation_metadata())
-        issued = await self._engine.request_override(override_input(request), request_id_var.get())
+        caller = await self._auth.authorize("RequestOverride", context.invocation_metadata())
+        issued = await self._engine.request_override(
+            override_input(request, caller.operator), request_id_var.get()
+        )
         expires_at = datetime.fromtimestamp(issued.expires_at, UTC)
         return gate_pb2.RequestOverrideResponse(
             token=common_pb2.ConfirmationToken(token=issued.raw, expires_at=timestamp(expires_at)),
@@ -122,13 +124,13 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         self, request: gate_pb2.ListAuditRequest, context: Context
     ) -> gate_pb2.ListAuditResponse:
         """Admin only: audit rows newest first, keyset-paginated by an opaque cursor."""
-        self._auth.require_admin(context.invocation_metadata())
+        await self._auth.authorize("ListAudit", context.invocation_metadata())
         query = audit_query(request)
         try:
             entries, last_id = await self._audit.page(
                 limit=query.limit, before_id=query.before_id, release=query.release
             )
-        except _DB_UNAVAILABLE as exc:
+        except DATABASE_DOWN as exc:
             raise Unavailable(
                 "AUDIT_UNAVAILABLE", "the audit trail is unreachable", retry_after_seconds=5
             ) from exc
@@ -140,8 +142,8 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def WatchDecisions(
         self, request: gate_pb2.WatchDecisionsRequest, context: Context
     ) -> AsyncIterator[gate_pb2.DecisionEvent]:
-        """Admin only: every Check decision of every replica until the gate shuts down."""
-        self._auth.require_admin(context.invocation_metadata())
+        """Every Check decision of every replica until the gate shuts down."""
+        await self._auth.authorize("WatchDecisions", context.invocation_metadata())
         release = release_filter(request.release)
         with self._bus.subscribe() as subscription:
             # Initial metadata tells the client its subscription is live.
@@ -162,6 +164,6 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         self, request: gate_pb2.DescribeOverrideRequest, context: Context
     ) -> gate_pb2.OverrideInfo:
         """Admin only: an override token's state and audit rows, by its hash."""
-        self._auth.require_admin(context.invocation_metadata())
+        await self._auth.authorize("DescribeOverride", context.invocation_metadata())
         description = await self._engine.describe_override(token_hash_input(request.token_hash))
         return override_info(description)

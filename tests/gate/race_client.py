@@ -1,6 +1,6 @@
 """A client process racing one override token through the gate: `python -m tests.gate.race_client`.
 
-Arguments: gate target, spec file, raw token, number of concurrent calls.
+Arguments: gate target, spec file, raw token, number of concurrent calls, API key.
 Prints "ready", waits for "go" on stdin, then sends the calls at once (half
 Preflight, half Check) and prints a JSON object counting override results.
 """
@@ -13,8 +13,9 @@ import json
 import sys
 from pathlib import Path
 
-import grpc
 from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
+
+from services.runtime.keys.channels import keyed_channel
 
 FACTS = {"tests_passed": "true", "smoke_passed": "true"}
 
@@ -22,7 +23,7 @@ FACTS = {"tests_passed": "true", "smoke_passed": "true"}
 async def _one(stub: gate_pb2_grpc.GateServiceAsyncStub, spec: str, token: str, check: bool) -> str:
     request = gate_pb2.PreflightRequest(spec_yaml=spec, facts=FACTS, override_token=token)
     if check:
-        response = await stub.Check(gate_pb2.CheckRequest(preflight=request, operator="racer"))
+        response = await stub.Check(gate_pb2.CheckRequest(preflight=request))
         result = response.result
     else:
         result = await stub.Preflight(request)
@@ -31,8 +32,8 @@ async def _one(stub: gate_pb2_grpc.GateServiceAsyncStub, spec: str, token: str, 
     )
 
 
-async def main(target: str, spec: str, token: str, calls: int) -> None:
-    async with grpc.aio.insecure_channel(target) as channel:
+async def main(target: str, spec: str, token: str, calls: int, key: str) -> None:
+    async with keyed_channel(target, (("x-api-key", key),)) as channel:
         stub: gate_pb2_grpc.GateServiceAsyncStub = gate_pb2_grpc.GateServiceStub(channel)  # type: ignore[assignment]
         await channel.channel_ready()
         print("ready", flush=True)
@@ -44,5 +45,5 @@ async def main(target: str, spec: str, token: str, calls: int) -> None:
 
 
 if __name__ == "__main__":
-    target, spec_file, token, calls = sys.argv[1:5]
-    asyncio.run(main(target, Path(spec_file).read_text(encoding="utf-8"), token, int(calls)))
+    target, spec_file, token, calls, key = sys.argv[1:6]
+    asyncio.run(main(target, Path(spec_file).read_text(encoding="utf-8"), token, int(calls), key))

@@ -234,6 +234,12 @@ def preflight_request(
 
 
 def gate_stub(svc: ServiceHandle) -> gate_pb2_grpc.GateServiceAsyncStub:
+    """A stub presenting the test's admin key (admins may call every gate RPC)."""
+    return gate_pb2_grpc.GateServiceStub(svc.admin_channel)  # type: ignore[return-value]
+
+
+def anonymous_gate_stub(svc: ServiceHandle) -> gate_pb2_grpc.GateServiceAsyncStub:
+    """A stub presenting no key: each call passes its own metadata, if any."""
     return gate_pb2_grpc.GateServiceStub(svc.channel)  # type: ignore[return-value]
 
 
@@ -275,9 +281,7 @@ async def request_override(
             spec_hash=spec_hash,
             reasons=[gate_pb2.BlockReasonCode.Value(f"BLOCK_REASON_CODE_{r}") for r in reasons],
             justification="known S1 spike from a provider outage; approved in INC-42",
-            operator="ops@example",
         ),
-        metadata=ADMIN,
     )
 
 

@@ -11,12 +11,11 @@ import pytest
 import redis.asyncio as aioredis
 from ptf.gate.v1 import gate_pb2
 
-from services.gate.auth import AdminKeyCheck
-from services.runtime.errors import Forbidden
 from tests.gate.service_support import (
     ADMIN,
     HEALTHY_FACTS,
     StartGate,
+    anonymous_gate_stub,
     error_code,
     error_field,
     gate_stub,
@@ -24,7 +23,6 @@ from tests.gate.service_support import (
     preflight_request,
     spec_yaml,
 )
-from tests.support.services import ConfigFactory
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 UNAUTHENTICATED = grpc.StatusCode.UNAUTHENTICATED
@@ -120,17 +118,16 @@ async def test_bad_preflight_input_is_invalid_argument_and_writes_nothing(
     assert await _written(pg, release) == (0, 0)
 
 
-async def test_check_without_operator_is_invalid_argument_and_writes_nothing(
+async def test_check_audits_the_keys_operator_not_the_one_the_request_names(
     start_gate: StartGate, pg: asyncpg.Pool
 ) -> None:
     release = new_release()
     async with start_gate() as svc:
-        with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await gate_stub(svc).Check(
-                gate_pb2.CheckRequest(preflight=preflight_request(release), operator=" ")
-            )
-    assert (caught.value.code(), error_code(caught.value)) == (INVALID, "OPERATOR_INVALID")
-    assert await _written(pg, release) == (0, 0)
+        await gate_stub(svc).Check(
+            gate_pb2.CheckRequest(preflight=preflight_request(release), operator="someone-else")
+        )
+    operators = await pg.fetch("SELECT operator FROM gate_audit WHERE release = $1", release)
+    assert [row["operator"] for row in operators] == ["dev-admin"]
 
 
 def _override(**changes: Any) -> gate_pb2.RequestOverrideRequest:
@@ -146,13 +143,8 @@ def _override(**changes: Any) -> gate_pb2.RequestOverrideRequest:
 
 
 OVERRIDE_CASES: dict[str, tuple[gate_pb2.RequestOverrideRequest, Any, grpc.StatusCode, str]] = {
-    "missing-admin-key": (_override(), (), UNAUTHENTICATED, "MISSING_ADMIN_KEY"),
-    "wrong-admin-key": (
-        _override(),
-        (("x-admin-key", "guess"),),
-        UNAUTHENTICATED,
-        "INVALID_ADMIN_KEY",
-    ),
+    "missing-key": (_override(), (), UNAUTHENTICATED, "MISSING_API_KEY"),
+    "wrong-key": (_override(), (("x-admin-key", "guess"),), UNAUTHENTICATED, "INVALID_API_KEY"),
     "bad-release": (_override(release="../etc"), ADMIN, INVALID, "RELEASE_INVALID"),
     "bad-spec-hash": (_override(spec_hash="abc"), ADMIN, INVALID, "SPEC_HASH_INVALID"),
     "no-reasons": (_override(reasons=[]), ADMIN, INVALID, "REASONS_REQUIRED"),
@@ -163,7 +155,6 @@ OVERRIDE_CASES: dict[str, tuple[gate_pb2.RequestOverrideRequest, Any, grpc.Statu
         "REASON_INVALID",
     ),
     "no-justification": (_override(justification=""), ADMIN, INVALID, "JUSTIFICATION_INVALID"),
-    "no-operator": (_override(operator=""), ADMIN, INVALID, "OPERATOR_INVALID"),
 }
 
 
@@ -178,7 +169,7 @@ async def test_bad_override_request_is_refused_and_issues_nothing(
     request, metadata, status, code = OVERRIDE_CASES[case]
     async with start_gate() as svc:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await gate_stub(svc).RequestOverride(request, metadata=metadata)
+            await anonymous_gate_stub(svc).RequestOverride(request, metadata=metadata)
     tokens = [k async for k in redis_client.scan_iter(f"{redis_prefix}:ctok:*")]
     audited = await pg.fetchval(
         "SELECT count(*) FROM gate_audit WHERE release = $1", request.release
@@ -214,24 +205,24 @@ async def test_bad_list_audit_request_is_invalid_argument(
 
 @pytest.mark.parametrize(
     ("metadata", "code"),
-    [((), "MISSING_ADMIN_KEY"), ((("x-admin-key", "wrong"),), "INVALID_ADMIN_KEY")],
-    ids=["missing-admin-key", "wrong-admin-key"],
+    [((), "MISSING_API_KEY"), ((("x-admin-key", "wrong"),), "INVALID_API_KEY")],
+    ids=["missing-key", "wrong-key"],
 )
 async def test_audit_trail_needs_an_admin_key(
     start_gate: StartGate, metadata: tuple[tuple[str, str], ...], code: str
 ) -> None:
     async with start_gate() as svc:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await gate_stub(svc).ListAudit(gate_pb2.ListAuditRequest(), metadata=metadata)
+            await anonymous_gate_stub(svc).ListAudit(gate_pb2.ListAuditRequest(), metadata=metadata)
     assert (caught.value.code(), error_code(caught.value)) == (UNAUTHENTICATED, code)
 
 
-async def test_decision_stream_needs_an_admin_key(start_gate: StartGate) -> None:
+async def test_decision_stream_needs_a_key(start_gate: StartGate) -> None:
     async with start_gate() as svc:
-        call = gate_stub(svc).WatchDecisions(gate_pb2.WatchDecisionsRequest())
+        call = anonymous_gate_stub(svc).WatchDecisions(gate_pb2.WatchDecisionsRequest())
         with pytest.raises(grpc.aio.AioRpcError) as caught:
             await call.read()
-    assert (caught.value.code(), error_code(caught.value)) == (UNAUTHENTICATED, "MISSING_ADMIN_KEY")
+    assert (caught.value.code(), error_code(caught.value)) == (UNAUTHENTICATED, "MISSING_API_KEY")
 
 
 async def test_bad_watch_filter_is_invalid_argument(start_gate: StartGate) -> None:
@@ -247,28 +238,21 @@ async def test_bad_watch_filter_is_invalid_argument(start_gate: StartGate) -> No
 @pytest.mark.parametrize(
     ("token_hash", "metadata", "status", "code"),
     [
-        ("f" * 64, (), UNAUTHENTICATED, "MISSING_ADMIN_KEY"),
+        ("f" * 64, (), UNAUTHENTICATED, "MISSING_API_KEY"),
         ("not-hex", ADMIN, INVALID, "TOKEN_HASH_INVALID"),
         ("f" * 64, ADMIN, grpc.StatusCode.NOT_FOUND, "OVERRIDE_NOT_FOUND"),
     ],
-    ids=["missing-admin-key", "malformed-hash", "unknown-hash"],
+    ids=["missing-key", "malformed-hash", "unknown-hash"],
 )
 async def test_bad_describe_override_request_is_refused(
     start_gate: StartGate, token_hash: str, metadata: Any, status: grpc.StatusCode, code: str
 ) -> None:
     async with start_gate() as svc:
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await gate_stub(svc).DescribeOverride(
+            await anonymous_gate_stub(svc).DescribeOverride(
                 gate_pb2.DescribeOverrideRequest(token_hash=token_hash), metadata=metadata
             )
     assert (caught.value.code(), error_code(caught.value)) == (status, code)
-
-
-def test_default_dev_admin_key_is_refused_outside_development(make_config: ConfigFactory) -> None:
-    check = AdminKeyCheck(make_config("gate", ENV="production"))
-    with pytest.raises(Forbidden) as caught:
-        check.require_admin((("x-admin-key", "dev-admin-key"),))
-    assert caught.value.error_code == "ADMIN_KEY_NOT_CONFIGURED"
 
 
 async def test_audit_pages_are_newest_first_and_continue_without_overlap(

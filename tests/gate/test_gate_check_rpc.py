@@ -71,7 +71,7 @@ async def test_ok_verdict_is_allowed_and_audited(start_gate: StartGate, pg: asyn
         release,
         "ALLOW",
         "RELEASE_OK",
-        "ops@example",
+        "dev-admin",
     )
 
 

@@ -17,6 +17,7 @@ from services.gate.service import GateOptions
 from services.runtime.tokens.errors import token_hash
 from tests.gate.service_support import (
     ADMIN,
+    ADMIN_KEY,
     FakeClock,
     SignalServers,
     StartGate,
@@ -254,7 +255,7 @@ async def test_describe_override_shows_the_record_by_hash_and_never_the_token(
         gate_pb2.OVERRIDE_STATE_USED,
         release,
         [gate_pb2.BLOCK_REASON_CODE_S1_RATE_HIGH],
-        "ops@example",
+        "dev-admin",
     )
     assert "INC-42" in info.justification
     assert len(info.audit_entries) == 2
@@ -280,6 +281,7 @@ async def test_200_concurrent_calls_in_4_processes_apply_one_token_exactly_once(
             str(spec_file),
             issued.token.token,
             "50",
+            ADMIN_KEY,
         )
     assert totals == {"APPLIED": 1, "REJECTED": 199}
 
@@ -300,6 +302,6 @@ async def test_override_request_writes_one_audit_row_and_one_token(
     )
     keys = [k async for k in redis_client.scan_iter(f"{redis_prefix}:ctok:*")]
     assert [(r["operator"], r["token_hash"], list(r["reasons"])) for r in rows] == [
-        ("ops@example", issued.token_hash, ["S1_RATE_HIGH"])
+        ("dev-admin", issued.token_hash, ["S1_RATE_HIGH"])
     ]
     assert keys == [f"{redis_prefix}:ctok:{issued.token_hash}".encode()]

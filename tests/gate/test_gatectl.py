@@ -14,8 +14,11 @@ from typing import Any
 import asyncpg
 import pytest
 from aiohttp import web
-from ptf.gate.v1 import gate_pb2
+from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
 
+from services.runtime.config import AccessThresholds
+from services.runtime.keys import KeyStore, Role
+from services.runtime.keys.channels import keyed_channel
 from services.runtime.smoke_fixtures import load_smoke_fixtures
 from tests.gate.service_support import (
     ADMIN_KEY,
@@ -43,12 +46,13 @@ class Run:
 
 
 async def gatectl(*args: str, env: Mapping[str, str] | None = None) -> Run:
+    """gatectl with the test's admin key in GATECTL_KEY unless `env` says otherwise."""
     process = await asyncio.create_subprocess_exec(
         GATECTL,
         *args,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
-        env={**os.environ, **(env or {})},
+        env={**os.environ, "GATECTL_KEY": ADMIN_KEY, **(env or {})},
     )
     out, err = await process.communicate()
     assert process.returncode is not None
@@ -175,9 +179,10 @@ async def test_check_denied_on_hold_exits_1_and_is_audited(
     pg: asyncpg.Pool,
 ) -> None:
     signals.summary.reply = s1_high_summary()
+    ci_key = await KeyStore(pg, AccessThresholds()).create(Role.SERVICE, (), "ci-bot")
     async with start_gate() as svc:
         run = await gatectl(
-            "check", "--spec", str(spec_file), *FACTS, "--operator", "ci-bot", *target(svc)
+            "check", "--spec", str(spec_file), *FACTS, *target(svc), "--key", ci_key
         )
     rows = await pg.fetch("SELECT decision, operator FROM gate_audit WHERE release = $1", release)
     assert (run.code, "decision DENY" in run.out) == (1, True)
@@ -198,11 +203,8 @@ async def test_override_token_from_request_is_printed_once_and_applies(
             "S1_RATE_HIGH",
             "--justification",
             "provider outage, INC-42",
-            "--operator",
-            "ops@example",
             "--json",
             *target(svc),
-            env={"PTF_ADMIN_KEY": ADMIN_KEY},
         )
         assert issued.code == 0, issued.err
         token = json.loads(issued.out)["token"]
@@ -235,21 +237,16 @@ async def test_override_show_by_token_hashes_locally_and_never_prints_it(
             "S1_RATE_HIGH",
             "--justification",
             "INC-42",
-            "--operator",
-            "ops@example",
             "--json",
             *target(svc),
-            env={"PTF_ADMIN_KEY": ADMIN_KEY},
         )
         token = json.loads(issued.out)["token"]
-        shown = await gatectl(
-            "override", "show", "--token", token, *target(svc), env={"PTF_ADMIN_KEY": ADMIN_KEY}
-        )
+        shown = await gatectl("override", "show", "--token", token, *target(svc))
     assert (shown.code, "ACTIVE" in shown.out, "INC-42" in shown.out) == (0, True, True)
     assert token not in shown.out + shown.err
 
 
-async def test_override_request_with_a_wrong_admin_key_exits_77(
+async def test_override_request_with_a_wrong_key_exits_77(
     start_gate: StartGate, spec_file: Path
 ) -> None:
     async with start_gate() as svc:
@@ -262,23 +259,23 @@ async def test_override_request_with_a_wrong_admin_key_exits_77(
             "S1_RATE_HIGH",
             "--justification",
             "x",
-            "--operator",
-            "y",
             *target(svc),
-            env={"PTF_ADMIN_KEY": "wrong"},
+            env={"GATECTL_KEY": "wrong"},
         )
-    assert (run.code, "INVALID_ADMIN_KEY" in run.err) == (77, True)
+    assert (run.code, "INVALID_API_KEY" in run.err) == (77, True)
 
 
-async def test_audit_tail_shows_the_newest_rows_of_a_release(
-    start_gate: StartGate, release: str
+async def test_audit_tail_shows_the_newest_rows_of_a_release_with_each_keys_operator(
+    start_gate: StartGate, release: str, pg: asyncpg.Pool
 ) -> None:
+    keys = KeyStore(pg, AccessThresholds())
     async with start_gate() as svc:
-        stub = gate_stub(svc)
         for operator in ("first", "second"):
-            await stub.Check(
-                gate_pb2.CheckRequest(preflight=preflight_request(release), operator=operator)
-            )
+            key = await keys.create(Role.SERVICE, (), operator)
+            async with keyed_channel(svc.running.grpc_target, (("x-api-key", key),)) as channel:
+                await gate_pb2_grpc.GateServiceStub(channel).Check(
+                    gate_pb2.CheckRequest(preflight=preflight_request(release))
+                )
         run = await gatectl(
             "audit", "tail", "--release", release, "--json", "--admin-key", ADMIN_KEY, *target(svc)
         )

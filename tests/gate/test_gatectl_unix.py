@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.gate.service_support import StartGate, new_release, spec_yaml
+from tests.gate.service_support import ADMIN_KEY, StartGate, new_release, spec_yaml
 
 GATECTL = str(Path(sys.executable).parent / "gatectl")
 FACTS = ("--fact", "tests_passed=true", "--fact", "smoke_passed=true")
@@ -31,7 +31,11 @@ async def into_closed_pipe(*args: str) -> Closed:
     os.close(read_end)
     try:
         process = await asyncio.create_subprocess_exec(
-            GATECTL, *args, stdout=write_end, stderr=asyncio.subprocess.PIPE
+            GATECTL,
+            *args,
+            stdout=write_end,
+            stderr=asyncio.subprocess.PIPE,
+            env={**os.environ, "GATECTL_KEY": ADMIN_KEY},
         )
     finally:
         os.close(write_end)

@@ -10,6 +10,7 @@ import aiohttp
 import grpc
 
 from services.runtime.config import AppConfig, load_config
+from services.runtime.keys.channels import keyed_channel
 from services.runtime.server import RunningService, ServiceDefinition, start_service
 
 
@@ -18,7 +19,8 @@ class ServiceHandle:
     """A running service as a test sees it."""
 
     running: RunningService
-    channel: grpc.aio.Channel
+    channel: grpc.aio.Channel  # presents no key
+    admin_channel: grpc.aio.Channel  # presents the dev admin key of `config`
     http: aiohttp.ClientSession
 
     @property
@@ -49,8 +51,9 @@ async def running_service(
     try:
         async with (
             grpc.aio.insecure_channel(running.grpc_target) as channel,
+            keyed_channel(running.grpc_target, (("x-admin-key", config.dev_admin_key),)) as admin,
             aiohttp.ClientSession(base_url=running.http_base) as http,
         ):
-            yield ServiceHandle(running=running, channel=channel, http=http)
+            yield ServiceHandle(running=running, channel=channel, admin_channel=admin, http=http)
     finally:
         await running.shutdown()

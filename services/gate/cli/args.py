@@ -11,6 +11,7 @@ from services.gate.cli.exits import USAGE, CliExit
 from services.gate.cli.rollback import APPROVED_ANNOTATION, KILL_SWITCH_DEPLOYMENTS
 
 DEFAULT_GATE = "127.0.0.1:50051"
+KEY_ENV = "GATECTL_KEY"
 
 
 class Parser(argparse.ArgumentParser):
@@ -44,6 +45,14 @@ def _connection(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=_positive(float), default=30.0, help="RPC deadline in seconds"
     )
+    parser.add_argument(
+        "--key",
+        "--admin-key",
+        dest="key",
+        default=os.environ.get(KEY_ENV, ""),
+        help=f"API key: an operator's admin key, or a CI/service key for preflight, check and "
+        f"watch (env {KEY_ENV}); audit rows name the key's operator",
+    )
 
 
 def _preflight_args(parser: argparse.ArgumentParser) -> None:
@@ -62,10 +71,6 @@ def _preflight_args(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _admin(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--admin-key", help="admin key (default: env PTF_ADMIN_KEY)")
-
-
 def build_parser() -> Parser:
     """The gatectl argument parser with every command."""
     parser = Parser(
@@ -79,7 +84,6 @@ def build_parser() -> Parser:
 
     check = commands.add_parser("check", help="enforcement check: ALLOW/DENY, audited")
     _preflight_args(check)
-    check.add_argument("--operator", help="who asks (default: env GATECTL_OPERATOR or USER)")
 
     override = commands.add_parser("override", help="request or show one-time overrides")
     override_commands = override.add_subparsers(
@@ -87,17 +91,14 @@ def build_parser() -> Parser:
     )
     request = override_commands.add_parser("request", help="issue an override token")
     _connection(request)
-    _admin(request)
     request.add_argument("--spec", required=True, help="release spec YAML file")
     request.add_argument(
         "--reason", action="append", required=True, help="reason covered, e.g. S1_RATE_HIGH"
     )
     request.add_argument("--justification", required=True)
-    request.add_argument("--operator", required=True)
     request.add_argument("--json", action="store_true")
     show = override_commands.add_parser("show", help="state and history of an override")
     _connection(show)
-    _admin(show)
     which = show.add_mutually_exclusive_group(required=True)
     which.add_argument("--token-hash", help="SHA-256 of the token")
     which.add_argument("--token", help="the token itself (hashed locally, never sent)")
@@ -107,19 +108,16 @@ def build_parser() -> Parser:
     audit_commands = audit.add_subparsers(dest="audit_command", required=True, parser_class=Parser)
     tail = audit_commands.add_parser("tail", help="newest audit rows")
     _connection(tail)
-    _admin(tail)
     tail.add_argument("--limit", type=_positive(int), default=20)
     tail.add_argument("--release")
     tail.add_argument("--json", action="store_true")
     verify = audit_commands.add_parser("verify", help="recompute the hash chain (exit 2: tampered)")
     _connection(verify)
-    _admin(verify)
     verify.add_argument("--page-size", type=_positive(int), default=500)
     verify.add_argument("--json", action="store_true")
 
     watch = commands.add_parser("watch", help="stream live gate decisions")
     _connection(watch)
-    _admin(watch)
     watch.add_argument("--release")
     watch.add_argument("--count", type=_positive(int), help="stop after this many decisions")
     watch.add_argument("--json", action="store_true", help="one JSON object per line")

@@ -17,6 +17,7 @@ from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
 
 from services.gate.audit import GENESIS_HASH, row_hash
 from services.gate.cli import render
+from services.gate.cli.args import KEY_ENV
 from services.gate.cli.exits import (
     BLOCK,
     HOLD,
@@ -31,20 +32,23 @@ from services.gate.cli.metrics_dir import record_run
 from services.gate.domain.errors import SpecError
 from services.gate.domain.spec import parse_spec
 from services.gate.mapping import audit_record, reason_code
+from services.runtime.keys.channels import keyed_channel
 from services.runtime.tokens.errors import token_hash
 
 if TYPE_CHECKING:
     from ptf.gate.v1.gate_pb2_grpc import GateServiceAsyncStub as GateStub
 
 T = TypeVar("T")
-ADMIN_KEY_ENV = "PTF_ADMIN_KEY"
 TOKEN_ENV = "GATECTL_OVERRIDE_TOKEN"
+KEY_METADATA = "x-api-key"
 
 
 @asynccontextmanager
-async def gate(target: str) -> AsyncIterator[GateStub]:
-    """An async stub on a channel to the gate, closed afterwards."""
-    async with grpc.aio.insecure_channel(target) as channel:
+async def gate(args: argparse.Namespace) -> AsyncIterator[GateStub]:
+    """An async stub on a channel to `--gate` presenting `--key`, closed afterwards."""
+    if not args.key:
+        raise CliExit(NO_PERMISSION, f"an API key is required (--key or {KEY_ENV})")
+    async with keyed_channel(args.gate, ((KEY_METADATA, args.key),)) as channel:
         stub: GateStub = gate_pb2_grpc.GateServiceStub(channel)
         yield stub
 
@@ -99,7 +103,7 @@ def _record_metrics(args: argparse.Namespace, result: dict[str, Any]) -> None:
 async def preflight(args: argparse.Namespace) -> int:
     """`gatectl preflight`: exit 0 OK, 1 HOLD, 2 BLOCK."""
     request = preflight_request(args)
-    async with gate(args.gate) as stub:
+    async with gate(args) as stub:
         result = await rpc(stub.Preflight(request, timeout=args.timeout))
     document = render.preflight_dict(result)
     _emit(document, render.preflight_text(document), args.json)
@@ -107,17 +111,10 @@ async def preflight(args: argparse.Namespace) -> int:
     return int(result.exit_code)
 
 
-def _operator(args: argparse.Namespace) -> str:
-    operator = args.operator or os.environ.get("GATECTL_OPERATOR") or os.environ.get("USER", "")
-    if not operator:
-        raise CliExit(USAGE, "--operator is required (who takes this decision)")
-    return str(operator)
-
-
 async def check(args: argparse.Namespace) -> int:
     """`gatectl check`: exit 0 ALLOW, else the verdict's code (at least 1)."""
-    request = gate_pb2.CheckRequest(preflight=preflight_request(args), operator=_operator(args))
-    async with gate(args.gate) as stub:
+    request = gate_pb2.CheckRequest(preflight=preflight_request(args))
+    async with gate(args) as stub:
         response = await rpc(stub.Check(request, timeout=args.timeout))
     document = render.check_dict(response)
     text = render.preflight_text(document["result"], decision=document["decision"])
@@ -128,13 +125,6 @@ async def check(args: argparse.Namespace) -> int:
     if response.decision == gate_pb2.DECISION_ALLOW:
         return OK
     return max(int(response.result.exit_code), HOLD)
-
-
-def _admin_metadata(args: argparse.Namespace) -> tuple[tuple[str, str], ...]:
-    key = args.admin_key or os.environ.get(ADMIN_KEY_ENV, "")
-    if not key:
-        raise CliExit(NO_PERMISSION, f"an admin key is required (--admin-key or {ADMIN_KEY_ENV})")
-    return (("x-admin-key", key),)
 
 
 def _reason_numbers(names: list[str]) -> list[int]:
@@ -158,11 +148,9 @@ async def override_request(args: argparse.Namespace) -> int:
         spec_hash=spec.spec_hash,
         reasons=_reason_numbers(args.reason),  # type: ignore[arg-type]
         justification=args.justification,
-        operator=args.operator,
     )
-    metadata = _admin_metadata(args)
-    async with gate(args.gate) as stub:
-        response = await rpc(stub.RequestOverride(request, metadata=metadata, timeout=args.timeout))
+    async with gate(args) as stub:
+        response = await rpc(stub.RequestOverride(request, timeout=args.timeout))
     reasons = sorted({r.strip().upper().removeprefix("BLOCK_REASON_CODE_") for r in args.reason})
     document = {
         "token": response.token.token,
@@ -192,12 +180,10 @@ async def override_show(args: argparse.Namespace) -> int:
     hashed = args.token_hash or (token_hash(args.token) if args.token else "")
     if not hashed:
         raise CliExit(USAGE, "give --token-hash (or --token, hashed locally)")
-    metadata = _admin_metadata(args)
-    async with gate(args.gate) as stub:
+    async with gate(args) as stub:
         info = await rpc(
             stub.DescribeOverride(
                 gate_pb2.DescribeOverrideRequest(token_hash=hashed),
-                metadata=metadata,
                 timeout=args.timeout,
             )
         )
@@ -236,9 +222,8 @@ async def override_show(args: argparse.Namespace) -> int:
 async def audit_tail(args: argparse.Namespace) -> int:
     """`gatectl audit tail`: the newest audit rows."""
     request = gate_pb2.ListAuditRequest(limit=args.limit, release=args.release or "")
-    metadata = _admin_metadata(args)
-    async with gate(args.gate) as stub:
-        page = await rpc(stub.ListAudit(request, timeout=args.timeout, metadata=metadata))
+    async with gate(args) as stub:
+        page = await rpc(stub.ListAudit(request, timeout=args.timeout))
     entries = [render.audit_entry_dict(e) for e in page.entries]
     text = render.table(render.AUDIT_HEADERS, render.audit_rows(entries))
     _emit({"entries": entries, "next_cursor": page.next_cursor}, text, args.json)
@@ -267,14 +252,12 @@ async def audit_verify(args: argparse.Namespace) -> int:
     """`gatectl audit verify`: exit 0 intact, 2 when any row fails its hash."""
     entries: list[gate_pb2.AuditEntry] = []
     cursor = ""
-    metadata = _admin_metadata(args)
-    async with gate(args.gate) as stub:
+    async with gate(args) as stub:
         while True:
             page = await rpc(
                 stub.ListAudit(
                     gate_pb2.ListAuditRequest(limit=args.page_size, cursor=cursor),
                     timeout=args.timeout,
-                    metadata=metadata,
                 )
             )
             entries.extend(page.entries)
@@ -301,11 +284,8 @@ async def audit_verify(args: argparse.Namespace) -> int:
 async def watch(args: argparse.Namespace) -> int:
     """`gatectl watch`: print live decisions until the stream ends or --count is reached."""
     seen = 0
-    metadata = _admin_metadata(args)
-    async with gate(args.gate) as stub:
-        call = stub.WatchDecisions(
-            gate_pb2.WatchDecisionsRequest(release=args.release or ""), metadata=metadata
-        )
+    async with gate(args) as stub:
+        call = stub.WatchDecisions(gate_pb2.WatchDecisionsRequest(release=args.release or ""))
         try:
             await rpc(call.initial_metadata())
             print(

@@ -45,7 +45,7 @@ async def _rolled_out(args: argparse.Namespace) -> bool:
 async def _ask(args: argparse.Namespace, request: gate_pb2.PreflightRequest) -> int | None:
     """The verdict's exit code, or None when the gate could not be asked."""
     try:
-        async with gate(args.gate) as stub:
+        async with gate(args) as stub:
             result = await rpc(stub.Preflight(request, timeout=args.timeout))
     except CliExit as exc:
         if exc.code != UNAVAILABLE:

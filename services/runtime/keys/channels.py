@@ -52,10 +52,16 @@ class _StreamKey(grpc.aio.UnaryStreamClientInterceptor):
         return await continuation(_with_metadata(client_call_details, self._metadata), request)
 
 
+def keyed_channel(
+    address: str, metadata: Metadata, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """An insecure channel whose every call carries `metadata` (a key, or nothing)."""
+    interceptors = [_UnaryKey(metadata), _StreamKey(metadata)] if metadata else None
+    return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)
+
+
 def service_channel(
     address: str, config: AppConfig, options: Sequence[tuple[str, Any]] = ()
 ) -> grpc.aio.Channel:
-    """An insecure loopback/cluster channel whose calls present this service's key."""
-    metadata = service_metadata(config)
-    interceptors = [_UnaryKey(metadata), _StreamKey(metadata)] if metadata else None
-    return grpc.aio.insecure_channel(address, options=list(options), interceptors=interceptors)
+    """A channel to another service whose calls present this service's key."""
+    return keyed_channel(address, service_metadata(config), options)
