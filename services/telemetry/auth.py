@@ -1,25 +1,48 @@
-"""Admin credential check of the telemetry service (one function, constant-time compare).
+"""Who may call which telemetry operation: one table over the shared key store.
 
-For now the only admin key is `config.dev_admin_key`; a key store replaces it
-in a later issue without changing callers.
+Event and preflight writes come only from other ptf-admin services (a `service`
+key): a forged event could otherwise move the gate's verdict. Business reads
+(run summary, system health) are open to admins and services across tenants
+and to a tenant key within its own tenants. Both adapters ask this module, so
+HTTP and gRPC agree.
 """
 
 from __future__ import annotations
 
-import hmac
+from collections.abc import Mapping
+from enum import StrEnum
+from types import MappingProxyType
 
-from services.runtime.config import AppConfig
-from services.runtime.errors import Unauthenticated
-
-ADMIN_KEY_HEADER = "X-Admin-Key"
-ADMIN_KEY_METADATA = "x-admin-key"
+from services.runtime.keys import Access, Principal, Role
 
 
-def require_admin(presented: str | None, config: AppConfig) -> None:
-    """Raise `Unauthenticated` unless `presented` is the admin key (compared in constant time)."""
-    if not presented:
-        raise Unauthenticated("ADMIN_KEY_REQUIRED", f"send the admin key in {ADMIN_KEY_HEADER}")
-    expected = config.dev_admin_key
-    matches = hmac.compare_digest(presented.encode("utf-8"), expected.encode("utf-8"))
-    if not expected or not matches:
-        raise Unauthenticated("ADMIN_KEY_INVALID", "the admin key is not valid")
+class Operation(StrEnum):
+    RECORD_EVENTS = "record_events"
+    RECORD_PREFLIGHTS = "record_preflights"
+    RUN_SUMMARY = "run_summary"
+    SYSTEM_HEALTH = "system_health"
+
+
+_SERVICES = frozenset({Role.SERVICE})
+_READERS = frozenset({Role.ADMIN, Role.SERVICE, Role.TENANT})
+
+PERMISSIONS: Mapping[Operation, frozenset[Role]] = MappingProxyType(
+    {
+        Operation.RECORD_EVENTS: _SERVICES,
+        Operation.RECORD_PREFLIGHTS: _SERVICES,
+        Operation.RUN_SUMMARY: _READERS,
+        Operation.SYSTEM_HEALTH: _READERS,
+    }
+)
+
+
+class TelemetryAccess:
+    """The credential check of every telemetry route and RPC."""
+
+    def __init__(self, access: Access) -> None:
+        self._access = access
+
+    async def authorize(self, operation: Operation, presented: str | None) -> Principal:
+        """The caller, before any parameter is read: 401/403 otherwise. Reads then pass
+        their tenant filter through `scoped_tenant`, so a tenant key stays in its tenants."""
+        return await self._access.authorize(presented, PERMISSIONS[operation])

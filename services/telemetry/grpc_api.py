@@ -9,9 +9,10 @@ import grpc
 from ptf.common.v1 import common_pb2
 from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
+from services.runtime.keys import key_from_metadata, scoped_tenant
 from services.telemetry import convert
 from services.telemetry.app import Telemetry
-from services.telemetry.auth import ADMIN_KEY_METADATA, require_admin
+from services.telemetry.auth import Operation, TelemetryAccess
 from services.telemetry.domain.events import parse_tenant_filter
 from services.telemetry.domain.window import TimeWindow, resolve_window
 from services.telemetry.errors import domain_errors
@@ -19,18 +20,16 @@ from services.telemetry.errors import domain_errors
 Context = grpc.aio.ServicerContext[Any, Any]
 
 
-def _metadata(context: Context, key: str) -> str | None:
-    for name, value in context.invocation_metadata() or ():
-        if name == key and isinstance(value, str):
-            return value
-    return None
+def _key(context: Context) -> str | None:
+    return key_from_metadata(context.invocation_metadata())
 
 
 class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     """Each method: parse and validate, call `Telemetry`, map the result."""
 
-    def __init__(self, telemetry: Telemetry) -> None:
+    def __init__(self, telemetry: Telemetry, access: TelemetryAccess) -> None:
         self._telemetry = telemetry
+        self._access = access
 
     def _window(self, period: common_pb2.TimeWindow, present: bool) -> TimeWindow:
         since, until = convert.window_bounds(period, present)
@@ -40,6 +39,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     async def RecordEvents(
         self, request: telemetry_pb2.RecordEventsRequest, context: Context
     ) -> telemetry_pb2.RecordEventsResponse:
+        await self._access.authorize(Operation.RECORD_EVENTS, _key(context))
         raws = [convert.raw_event(event) for event in request.events]
         with domain_errors():
             outcome = await self._telemetry.record_events(raws)
@@ -60,6 +60,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     async def RecordPreflight(
         self, request: telemetry_pb2.RecordPreflightRequest, context: Context
     ) -> telemetry_pb2.RecordPreflightResponse:
+        await self._access.authorize(Operation.RECORD_PREFLIGHTS, _key(context))
         with domain_errors():
             metric = convert.preflight_metric(request, self._telemetry.now())
         generation = await self._telemetry.record_preflights([metric])
@@ -68,6 +69,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     async def RecordPreflights(
         self, request: telemetry_pb2.RecordPreflightsRequest, context: Context
     ) -> telemetry_pb2.RecordPreflightResponse:
+        await self._access.authorize(Operation.RECORD_PREFLIGHTS, _key(context))
         with domain_errors():
             metrics = convert.preflight_metrics(request, self._telemetry.now())
         generation = await self._telemetry.record_preflights(metrics)
@@ -76,17 +78,18 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
     async def GetRunSummary(
         self, request: telemetry_pb2.GetRunSummaryRequest, context: Context
     ) -> telemetry_pb2.RunSummary:
+        caller = await self._access.authorize(Operation.RUN_SUMMARY, _key(context))
+        tenant = scoped_tenant(caller, _tenant_filter(request.tenant_id))
         window = self._window(request.period, request.HasField("period"))
-        tenant = _tenant_filter(request.tenant_id)
         summary = await self._telemetry.run_summary(window, tenant)
         return convert.run_summary(summary)
 
     async def GetSystemHealth(
         self, request: telemetry_pb2.GetSystemHealthRequest, context: Context
     ) -> telemetry_pb2.SystemHealthReport:
-        require_admin(_metadata(context, ADMIN_KEY_METADATA), self._telemetry.config)
+        caller = await self._access.authorize(Operation.SYSTEM_HEALTH, _key(context))
+        tenant = scoped_tenant(caller, _tenant_filter(request.tenant_id))
         window = self._window(request.period, request.HasField("period"))
-        tenant = _tenant_filter(request.tenant_id)
         report = await self._telemetry.system_health(window, tenant)
         return telemetry_pb2.SystemHealthReport(
             report_json=json.dumps(report.to_json(), sort_keys=True)

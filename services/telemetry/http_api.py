@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from aiohttp import web
 
 from services.runtime.errors import InvalidInput
+from services.runtime.keys import key_from_headers, scoped_tenant
 from services.telemetry.app import Telemetry
-from services.telemetry.auth import ADMIN_KEY_HEADER, require_admin
+from services.telemetry.auth import Operation, TelemetryAccess
 from services.telemetry.domain.events import parse_tenant_filter
 from services.telemetry.domain.window import TimeWindow, parse_instant, resolve_window
 from services.telemetry.errors import domain_errors
@@ -36,8 +37,9 @@ def query_params(request: web.Request, allowed: frozenset[str]) -> Mapping[str, 
 class TelemetryRoutes:
     """Route handlers bound to one `Telemetry`."""
 
-    def __init__(self, telemetry: Telemetry) -> None:
+    def __init__(self, telemetry: Telemetry, access: TelemetryAccess) -> None:
         self._telemetry = telemetry
+        self._access = access
 
     def routes(self) -> list[web.RouteDef]:
         return [
@@ -45,7 +47,13 @@ class TelemetryRoutes:
             web.get("/admin/system-health", self.system_health),
         ]
 
-    def _window_and_tenant(self, request: web.Request) -> tuple[TimeWindow, str | None]:
+    async def _window_and_tenant(
+        self, request: web.Request, operation: Operation
+    ) -> tuple[TimeWindow, str | None]:
+        """The query's window and the tenant filter the caller's key allows.
+
+        The key is checked before any parameter is read."""
+        caller = await self._access.authorize(operation, key_from_headers(request.headers))
         params = query_params(request, _WINDOW_PARAMS)
         now = self._telemetry.now()
         with domain_errors():
@@ -55,17 +63,16 @@ class TelemetryRoutes:
             )
             window = resolve_window(since, until, now=now)
             tenant = parse_tenant_filter(params.get("tenant_id"))
-        return window, tenant
+        return window, scoped_tenant(caller, tenant)
 
     async def run_summary(self, request: web.Request) -> web.Response:
         """`GET /run-summary?since=&until=&tenant_id=`: docs/seeds/002.txt §6.1 document."""
-        window, tenant = self._window_and_tenant(request)
+        window, tenant = await self._window_and_tenant(request, Operation.RUN_SUMMARY)
         summary = await self._telemetry.run_summary(window, tenant)
         return web.json_response(summary.to_json())
 
     async def system_health(self, request: web.Request) -> web.Response:
-        """`GET /admin/system-health?tenant_id=&since=&until=` (admin key required)."""
-        require_admin(request.headers.get(ADMIN_KEY_HEADER), self._telemetry.config)
-        window, tenant = self._window_and_tenant(request)
+        """`GET /admin/system-health?tenant_id=&since=&until=`."""
+        window, tenant = await self._window_and_tenant(request, Operation.SYSTEM_HEALTH)
         report = await self._telemetry.system_health(window, tenant)
         return web.json_response(report.to_json())

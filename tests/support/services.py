@@ -21,6 +21,7 @@ class ServiceHandle:
     running: RunningService
     channel: grpc.aio.Channel  # presents no key
     admin_channel: grpc.aio.Channel  # presents the dev admin key of `config`
+    service_channel: grpc.aio.Channel  # presents the dev service key of `config`
     http: aiohttp.ClientSession
 
     @property
@@ -52,8 +53,15 @@ async def running_service(
         async with (
             grpc.aio.insecure_channel(running.grpc_target) as channel,
             keyed_channel(running.grpc_target, (("x-admin-key", config.dev_admin_key),)) as admin,
+            keyed_channel(running.grpc_target, (("x-api-key", config.dev_service_key),)) as service,
             aiohttp.ClientSession(base_url=running.http_base) as http,
         ):
-            yield ServiceHandle(running=running, channel=channel, admin_channel=admin, http=http)
+            yield ServiceHandle(
+                running=running,
+                channel=channel,
+                admin_channel=admin,
+                service_channel=service,
+                http=http,
+            )
     finally:
         await running.shutdown()

@@ -183,6 +183,10 @@ def gate_decision(
     }
 
 
+# The dev service key every test stack seeds: what the gate presents for its signal reads.
+SERVICE_HEADERS = {"X-API-Key": "dev-service-key"}
+
+
 def stub(channel: grpc.aio.Channel) -> telemetry_pb2_grpc.TelemetryServiceStub:
     return telemetry_pb2_grpc.TelemetryServiceStub(channel)
 

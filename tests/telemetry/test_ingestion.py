@@ -37,7 +37,7 @@ async def test_valid_batch_is_stored_and_counted_as_accepted(
         event("INVOICE_PROCESSED", tenant, invoice(), slot.at(1)),
         event("INCIDENT_CREATED", tenant, incident(), slot.at(2)),
     ]
-    response = await record(telemetry.channel, events)
+    response = await record(telemetry.service_channel, events)
     assert (response.accepted, response.duplicates, list(response.rejected)) == (2, 0, [])
     assert await _stored(pg, tenant) == 2
 
@@ -47,8 +47,8 @@ async def test_same_batch_twice_is_stored_once(
 ) -> None:
     tenant = new_tenant()
     events = [event("INVOICE_PROCESSED", tenant, invoice(), slot.at(i)) for i in range(3)]
-    await record(telemetry.channel, events)
-    again = await record(telemetry.channel, events)
+    await record(telemetry.service_channel, events)
+    again = await record(telemetry.service_channel, events)
     assert (again.accepted, again.duplicates) == (0, 3)
     assert await _stored(pg, tenant) == 3
 
@@ -59,7 +59,7 @@ async def test_duplicate_id_inside_one_batch_is_stored_once(
     tenant = new_tenant()
     event_id = str(uuid.uuid4())
     same = event("INVOICE_PROCESSED", tenant, invoice(), slot.at(1), event_id=event_id)
-    response = await record(telemetry.channel, [same, same])
+    response = await record(telemetry.service_channel, [same, same])
     assert (response.accepted, response.duplicates) == (1, 1)
     assert await _stored(pg, tenant) == 1
 
@@ -74,7 +74,7 @@ async def test_bad_event_is_rejected_with_its_index_and_good_ones_are_kept(
         event("INVOICE_PROCESSED", tenant, bad, slot.at(2)),
         event("INVOICE_PROCESSED", tenant, invoice(), slot.at(3)),
     ]
-    response = await record(telemetry.channel, events)
+    response = await record(telemetry.service_channel, events)
     assert response.accepted == 2
     assert [(r.index, r.error.error_code, r.error.field) for r in response.rejected] == [
         (1, "INVALID_FIELD", "payload.quality_grade")
@@ -109,7 +109,7 @@ async def test_malformed_event_is_rejected_with_a_stable_code_and_not_stored(
     message = event("INVOICE_PROCESSED", tenant, invoice(), slot.at(1))
     for name, value in change.items():
         setattr(message, name, value)
-    response = await record(telemetry.channel, [message])
+    response = await record(telemetry.service_channel, [message])
     assert response.accepted == 0
     assert [(r.index, r.error.error_code, r.error.field) for r in response.rejected] == [
         (0, code, field)
@@ -123,7 +123,7 @@ async def test_event_without_occurred_at_is_rejected(
     tenant = new_tenant()
     message = event("INVOICE_PROCESSED", tenant, invoice(), slot.at(1))
     message.ClearField("occurred_at")
-    response = await record(telemetry.channel, [message])
+    response = await record(telemetry.service_channel, [message])
     assert [r.error.error_code for r in response.rejected] == ["MISSING_OCCURRED_AT"]
     assert await _stored(pg, tenant) == 0
 
@@ -134,7 +134,7 @@ async def test_event_from_the_future_is_rejected(
     tenant = new_tenant()
     future = datetime.now(UTC) + timedelta(days=1)
     response = await record(
-        telemetry.channel, [event("INVOICE_PROCESSED", tenant, invoice(), future)]
+        telemetry.service_channel, [event("INVOICE_PROCESSED", tenant, invoice(), future)]
     )
     assert [r.error.error_code for r in response.rejected] == ["OCCURRED_AT_IN_FUTURE"]
     assert await _stored(pg, tenant) == 0
@@ -144,7 +144,7 @@ async def test_system_wide_event_may_have_no_tenant(
     telemetry: ServiceHandle, pg: asyncpg.Pool, slot: Slot
 ) -> None:
     message = event("QUEUE_SAMPLE", "", queue_sample(3), slot.at(1))
-    response = await record(telemetry.channel, [message])
+    response = await record(telemetry.service_channel, [message])
     assert response.accepted == 1
     row = await pg.fetchrow(
         "SELECT tenant_id, payload FROM telemetry_events WHERE event_id = $1",
@@ -163,7 +163,7 @@ async def test_batch_over_the_limit_is_refused_whole(
         for _ in range(MAX_BATCH_EVENTS + 1)
     ]
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await record(telemetry.channel, events)
+        await record(telemetry.service_channel, events)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert dict(caught.value.trailing_metadata() or ())[ERROR_CODE_METADATA] == "BATCH_TOO_LARGE"
     assert await _stored(pg, tenant) == 0
@@ -178,13 +178,13 @@ async def test_oversized_request_is_refused_before_anything_is_written(
     request_size = telemetry_pb2.RecordEventsRequest(events=events).ByteSize()
     assert request_size > 4 * 1024 * 1024
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await record(telemetry.channel, events)
+        await record(telemetry.service_channel, events)
     assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert await _stored(pg, tenant) == 0
 
 
 async def test_empty_batch_is_a_no_op(telemetry: ServiceHandle) -> None:
-    response = await record(telemetry.channel, [])
+    response = await record(telemetry.service_channel, [])
     assert (response.accepted, response.duplicates, len(response.rejected)) == (0, 0, 0)
 
 
@@ -193,7 +193,7 @@ async def test_stored_payload_keeps_contract_fields_only(
 ) -> None:
     tenant = new_tenant()
     message = event("QUEUE_SAMPLE", tenant, {**queue_sample(4), "extra": "x"}, slot.at(0))
-    await record(telemetry.channel, [message])
+    await record(telemetry.service_channel, [message])
     payload = await pg.fetchval(
         "SELECT payload::text FROM telemetry_events WHERE event_id = $1",
         uuid.UUID(message.event_id),
@@ -207,7 +207,7 @@ async def test_occurred_at_is_stored_as_sent(
     tenant = new_tenant()
     message = event("QUEUE_SAMPLE", tenant, queue_sample(1), slot.at(7))
     message.occurred_at.CopyFrom(timestamp(slot.at(7)))
-    await record(telemetry.channel, [message])
+    await record(telemetry.service_channel, [message])
     stored = await pg.fetchval(
         "SELECT occurred_at FROM telemetry_events WHERE event_id = $1",
         uuid.UUID(message.event_id),

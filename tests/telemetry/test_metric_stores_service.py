@@ -70,7 +70,7 @@ async def _record_decisions(svc: ServiceHandle, slot: Slot) -> list[telemetry_pb
         ),
         event("GATE_DECISION", "", gate_decision(False, audit_write_failed=True), slot.at(3)),
     ]
-    response = await record(svc.channel, events)
+    response = await record(svc.service_channel, events)
     assert response.accepted == 3
     return events
 
@@ -79,7 +79,9 @@ async def test_record_preflight_persists_the_run_in_the_metrics_dir(
     telemetry: ServiceHandle,
 ) -> None:
     when = datetime(2026, 1, 17, 16, 0, tzinfo=UTC)
-    response = await stub(telemetry.channel).RecordPreflight(_preflight(timestamp=timestamp(when)))
+    response = await stub(telemetry.service_channel).RecordPreflight(
+        _preflight(timestamp=timestamp(when))
+    )
     assert response.store_generation == 1
     saved = json.loads((Path(telemetry.config.metrics_dir) / "preflight_metrics.json").read_text())
     assert saved["verdict_counts"]["release_block"] == 1
@@ -106,7 +108,7 @@ async def test_malformed_preflight_is_invalid_argument_and_nothing_is_saved(
     telemetry: ServiceHandle, changes: dict[str, object], code: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub(telemetry.channel).RecordPreflight(_preflight(**changes))
+        await stub(telemetry.service_channel).RecordPreflight(_preflight(**changes))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert dict(caught.value.trailing_metadata() or ())[ERROR_CODE_METADATA] == code
     assert not (Path(telemetry.config.metrics_dir) / "preflight_metrics.json").exists()
@@ -116,7 +118,9 @@ async def test_a_batch_of_preflight_runs_is_persisted_together(
     telemetry: ServiceHandle,
 ) -> None:
     runs = [_preflight(), _preflight(verdict=telemetry_pb2.VERDICT_RELEASE_OK, exit_code=0)] * 3
-    await stub(telemetry.channel).RecordPreflights(telemetry_pb2.RecordPreflightsRequest(runs=runs))
+    await stub(telemetry.service_channel).RecordPreflights(
+        telemetry_pb2.RecordPreflightsRequest(runs=runs)
+    )
     saved = json.loads((Path(telemetry.config.metrics_dir) / "preflight_metrics.json").read_text())
     assert saved["verdict_counts"]["release_block"] == 3
     assert saved["verdict_counts"]["release_ok"] == 3
@@ -128,7 +132,7 @@ async def test_a_batch_with_one_malformed_run_is_refused_whole_naming_it(
 ) -> None:
     runs = [_preflight(), _preflight(duration_ms=math.inf)]
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub(telemetry.channel).RecordPreflights(
+        await stub(telemetry.service_channel).RecordPreflights(
             telemetry_pb2.RecordPreflightsRequest(runs=runs)
         )
     trailers = dict(caught.value.trailing_metadata() or ())
@@ -143,7 +147,7 @@ async def test_a_batch_with_one_malformed_run_is_refused_whole_naming_it(
 async def test_an_oversized_batch_of_preflight_runs_is_refused(telemetry: ServiceHandle) -> None:
     runs = [_preflight()] * 1001
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub(telemetry.channel).RecordPreflights(
+        await stub(telemetry.service_channel).RecordPreflights(
             telemetry_pb2.RecordPreflightsRequest(runs=runs)
         )
     assert dict(caught.value.trailing_metadata() or ())[ERROR_CODE_METADATA] == "BATCH_TOO_LARGE"
@@ -153,7 +157,7 @@ async def test_gate_decision_events_are_counted_once_in_the_gate_store(
     telemetry: ServiceHandle, slot: Slot
 ) -> None:
     events = await _record_decisions(telemetry, slot)
-    again = await record(telemetry.channel, events)
+    again = await record(telemetry.service_channel, events)
     assert again.duplicates == 3
     saved = json.loads((Path(telemetry.config.metrics_dir) / "gate_metrics.json").read_text())
     assert saved["decision_counts"] == {"ALLOW": 1, "DENY": 2}
@@ -167,7 +171,7 @@ async def test_metrics_scrape_uses_the_seed_names_with_every_label(
     telemetry: ServiceHandle, slot: Slot
 ) -> None:
     await _record_decisions(telemetry, slot)
-    await stub(telemetry.channel).RecordPreflight(_preflight())
+    await stub(telemetry.service_channel).RecordPreflight(_preflight())
     scraped = await _scrape(telemetry)
     names = {name for name, _ in scraped}
     assert set(PREFLIGHT_NAMES) <= names
@@ -192,7 +196,7 @@ async def test_totals_survive_a_restart_on_the_same_metrics_dir(
     env = {"PTF_METRICS_DIR": str(tmp_path / "metrics")}
     async with start_service(DEFINITION, **env) as first:
         await _record_decisions(first, slot)
-        await stub(first.channel).RecordPreflight(_preflight())
+        await stub(first.service_channel).RecordPreflight(_preflight())
         before = await _scrape(first)
     async with start_service(DEFINITION, **env) as second:
         after = await _scrape(second)
@@ -211,7 +215,7 @@ async def test_unwritable_metrics_dir_counts_a_write_failure_and_the_rpc_succeed
     blocker = tmp_path / "metrics"
     blocker.write_text("not a directory")
     async with start_service(DEFINITION, PTF_METRICS_DIR=str(blocker)) as svc:
-        response = await stub(svc.channel).RecordPreflight(_preflight())
+        response = await stub(svc.service_channel).RecordPreflight(_preflight())
         scraped = await _scrape(svc)
     assert response.store_generation == 0
     assert scraped[("release_preflight_metric_write_failures_total", ())] == 1

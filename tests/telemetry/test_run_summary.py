@@ -16,6 +16,7 @@ from ptf.telemetry.v1 import telemetry_pb2
 from services.runtime.errors import ERROR_CODE_METADATA
 from tests.support.services import ServiceHandle
 from tests.telemetry.factories import (
+    SERVICE_HEADERS,
     Slot,
     event,
     feedback,
@@ -93,14 +94,14 @@ def seed_example_events(tenant: str, slot: Slot) -> list[telemetry_pb2.Event]:
 
 
 async def _summary_json(svc: ServiceHandle, params: dict[str, str]) -> dict[str, Any]:
-    async with svc.http.get("/run-summary", params=params) as response:
+    async with svc.http.get("/run-summary", params=params, headers=SERVICE_HEADERS) as response:
         assert response.status == 200, await response.text()
         body: dict[str, Any] = await response.json()
         return body
 
 
 async def _http_error(svc: ServiceHandle, params: dict[str, str]) -> tuple[int, dict[str, Any]]:
-    async with svc.http.get("/run-summary", params=params) as response:
+    async with svc.http.get("/run-summary", params=params, headers=SERVICE_HEADERS) as response:
         return response.status, await response.json()
 
 
@@ -108,7 +109,7 @@ async def test_http_summary_reproduces_the_seed_example_counts_and_rates(
     telemetry: ServiceHandle, slot: Slot
 ) -> None:
     tenant = new_tenant()
-    await record_all(telemetry.channel, seed_example_events(tenant, slot))
+    await record_all(telemetry.service_channel, seed_example_events(tenant, slot))
     summary = await _summary_json(telemetry, slot.query(tenant_id=tenant))
     assert summary["counts"] == {
         "total_invoices": 150,
@@ -139,7 +140,7 @@ async def test_http_summary_validates_against_the_repository_schema(
     telemetry: ServiceHandle, slot: Slot
 ) -> None:
     tenant = new_tenant()
-    await record_all(telemetry.channel, seed_example_events(tenant, slot))
+    await record_all(telemetry.service_channel, seed_example_events(tenant, slot))
     summary = await _summary_json(telemetry, slot.query(tenant_id=tenant))
     jsonschema.validate(summary, SCHEMA, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
 
@@ -180,7 +181,7 @@ async def test_percentiles_are_continuous_percentiles_of_pipeline_total_ms(
         )
         for ms in range(1, 101)
     ]
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     latency = (await _summary_json(telemetry, slot.query(tenant_id=tenant)))["latency"]
     assert latency["pipeline_total_ms"] == pytest.approx({"p50": 50.5, "p95": 95.05, "p99": 99.01})
     assert latency["extraction_ms"] == pytest.approx({"p50": 2.75, "p95": 4.775, "p99": 4.955})
@@ -196,7 +197,7 @@ async def test_tenant_summary_counts_that_tenant_and_system_wide_events_only(
         event("HTTP_REQUEST", "", http_request(503), slot.at(3)),
         event("HTTP_REQUEST", other, http_request(500), slot.at(4)),
     ]
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     summary = await _summary_json(telemetry, slot.query(tenant_id=mine))
     assert summary["counts"]["total_invoices"] == 1
     assert summary["errors"]["by_code"] == {"503": 1}
@@ -214,7 +215,7 @@ async def test_events_outside_the_window_are_not_counted(
         event("INVOICE_PROCESSED", tenant, invoice(), slot.at(0)),
         event("INVOICE_PROCESSED", tenant, invoice(), slot.end),
     ]
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     summary = await _summary_json(telemetry, slot.query(tenant_id=tenant))
     assert summary["counts"]["total_invoices"] == 1
 
@@ -223,8 +224,8 @@ async def test_grpc_summary_carries_counts_rates_and_request_totals(
     telemetry: ServiceHandle, slot: Slot
 ) -> None:
     tenant = new_tenant()
-    await record_all(telemetry.channel, seed_example_events(tenant, slot))
-    summary = await stub(telemetry.channel).GetRunSummary(
+    await record_all(telemetry.service_channel, seed_example_events(tenant, slot))
+    summary = await stub(telemetry.service_channel).GetRunSummary(
         telemetry_pb2.GetRunSummaryRequest(period=slot.proto_window(), tenant_id=tenant)
     )
     assert summary.counts.total_invoices == 150
@@ -237,7 +238,7 @@ async def test_grpc_summary_carries_counts_rates_and_request_totals(
 async def test_grpc_summary_leaves_undefined_rates_unset(
     telemetry: ServiceHandle, slot: Slot
 ) -> None:
-    summary = await stub(telemetry.channel).GetRunSummary(
+    summary = await stub(telemetry.service_channel).GetRunSummary(
         telemetry_pb2.GetRunSummaryRequest(period=slot.proto_window(), tenant_id=new_tenant())
     )
     for name in ("mismatch_rate", "s1_rate", "ocr_suspect_rate", "feedback_coverage"):
@@ -267,7 +268,9 @@ async def test_bad_summary_query_is_a_400_with_a_stable_code(
 
 
 async def test_repeated_query_parameter_is_a_400(telemetry: ServiceHandle) -> None:
-    async with telemetry.http.get("/run-summary?since=1h&since=2h") as response:
+    async with telemetry.http.get(
+        "/run-summary?since=1h&since=2h", headers=SERVICE_HEADERS
+    ) as response:
         assert response.status == 400
         assert (await response.json())["error_code"] == "REPEATED_PARAMETER"
 
@@ -299,7 +302,7 @@ async def test_bad_grpc_summary_request_is_invalid_argument(
     telemetry: ServiceHandle, request_: telemetry_pb2.GetRunSummaryRequest, code: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub(telemetry.channel).GetRunSummary(request_)
+        await stub(telemetry.service_channel).GetRunSummary(request_)
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert dict(caught.value.trailing_metadata() or ())[ERROR_CODE_METADATA] == code
 
@@ -307,7 +310,7 @@ async def test_bad_grpc_summary_request_is_invalid_argument(
 async def test_grpc_summary_without_period_covers_the_last_24_hours(
     telemetry: ServiceHandle,
 ) -> None:
-    summary = await stub(telemetry.channel).GetRunSummary(
+    summary = await stub(telemetry.service_channel).GetRunSummary(
         telemetry_pb2.GetRunSummaryRequest(tenant_id=new_tenant())
     )
     span = summary.period.end.ToDatetime() - summary.period.start.ToDatetime()

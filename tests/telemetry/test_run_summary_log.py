@@ -66,7 +66,9 @@ async def test_periodic_summary_logs_one_line_per_tenant_at_period_end(
     definition = create_definition(summary_period=timedelta(seconds=1))
     async with start_service(definition, PTF_METRICS_DIR=str(tmp_path)) as svc:
         at = _next_full_second_plus(2.5)
-        response = await record(svc.channel, [event("INVOICE_PROCESSED", tenant, invoice(), at)])
+        response = await record(
+            svc.service_channel, [event("INVOICE_PROCESSED", tenant, invoice(), at)]
+        )
         assert response.accepted == 1
         records = await eventually(_probe(caplog, tenant), within=15)
     line = records[0]
@@ -96,7 +98,7 @@ async def test_two_replicas_log_each_period_once(
             event("INVOICE_PROCESSED", tenant, invoice(), _next_full_second_plus(s))
             for s in (2.5, 3.5)
         ]
-        await record(first.channel, events)
+        await record(first.service_channel, events)
 
         async def both_periods_logged() -> bool:
             return len({r.period["end"] for r in _summary_records(caplog, tenant)}) >= 2  # type: ignore[attr-defined]
@@ -125,7 +127,7 @@ async def test_cli_summary_prints_one_run_summary_json_line(
     tenant = new_tenant()
     async with start_service(create_definition(), PTF_METRICS_DIR=str(tmp_path)) as svc:
         at = datetime.now(UTC) - timedelta(hours=1)
-        await record(svc.channel, [event("INVOICE_PROCESSED", tenant, invoice(), at)])
+        await record(svc.service_channel, [event("INVOICE_PROCESSED", tenant, invoice(), at)])
     result = _cli("summary", "--since", "24h", "--tenant-id", tenant, DATABASE_URL=database_url)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()

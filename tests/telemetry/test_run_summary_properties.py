@@ -20,6 +20,7 @@ from ptf.telemetry.v1 import telemetry_pb2
 
 from tests.support.services import ServiceHandle
 from tests.telemetry.factories import (
+    SERVICE_HEADERS,
     Slot,
     TimeSlots,
     event,
@@ -184,11 +185,13 @@ async def test_summary_equals_a_direct_count_over_the_recorded_events(
 ) -> None:
     tenant, slot = new_tenant(), time_slots.next()
     events = [_event(spec, tenant, slot) for spec in specs]
-    response = await record(telemetry.channel, events)
+    response = await record(telemetry.service_channel, events)
     assert response.accepted == len(events)
     if replay:
-        assert (await record(telemetry.channel, events)).duplicates == len(events)
-    async with telemetry.http.get("/run-summary", params=slot.query(tenant_id=tenant)) as reply:
+        assert (await record(telemetry.service_channel, events)).duplicates == len(events)
+    async with telemetry.http.get(
+        "/run-summary", params=slot.query(tenant_id=tenant), headers=SERVICE_HEADERS
+    ) as reply:
         summary = await reply.json()
     expected = model(specs, events)
     actual = {key: summary[key] for key in expected}

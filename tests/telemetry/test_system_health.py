@@ -40,10 +40,10 @@ def _buckets(report: dict[str, Any]) -> dict[str, int]:
 
 @pytest.mark.parametrize(
     ("headers", "code"),
-    [({}, "ADMIN_KEY_REQUIRED"), ({"X-Admin-Key": "dev-admin-kez"}, "ADMIN_KEY_INVALID")],
+    [({}, "MISSING_API_KEY"), ({"X-Admin-Key": "dev-admin-kez"}, "INVALID_API_KEY")],
     ids=["missing", "wrong"],
 )
-async def test_http_report_without_valid_admin_key_is_401(
+async def test_http_report_without_a_valid_key_is_401(
     telemetry: ServiceHandle, headers: dict[str, str], code: str
 ) -> None:
     async with telemetry.http.get("/admin/system-health", headers=headers) as response:
@@ -53,10 +53,10 @@ async def test_http_report_without_valid_admin_key_is_401(
 
 @pytest.mark.parametrize(
     ("metadata", "code"),
-    [((), "ADMIN_KEY_REQUIRED"), ((("x-admin-key", "nope"),), "ADMIN_KEY_INVALID")],
+    [((), "MISSING_API_KEY"), ((("x-admin-key", "nope"),), "INVALID_API_KEY")],
     ids=["missing", "wrong"],
 )
-async def test_grpc_report_without_valid_admin_key_is_unauthenticated(
+async def test_grpc_report_without_a_valid_key_is_unauthenticated(
     telemetry: ServiceHandle, metadata: tuple[tuple[str, str], ...], code: str
 ) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as caught:
@@ -80,7 +80,7 @@ async def test_clean_run_has_zero_in_every_mismatch_bucket(
     tenant = new_tenant()
     events = [event("INVOICE_PROCESSED", tenant, invoice(), slot.at(i)) for i in range(30)]
     events.append(event("INVOICE_PROCESSED", tenant, invoice(accept_rounding=True), slot.at(31)))
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     report = await _report(telemetry, slot.query(tenant_id=tenant))
     assert set(_buckets(report).values()) == {0}
     assert report["mismatch_histogram"]["total"] == 0
@@ -95,7 +95,7 @@ async def test_mismatches_are_bucketed_at_edges_from_the_thresholds(
         event("INVOICE_PROCESSED", tenant, mismatch_invoice(r), slot.at(i))  # type: ignore[arg-type]
         for i, r in enumerate(ratios)
     ]
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     report = await _report(telemetry, slot.query(tenant_id=tenant))
     assert _buckets(report) == {"[0, 0.05)": 1, "[0.05, 0.2)": 2, "[0.2, 1)": 2, "[1, inf)": 1}
     assert report["mismatch_histogram"]["unknown_ratio"] == 1
@@ -116,7 +116,7 @@ async def test_primary_flag_and_action_class_distributions_count_incidents(
             slot.at(3),
         ),
     ]
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     report = await _report(telemetry, slot.query(tenant_id=tenant))
     assert report["primary_flag_distribution"] == {
         "INVOICE_TOTAL_MISMATCH": 2,
@@ -151,7 +151,7 @@ async def test_top_offenders_need_enough_invoices_and_rank_by_incident_rate(
         + _provider_events(tenant, slot, "beta", 25, 5, baseline=False)
         + _provider_events(tenant, slot, "gamma", 19, 19, baseline=False)
     )
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     report = await _report(telemetry, slot.query(tenant_id=tenant))
     assert [(o["provider"], o["incident_rate"]) for o in report["top_offenders"]] == [
         ("alpha", 0.5),
@@ -165,7 +165,7 @@ async def test_drift_alert_fires_when_a_rate_doubles_over_its_baseline(
     tenant = new_tenant()
     events = _provider_events(tenant, slot, "alpha", 100, 5, baseline=True)
     events += _provider_events(tenant, slot, "alpha", 40, 10, baseline=False)
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     report = await _report(telemetry, slot.query(tenant_id=tenant))
     alerts = {(a["provider"], a["metric"]): a for a in report["drift_alerts"]}
     assert set(alerts) == {("*", "incident_rate"), ("alpha", "incident_rate")}
@@ -183,7 +183,7 @@ async def test_no_drift_alert_below_the_minimum_sample(
     tenant = new_tenant()
     events = _provider_events(tenant, slot, "alpha", 100, 0, baseline=True)
     events += _provider_events(tenant, slot, "alpha", 19, 19, baseline=False)
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     report = await _report(telemetry, slot.query(tenant_id=tenant))
     assert report["drift_alerts"] == []
 
@@ -206,7 +206,7 @@ async def test_digest_alerts_and_5xx_count_follow_alert_thresholds(
         event("HTTP_REQUEST", tenant, http_request(500), slot.at(41)),
         event("HTTP_REQUEST", tenant, http_request(502), slot.at(42)),
     ]
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     report = await _report(telemetry, slot.query(tenant_id=tenant))
     assert [a["code"] for a in report["digest_alerts"]] == [
         "BUG_REPORT_RATE_HIGH",
@@ -227,7 +227,7 @@ async def test_digest_alerts_and_5xx_count_follow_alert_thresholds(
 async def test_quiet_run_raises_no_digest_alert(telemetry: ServiceHandle, slot: Slot) -> None:
     tenant = new_tenant()
     events = [event("INVOICE_PROCESSED", tenant, invoice(), slot.at(i)) for i in range(10)]
-    await record_all(telemetry.channel, events)
+    await record_all(telemetry.service_channel, events)
     report = await _report(telemetry, slot.query(tenant_id=tenant))
     assert report["digest_alerts"] == []
 
@@ -235,9 +235,9 @@ async def test_quiet_run_raises_no_digest_alert(telemetry: ServiceHandle, slot: 
 async def test_grpc_report_equals_the_http_report(telemetry: ServiceHandle, slot: Slot) -> None:
     tenant = new_tenant()
     await record_all(
-        telemetry.channel, _provider_events(tenant, slot, "alpha", 20, 3, baseline=False)
+        telemetry.service_channel, _provider_events(tenant, slot, "alpha", 20, 3, baseline=False)
     )
-    response = await stub(telemetry.channel).GetSystemHealth(
+    response = await stub(telemetry.service_channel).GetSystemHealth(
         telemetry_pb2.GetSystemHealthRequest(period=slot.proto_window(), tenant_id=tenant),
         metadata=(("x-admin-key", "dev-admin-key"),),
     )
@@ -271,7 +271,7 @@ async def test_bad_grpc_report_window_is_invalid_argument(
     request = telemetry_pb2.GetSystemHealthRequest(period=slot.proto_window())
     request.period.start.CopyFrom(request.period.end)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub(telemetry.channel).GetSystemHealth(
+        await stub(telemetry.service_channel).GetSystemHealth(
             request, metadata=(("x-admin-key", "dev-admin-key"),)
         )
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT

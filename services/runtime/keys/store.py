@@ -23,8 +23,8 @@ from pathlib import Path
 import asyncpg
 
 from services.runtime.config import AccessThresholds
-from services.runtime.db import MigrationSet
-from services.runtime.errors import InvalidInput
+from services.runtime.db import DATABASE_DOWN, MigrationSet
+from services.runtime.errors import InvalidInput, Unavailable
 from services.runtime.keys.principal import Principal, Role, validate_tenant_id
 
 log = logging.getLogger(__name__)
@@ -139,7 +139,10 @@ class KeyStore:
         self._cache: dict[str, tuple[Principal | None, float]] = {}
 
     async def lookup(self, raw_key: str) -> Principal | None:
-        """The principal of a raw key, or None when it is malformed, unknown, revoked or refused."""
+        """The principal of a raw key, or None when it is malformed, unknown, revoked or refused.
+
+        With the database down an uncached key is neither accepted nor refused:
+        503 KEY_STORE_UNAVAILABLE (fail closed, and the caller may retry)."""
         if not well_formed_key(raw_key):
             return None
         digest = hash_key(raw_key)
@@ -152,7 +155,14 @@ class KeyStore:
         cached = self._cache.get(digest)
         if cached is not None and cached[1] > now:
             return cached[0]
-        principal = await self._load(digest)
+        try:
+            principal = await self._load(digest)
+        except DATABASE_DOWN as exc:
+            raise Unavailable(
+                "KEY_STORE_UNAVAILABLE",
+                "API keys cannot be checked while the database is unreachable",
+                retry_after_seconds=5,
+            ) from exc
         if len(self._cache) >= self._limits.KEY_CACHE_MAX_ENTRIES:
             self._cache.pop(next(iter(self._cache)))
         self._cache[digest] = (principal, now + self._limits.KEY_CACHE_SECONDS)
