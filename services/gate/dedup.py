@@ -22,12 +22,12 @@ from typing import TypeVar
 import asyncpg
 from google.protobuf.message import Message
 
+from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import Conflict, Unavailable
 
 log = logging.getLogger(__name__)
 
 AnswerT = TypeVar("AnswerT", bound=Message)
-_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 
 
 def fingerprint(method: str, request: Message) -> str:
@@ -111,7 +111,7 @@ class RequestDedup:
                 key[1],
                 self._clock() - self._window,
             )
-        except _UNAVAILABLE as exc:
+        except DATABASE_DOWN as exc:
             raise Unavailable(
                 "STATE_STORE_UNAVAILABLE",
                 "the gate's state store is unreachable",
@@ -149,7 +149,7 @@ class RequestDedup:
                 return answer
             # Another replica answered the same id first: its answer stands.
             existing = await self._lookup(key, request_fingerprint)
-        except _UNAVAILABLE:
+        except DATABASE_DOWN:
             log.warning("could not store the answer for a request id; a retry will re-evaluate")
             return answer
         return existing if existing is not None else answer
@@ -168,6 +168,6 @@ class RequestDedup:
                 removed = await self.expire()
                 if removed:
                     log.info("expired %d deduplicated gate answers", removed)
-            except _UNAVAILABLE:
+            except DATABASE_DOWN:
                 log.warning("could not expire deduplicated gate answers; retrying later")
             await asyncio.sleep(interval_seconds)

@@ -22,9 +22,9 @@ from datetime import datetime
 import asyncpg
 
 from services.gate.domain.reasons import BlockReasonCode
+from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import Unavailable
 
-_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 _MAX_CACHED_RELEASES = 1024
 FirstSeen = dict[BlockReasonCode, datetime]
 
@@ -69,7 +69,7 @@ class EscalationRepository:
             rows = await self._pool.fetch(
                 "SELECT reason, first_seen_at FROM gate_escalation WHERE release = $1", release
             )
-        except _UNAVAILABLE as exc:
+        except DATABASE_DOWN as exc:
             raise _store_unavailable() from exc
         out: dict[BlockReasonCode, datetime] = {}
         for row in rows:
@@ -118,7 +118,7 @@ class EscalationRepository:
                         seen,
                         now,
                     )
-        except _UNAVAILABLE as exc:
+        except DATABASE_DOWN as exc:
             raise _store_unavailable() from exc
         stored = {BlockReasonCode(row["reason"]): row["first_seen_at"] for row in rows}
         self._fold_in(release, stored, set(gone))

@@ -1,8 +1,9 @@
 """Errors of the pipeline's adapters.
 
 `STORE_ERRORS` lists what Postgres and Redis raise when they are down or
-going away; background loops survive these (log, back off, retry) and request
-handlers turn the Postgres ones into 503 DATABASE_UNAVAILABLE.
+going away; background loops survive these (log, back off, retry). Request
+handlers turn the Postgres outages (`services.runtime.db.DATABASE_DOWN`, shared
+by every service) into 503 DATABASE_UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -10,20 +11,9 @@ from __future__ import annotations
 import asyncpg
 from redis.exceptions import RedisError
 
+from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import InvalidInput
 
-# Postgres unreachable, restarting or terminating our connections. During an
-# outage a pooled connection can also fail with InternalClientError ("another
-# operation is in progress"); inside a transaction block its release then fails
-# the rollback and the pool drops it, so the loop's next attempt gets a new one.
-DATABASE_DOWN: tuple[type[BaseException], ...] = (
-    asyncpg.PostgresConnectionError,
-    asyncpg.exceptions.OperatorInterventionError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-    OSError,
-    TimeoutError,
-)
 # Anything a store outage raises, for loops that must outlive one.
 STORE_ERRORS: tuple[type[BaseException], ...] = (
     *DATABASE_DOWN,

@@ -20,13 +20,13 @@ from uuid import UUID, uuid4
 from redis.exceptions import RedisError
 
 from services.pipeline.documents import SourceKind, Submission
-from services.pipeline.errors import DATABASE_DOWN
 from services.pipeline.extractors import extractor_unavailable
 from services.pipeline.jobs import JobStore, JobView
 from services.pipeline.notifications import JobWatcher
 from services.pipeline.pilot import PilotGuard
 from services.pipeline.queue import JobQueue
 from services.pipeline.settings import IntakeSettings
+from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import PayloadTooLarge, Unavailable
 
 log = logging.getLogger(__name__)

@@ -1,8 +1,13 @@
-"""asyncpg pool creation and versioned SQL migrations applied under an advisory lock.
+"""asyncpg pool creation, versioned SQL migrations, and what "the database is down" raises.
 
 Every service applies its own migration folder at start; the advisory lock
 makes concurrent replicas wait for each other instead of racing, and the
 checksum column catches a migration file edited after it was applied.
+
+`DATABASE_DOWN` is the one list of exceptions that mean Postgres is
+unreachable, restarting or dropping our connections; every store that answers
+503 / "unavailable" for an outage catches exactly this tuple, so a fix to it
+reaches every service at once.
 """
 
 from __future__ import annotations
@@ -17,6 +22,21 @@ from pathlib import Path
 import asyncpg
 
 log = logging.getLogger(__name__)
+
+# Postgres unreachable (OSError, TimeoutError), refusing or dropping connections
+# (PostgresConnectionError, OperatorInterventionError: admin shutdown, "cannot
+# connect now" while it starts), or a connection broken under us (InterfaceError).
+# During a restart a pooled connection can also fail with InternalClientError
+# ("another operation is in progress"); inside a transaction block its release
+# then fails the rollback and the pool drops it, so the next attempt gets a new one.
+DATABASE_DOWN: tuple[type[Exception], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
 
 
 def advisory_lock_key(name: str) -> int:

@@ -9,7 +9,6 @@ Percentiles are computed by PostgreSQL (`percentile_cont`).
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -20,6 +19,7 @@ from typing import Any
 
 import asyncpg
 
+from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import Unavailable
 from services.telemetry.domain.events import ValidEvent
 from services.telemetry.domain.health import DigestInputs, HealthInputs, ProviderStats
@@ -167,21 +167,13 @@ ON CONFLICT DO NOTHING
 RETURNING period_end
 """
 
-_UNAVAILABLE_ERRORS = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-)
-
 
 @contextlib.contextmanager
 def _store_errors() -> Iterator[None]:
     """Map "the database is not there" to 503 with Retry-After (docs/SPEC.md §11)."""
     try:
         yield
-    except _UNAVAILABLE_ERRORS as exc:
+    except DATABASE_DOWN as exc:
         log.warning("event store unavailable: %s", exc)
         raise Unavailable(
             "STORE_UNAVAILABLE",

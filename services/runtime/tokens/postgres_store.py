@@ -12,7 +12,7 @@ from pathlib import Path
 
 import asyncpg
 
-from services.runtime.db import MigrationSet
+from services.runtime.db import DATABASE_DOWN, MigrationSet
 from services.runtime.tokens.errors import TokenError, token_hash
 from services.runtime.tokens.store import (
     Clock,
@@ -27,8 +27,6 @@ from services.runtime.tokens.store import (
 log = logging.getLogger(__name__)
 
 TOKEN_MIGRATIONS = MigrationSet("tokens", Path(__file__).parent / "migrations")
-
-_UNAVAILABLE = (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError, TimeoutError)
 
 
 def _ts(seconds: float) -> datetime:
@@ -59,7 +57,7 @@ class PostgresTokenStore:
                 _ts(expires_at),
                 _ts(expires_at + self._retention),
             )
-        except _UNAVAILABLE as exc:
+        except DATABASE_DOWN as exc:
             raise TokenStoreUnavailable("token store unreachable") from exc
         return IssuedToken(raw=raw, hash=hashed, expires_at=expires_at)
 
@@ -85,7 +83,7 @@ class PostgresTokenStore:
                     " FROM confirmation_tokens WHERE token_hash = $1",
                     hashed,
                 )
-        except _UNAVAILABLE:
+        except DATABASE_DOWN:
             log.warning("token store unreachable; consume fails closed")
             return ConsumeResult(TokenError.TOKEN_STORE_UNAVAILABLE)
         if row is None or row["purpose"] != purpose or row["retain_until"] <= now:
@@ -104,7 +102,7 @@ class PostgresTokenStore:
                 token_hash,
                 _ts(self._clock()),
             )
-        except _UNAVAILABLE as exc:
+        except DATABASE_DOWN as exc:
             raise TokenStoreUnavailable("token store unreachable") from exc
         if row is None:
             return None
