@@ -50,13 +50,17 @@ async def _echo_baseline(payload: bytes) -> LoadResult:
         await process.wait()
 
 
+SERVICE_KEY = (("x-api-key", "dev-service-key"),)
+
+
 async def bench_gate(gate_target: str) -> list[BenchRow]:
     request = gate_pb2.PreflightRequest(
         spec_yaml=SPEC, facts={"tests_passed": "true", "smoke_passed": "true"}
     )
     async with grpc.aio.insecure_channel(gate_target) as channel:
         stub = gate_pb2_grpc.GateServiceStub(channel)
-        gate = await _measure(lambda: stub.Preflight(request))
+        # A release pipeline's call: the development stack's service key, sent as metadata.
+        gate = await _measure(lambda: stub.Preflight(request, metadata=SERVICE_KEY))
     echo = await _echo_baseline(request.SerializeToString())
     rate, base = gate.ops_per_second, echo.ops_per_second
     p99, base_p99 = gate.percentile(0.99), echo.percentile(0.99)

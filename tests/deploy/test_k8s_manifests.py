@@ -34,12 +34,14 @@ GRPC_SERVERS = ("ptf-gate", "ptf-telemetry", "ptf-pipeline")
 # workers (skipping queued pilot jobs). Health shows the pipeline's own switch, which
 # it asks the pipeline for, so it carries neither the switch nor the extractor's key.
 PILOT_READERS = ("ptf-pipeline", "ptf-pipeline-worker")
+# Every service that calls another presents its service key; telemetry calls no one.
+# Admin and tenant keys live in the shared key store, never in a pod's environment.
 SECRET_ENV = {
-    "ptf-gate": {"DATABASE_URL", "REDIS_URL", "PTF_DEV_ADMIN_KEY"},
-    "ptf-telemetry": {"DATABASE_URL", "REDIS_URL", "PTF_DEV_ADMIN_KEY"},
-    "ptf-pipeline": {"DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY"},
-    "ptf-pipeline-worker": {"DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY"},
-    "ptf-health": {"DATABASE_URL", "REDIS_URL"},
+    "ptf-gate": {"DATABASE_URL", "REDIS_URL", "PTF_SERVICE_KEY"},
+    "ptf-telemetry": {"DATABASE_URL", "REDIS_URL"},
+    "ptf-pipeline": {"DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "PTF_SERVICE_KEY"},
+    "ptf-pipeline-worker": {"DATABASE_URL", "REDIS_URL", "OPENAI_API_KEY", "PTF_SERVICE_KEY"},
+    "ptf-health": {"DATABASE_URL", "REDIS_URL", "PTF_SERVICE_KEY"},
 }
 
 
