@@ -119,6 +119,7 @@ def _print_banner(children: list[ChildService], env: dict[str, str]) -> None:
     print("\nDevelopment credentials (refused with ENV=staging|production):")
     print(f"  tenant key (tenants pilot, default): {config.dev_tenant_key}")
     print(f"  admin key:                           {config.dev_admin_key}")
+    print(f"  service key (gatectl --key, CI):     {config.dev_service_key}")
     print("\nTry:")
     print("  curl -s http://127.0.0.1:8084/health")
     print("  curl -s http://127.0.0.1:8082/metrics | grep ptf_build_info")
