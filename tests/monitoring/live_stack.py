@@ -58,7 +58,10 @@ def isolated_config(database_url: str, redis_url: str) -> ConfigFactory:
 
 
 @asynccontextmanager
-async def live_stack(make_config: ConfigFactory, metrics_root: Path) -> AsyncIterator[LiveStack]:
+async def live_stack(
+    make_config: ConfigFactory, metrics_root: Path, **env: str
+) -> AsyncIterator[LiveStack]:
+    """The four services on loopback; `env` is added to every service's environment."""
     definitions = {
         "telemetry": TELEMETRY,
         "pipeline": make_definition(fast_settings()),
@@ -75,6 +78,7 @@ async def live_stack(make_config: ConfigFactory, metrics_root: Path) -> AsyncIte
                 PTF_GRPC_PORT=str(ports[name]),
                 PTF_METRICS_DIR=str(metrics_root / name),
                 **addresses,
+                **env,
             )
             services[name] = await stack.enter_async_context(running_service(definition, config))
         yield LiveStack(services)

@@ -66,7 +66,7 @@ def _parser() -> _Parser:
         dest="keys_command", required=True, metavar="{create,revoke,list}"
     )
     create = key_commands.add_parser("create", help="store a new API key and print it once")
-    create.add_argument("--role", type=Role, choices=list(Role), required=True)
+    create.add_argument("--role", choices=[role.value for role in Role], required=True)
     create.add_argument(
         "--operator",
         required=True,
@@ -96,6 +96,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.keys_command == "create":
+        args.role = Role(args.role)
         problem = grant_problem(args.role, args.tenant)
         if problem:
             parser.exit(EXIT_USAGE, f"ptf-admin keys create: error: {problem}\n")
