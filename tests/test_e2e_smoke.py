@@ -145,7 +145,7 @@ def _assert_incident_matches(incident: dict[str, Any], expected: dict[str, Any])
 async def _run_summary(stack: Stack, since: datetime) -> telemetry_pb2.RunSummary:
     start = Timestamp()
     start.FromDatetime(since)
-    stub = telemetry_pb2_grpc.TelemetryServiceStub(stack.telemetry.channel)
+    stub = telemetry_pb2_grpc.TelemetryServiceStub(stack.telemetry.service_channel)
     return await stub.GetRunSummary(
         telemetry_pb2.GetRunSummaryRequest(
             period=common_pb2.TimeWindow(start=start), tenant_id=stack.tenant
