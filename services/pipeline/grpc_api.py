@@ -1,10 +1,11 @@
 """gRPC servicer of `ptf.pipeline.v1.PipelineService`: the same operations as the HTTP API.
 
-Credentials come from metadata: `x-api-key` (a tenant key, scoped to its
-tenants) or `x-admin-key`. Each method parses the request, calls intake or a
-store, and maps the result to protobuf; errors are `PtfError`s mapped by the
-shared interceptor. Backtest methods belong to another issue and answer
-UNIMPLEMENTED.
+Credentials come from metadata: `x-api-key` (any key; a tenant key is scoped
+to its tenants) or `x-admin-key` (an admin key). Each method takes the keys and
+the message's fields, calls the use case (`app.PipelineApp`), which authorizes
+and validates, and maps the result to protobuf; errors are `PtfError`s mapped
+by the runtime's `ErrorMappingServer`. Backtest methods belong to another issue
+and answer UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -12,30 +13,19 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.common.v1 import common_pb2
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
-from services.pipeline.auth import Authorizer, Grant, scoped_tenant
-from services.pipeline.documents import Submission, file_submission, json_submission
+from services.pipeline.app import PipelineApp, PresentedKeys
+from services.pipeline.documents import Submission
 from services.pipeline.events import encode_json
-from services.pipeline.incidents import (
-    FeedbackStats,
-    Incident,
-    IncidentStore,
-    parse_feedback,
-    parse_filter,
-    parse_incident_id,
-    parse_resolution,
-)
-from services.pipeline.intake import Intake, store_errors, too_large
-from services.pipeline.jobs import JobStore, JobView
-from services.pipeline.notifications import JobWatcher
-from services.pipeline.status import ReadinessSource, ReadinessStatus
-from services.runtime.errors import InvalidInput, NotFound
+from services.pipeline.incidents import FeedbackStats, Incident
+from services.pipeline.jobs import JobView
+from services.pipeline.requests import IncidentQuery, given, message_submission
+from services.pipeline.status import ReadinessStatus
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
@@ -153,107 +143,74 @@ def readiness_proto(status: ReadinessStatus) -> pipeline_pb2.ReadinessStatus:
     )
 
 
-def _job_id(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError as exc:
-        raise InvalidInput("INVALID_JOB_ID", "job_id must be a UUID", field="job_id") from exc
+def _keys(context: Context) -> PresentedKeys:
+    return PresentedKeys(
+        api_key=_metadata(context, "x-api-key"), admin_key=_metadata(context, "x-admin-key")
+    )
 
 
-def _tenants(grant: Grant) -> frozenset[str] | None:
-    return None if grant.is_admin else grant.tenants
+def _enum_value(name: str, prefix: str) -> str | None:
+    """`SEVERITY_S1` → `S1`; the UNSPECIFIED value → None (no filter)."""
+    value = name.removeprefix(prefix)
+    return None if value == "UNSPECIFIED" else value
 
 
 class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
-    """`PipelineService` over intake, jobs and incidents."""
+    """`PipelineService` over the pipeline's use cases."""
 
-    def __init__(
-        self,
-        authorizer: Authorizer,
-        intake: Intake,
-        jobs: JobStore,
-        incidents: IncidentStore,
-        watcher: JobWatcher,
-        readiness: ReadinessSource,
-    ) -> None:
-        self._auth = authorizer
-        self._readiness = readiness
-        self._intake = intake
-        self._jobs = jobs
-        self._incidents = incidents
-        self._watcher = watcher
-
-    async def _grant(self, context: Context) -> Grant:
-        return await self._auth.admin_or_tenant(
-            _metadata(context, "x-admin-key"), _metadata(context, "x-api-key")
-        )
-
-    def _submission(self, request: pipeline_pb2.SubmitInvoiceRequest) -> Submission:
-        limit = self._intake.settings.max_body_bytes
-        if request.extraction_json:
-            if len(request.extraction_json) > limit:
-                raise too_large(limit)
-            return json_submission(request.extraction_json)
-        if request.file_content:
-            if len(request.file_content) > limit:
-                raise too_large(limit)
-            return file_submission(
-                request.file_content, request.file_content_type, request.file_name
-            )
-        raise InvalidInput(
-            "MISSING_DOCUMENT", "set extraction_json or file_content", field="extraction_json"
-        )
+    def __init__(self, app: PipelineApp) -> None:
+        self._app = app
 
     async def SubmitInvoice(
         self, request: pipeline_pb2.SubmitInvoiceRequest, context: Context
     ) -> pipeline_pb2.SubmitInvoiceResponse:
         received_at = datetime.now(UTC)
-        tenant = await self._auth.tenant(_metadata(context, "x-api-key"), request.tenant_id)
-        outcome = await self._intake.submit(
-            tenant, self._submission(request), received_at, wait=not getattr(request, "async")
+
+        async def read(limit: int) -> Submission:
+            return message_submission(
+                request.extraction_json,
+                request.file_content,
+                request.file_content_type,
+                request.file_name,
+                limit,
+            )
+
+        outcome = await self._app.submit(
+            _keys(context),
+            request.tenant_id,
+            read,
+            received_at,
+            wait=not getattr(request, "async"),
         )
         return pipeline_pb2.SubmitInvoiceResponse(
             job=job_proto(outcome.job), deduplicated=outcome.deduplicated
         )
 
-    async def _job(self, request: pipeline_pb2.GetJobRequest, context: Context) -> JobView:
-        grant = await self._grant(context)
-        tenant = scoped_tenant(grant, request.tenant_id)
-        if tenant is None:
-            raise InvalidInput("INVALID_TENANT_ID", "tenant_id is required", field="tenant_id")
-        async with store_errors():
-            job = await self._jobs.get(_job_id(request.job_id), tenant)
-        if job is None:
-            raise NotFound("JOB_NOT_FOUND", "no such job for this tenant", field="job_id")
-        return job
-
     async def GetJob(
         self, request: pipeline_pb2.GetJobRequest, context: Context
     ) -> pipeline_pb2.Job:
-        return job_proto(await self._job(request, context))
+        job = await self._app.get_job(_keys(context), request.job_id, request.tenant_id)
+        return job_proto(job)
 
     async def WatchJob(
         self, request: pipeline_pb2.GetJobRequest, context: Context
     ) -> AsyncIterator[pipeline_pb2.Job]:
-        job = await self._job(request, context)
-        async for current in self._watcher.watch(job.job_id, job.tenant_id):
-            yield job_proto(current)
+        async for job in self._app.watch_job(_keys(context), request.job_id, request.tenant_id):
+            yield job_proto(job)
 
     async def ListIncidents(
         self, request: pipeline_pb2.ListIncidentsRequest, context: Context
     ) -> pipeline_pb2.ListIncidentsResponse:
-        grant = await self._grant(context)
-        severity = common_pb2.Severity.Name(request.severity).removeprefix("SEVERITY_")
-        status = pipeline_pb2.IncidentStatus.Name(request.status).removeprefix("INCIDENT_STATUS_")
-        query = parse_filter(
-            scoped_tenant(grant, request.tenant_id),
-            None if severity == "UNSPECIFIED" else severity,
-            None if status == "UNSPECIFIED" else status,
-            request.limit,
-            request.cursor,
+        query = IncidentQuery(
+            tenant_id=request.tenant_id,
+            severity=_enum_value(common_pb2.Severity.Name(request.severity), "SEVERITY_"),
+            status=_enum_value(
+                pipeline_pb2.IncidentStatus.Name(request.status), "INCIDENT_STATUS_"
+            ),
+            limit=request.limit,
+            cursor=request.cursor,
         )
-        async with store_errors():
-            page = await self._incidents.page(query)
+        page = await self._app.list_incidents(_keys(context), query)
         return pipeline_pb2.ListIncidentsResponse(
             incidents=[incident_proto(i) for i in page.incidents],
             next_cursor=page.next_cursor or "",
@@ -262,34 +219,28 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     async def ResolveIncident(
         self, request: pipeline_pb2.ResolveIncidentRequest, context: Context
     ) -> pipeline_pb2.Incident:
-        grant = await self._grant(context)
-        reason, operator = parse_resolution(request.resolution_reason, request.operator)
-        async with store_errors():
-            incident = await self._incidents.resolve(
-                parse_incident_id(request.incident_id), _tenants(grant), reason, operator
-            )
+        body = given({"resolution_reason": request.resolution_reason, "operator": request.operator})
+        incident = await self._app.resolve_incident(_keys(context), request.incident_id, body)
         return incident_proto(incident)
 
     async def SubmitFeedback(
         self, request: pipeline_pb2.SubmitFeedbackRequest, context: Context
     ) -> pipeline_pb2.Incident:
-        grant = await self._grant(context)
-        feedback = parse_feedback(
-            request.hint_correct, request.actual_root_cause, request.note, request.operator
+        body = given(
+            {
+                "hint_correct": request.hint_correct,
+                "actual_root_cause": request.actual_root_cause,
+                "note": request.note,
+                "operator": request.operator,
+            }
         )
-        async with store_errors():
-            incident = await self._incidents.submit_feedback(
-                parse_incident_id(request.incident_id), _tenants(grant), feedback
-            )
+        incident = await self._app.submit_feedback(_keys(context), request.incident_id, body)
         return incident_proto(incident)
 
     async def GetFeedbackStats(
         self, request: pipeline_pb2.GetFeedbackStatsRequest, context: Context
     ) -> pipeline_pb2.FeedbackStats:
-        grant = await self._grant(context)
-        tenant = scoped_tenant(grant, request.tenant_id)
-        async with store_errors():
-            stats = await self._incidents.stats(tenant)
+        _, stats = await self._app.feedback_stats(_keys(context), request.tenant_id)
         return stats_proto(stats)
 
     async def StartBacktest(
@@ -314,6 +265,4 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         self, request: pipeline_pb2.GetReadinessStatusRequest, context: Context
     ) -> pipeline_pb2.ReadinessStatus:
         """Operational state for the health service; it carries no tenant data."""
-        async with store_errors():
-            status = await self._readiness.status()
-        return readiness_proto(status)
+        return readiness_proto(await self._app.readiness_status())

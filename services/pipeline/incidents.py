@@ -22,8 +22,14 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from services.pipeline.domain import IncidentDraft
-from services.pipeline.events import encode_json, feedback_submitted, incident_resolved
+from services.pipeline.domain import IncidentDraft, ProcessingResult
+from services.pipeline.events import (
+    OutboxEvent,
+    encode_json,
+    feedback_submitted,
+    incident_created,
+    incident_resolved,
+)
 from services.pipeline.jobs import IncidentRow
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.outbox import write_events
@@ -191,46 +197,6 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
         raise InvalidInput("INVALID_CURSOR", "cursor is not valid", field="cursor") from exc
 
 
-def parse_filter(
-    tenant_id: str | None,
-    severity: str | None,
-    status: str | None,
-    limit: str | int | None,
-    cursor: str | None,
-) -> IncidentFilter:
-    """Validate listing parameters (tenant scoping is the caller's job)."""
-    if severity and severity not in SEVERITIES:
-        raise InvalidInput("INVALID_SEVERITY", "severity must be S1 or S2", field="severity")
-    if status and status not in STATUSES:
-        raise InvalidInput("INVALID_STATUS", "status must be OPEN or RESOLVED", field="status")
-    page = DEFAULT_PAGE
-    if limit not in (None, "", 0):
-        try:
-            page = int(limit)
-        except ValueError as exc:
-            raise InvalidInput("INVALID_LIMIT", "limit must be an integer", field="limit") from exc
-        if not 1 <= page <= MAX_PAGE:
-            raise InvalidInput(
-                "INVALID_LIMIT", f"limit must be between 1 and {MAX_PAGE}", field="limit"
-            )
-    return IncidentFilter(
-        tenant_id=tenant_id,
-        severity=severity or None,
-        status=status or None,
-        limit=page,
-        cursor=decode_cursor(cursor) if cursor else None,
-    )
-
-
-def parse_incident_id(raw: str) -> UUID:
-    try:
-        return UUID(raw)
-    except ValueError as exc:
-        raise InvalidInput(
-            "INVALID_INCIDENT_ID", "incident_id must be a UUID", field="incident_id"
-        ) from exc
-
-
 def text_field(value: object, name: str, limit: int, *, required: bool) -> str:
     """A trimmed string field of a request body: 400 naming the field when it is not one."""
     if value is None or value == "":
@@ -249,31 +215,28 @@ def text_field(value: object, name: str, limit: int, *, required: bool) -> str:
     return text
 
 
-def parse_resolution(reason: object, operator: object) -> tuple[str, str]:
-    return (
-        text_field(reason, "resolution_reason", MAX_TEXT, required=True),
-        text_field(operator, "operator", MAX_TEXT, required=False),
-    )
+@dataclass(frozen=True)
+class NewIncident:
+    """An incident a processed job opens: its row and the INCIDENT_CREATED event of that row.
+
+    The job's completion inserts both in one statement, the event only if the
+    row was inserted (a retried job finds its invoice's incident already there).
+    """
+
+    row: IncidentRow
+    created: OutboxEvent
 
 
-def parse_feedback(
-    hint_correct: object, actual_root_cause: object, note: object, operator: object
-) -> FeedbackInput:
-    if not isinstance(hint_correct, bool):
-        raise InvalidInput(
-            "INVALID_TYPE", "hint_correct must be true or false", field="hint_correct"
-        )
-    return FeedbackInput(
-        hint_correct=hint_correct,
-        actual_root_cause=text_field(
-            actual_root_cause, "actual_root_cause", MAX_TEXT, required=True
-        ),
-        note=text_field(note, "note", MAX_NOTE, required=False),
-        operator=text_field(operator, "operator", MAX_TEXT, required=False),
-    )
+def new_incident(tenant_id: str, invoice_id: UUID, result: ProcessingResult) -> NewIncident | None:
+    """The incident `result` drafted for this job's invoice, or None when it drafted none."""
+    draft = result.incident
+    if draft is None:
+        return None
+    row = _incident_row(draft)
+    return NewIncident(row, incident_created(tenant_id, row.incident_id, invoice_id, result))
 
 
-def incident_row(draft: IncidentDraft) -> IncidentRow:
+def _incident_row(draft: IncidentDraft) -> IncidentRow:
     """The stored form of a drafted incident (tenant and invoice come from the job)."""
     hint = draft.action_hint
     return IncidentRow(

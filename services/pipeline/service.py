@@ -24,6 +24,7 @@ import redis.asyncio as aioredis
 from aiohttp import web
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
+from services.pipeline.app import PipelineApp
 from services.pipeline.auth import Authorizer, KeyStore, refused_dev_keys, seed_dev_keys
 from services.pipeline.extractors import ExtractorRateLimit, create_file_extractor
 from services.pipeline.grpc_api import PipelineServicer
@@ -36,12 +37,13 @@ from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.notifications import JobNotifier, JobWatcher
 from services.pipeline.outbox import EventBuffer, OutboxRelay
 from services.pipeline.pilot import INCIDENT_LIMITER, INVOICE_LIMITER, PilotGuard, pilot_limiter
+from services.pipeline.processor import InvoiceProcessor
 from services.pipeline.purge import TenantPurge
 from services.pipeline.queue import JobQueue
 from services.pipeline.settings import MEBIBYTE, PipelineSettings
 from services.pipeline.status import QueueSampler, ReadinessSource
 from services.pipeline.telemetry_client import TelemetryClient
-from services.pipeline.worker import InvoiceProcessor, Sweeper, Worker, WorkerGroup, consumer_name
+from services.pipeline.worker import Sweeper, Worker, WorkerGroup, consumer_name
 from services.runtime.config import AppConfig
 from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
 from services.runtime.metrics import (
@@ -171,17 +173,13 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         files_supported=config.extractor != "json",
         settings=settings.intake,
     )
-    authorizer = Authorizer(keys)
     events = EventBuffer(pool)
-    http = PipelineHttp(
-        authorizer=authorizer,
+    app = PipelineApp(
+        authorizer=Authorizer(keys),
         intake=intake,
         jobs=jobs,
+        watcher=watcher,
         incidents=incidents,
-        telemetry=telemetry,
-        events=events,
-        thresholds=config.thresholds,
-        pool=pool,
         purge=TenantPurge(
             pool,
             create_token_store(
@@ -189,8 +187,13 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
             ),
             config.thresholds.Pilot.PURGE_TOKEN_TTL_SECONDS,
         ),
+        telemetry=telemetry,
+        readiness=ReadinessSource(config, pool, runtime.redis, runtime.keys),
+        pool=pool,
+        thresholds=config.thresholds,
         system_health_timeout=settings.system_health_timeout_seconds,
     )
+    http = PipelineHttp(app, events)
     sampler = QueueSampler(pool, config.thresholds, metrics, settings.queue_sample_interval_seconds)
     runtime.spawn("pipeline-job-notifications", parts.notifier.listen)
     runtime.spawn("pipeline-http-events", events.run)
@@ -201,9 +204,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         runtime.spawn("pipeline-workers", parts.group.run)
 
     def register(server: grpc.aio.Server) -> None:
-        readiness = ReadinessSource(config, pool, runtime.redis, runtime.keys)
-        servicer = PipelineServicer(authorizer, intake, jobs, incidents, watcher, readiness)
-        pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(servicer, server)
+        pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(app), server)
 
     async def on_shutdown() -> None:
         parts.notifier.close()

@@ -23,6 +23,7 @@ from services.pipeline.settings import (
     QueueSettings,
     RelaySettings,
 )
+from tests.support.services import ServiceHandle
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_DATA = REPO / "services" / "pipeline" / "sample_data"
@@ -119,6 +120,62 @@ async def load_sample_tables(pg: asyncpg.Pool) -> None:
     tariffs = parse_tariffs_csv((SAMPLE_DATA / "tariffs.sample.csv").read_text())
     await store.upsert_prices(prices, "sample")
     await store.upsert_tariffs(tariffs, "sample")
+
+
+async def submit(svc: ServiceHandle, tenant: Tenant, doc: dict[str, Any]) -> dict[str, Any]:
+    """Submit `doc` synchronously over HTTP with the tenant's key; the processed job."""
+    async with svc.http.post(
+        f"/full-process?tenant_id={tenant.tenant_id}", json=doc, headers=tenant.headers
+    ) as response:
+        body: dict[str, Any] = await response.json()
+    assert response.status == 200, body
+    return body
+
+
+@dataclass(frozen=True)
+class TenantWithIncidents:
+    """A tenant with a finished job, an OPEN incident and a RESOLVED incident."""
+
+    tenant: Tenant
+    job_id: str
+    open_incident: str
+    resolved_incident: str
+
+
+async def with_incidents(svc: ServiceHandle, tenant: Tenant) -> TenantWithIncidents:
+    """Two S2 invoices of `tenant`, the second one's incident resolved by the dev admin."""
+    first = await submit(svc, tenant, s2_document())
+    second = await submit(svc, tenant, s2_document())
+    async with svc.http.post(
+        f"/admin/incidents/{second['incident_id']}/resolve",
+        json={"resolution_reason": "fixed", "operator": "ayse"},
+        headers=ADMIN,
+    ) as response:
+        assert response.status == 200, await response.text()
+    return TenantWithIncidents(tenant, first["job_id"], first["incident_id"], second["incident_id"])
+
+
+async def tenant_rows(pg: asyncpg.Pool, tenant_id: str) -> dict[str, list[str]]:
+    """Every business row of a tenant as JSON text, in a stable order.
+
+    Outbox rows are compared by identity and content only: the relay updates
+    their delivery columns on its own schedule, and per-request outcome
+    events are not business data.
+    """
+    rows: dict[str, list[str]] = {}
+    for name, query in {
+        "invoices": "SELECT to_jsonb(t)::text FROM pipeline_invoices t"
+        " WHERE tenant_id = $1 ORDER BY invoice_id",
+        "jobs": "SELECT to_jsonb(t)::text FROM pipeline_jobs t"
+        " WHERE tenant_id = $1 ORDER BY job_id",
+        "incidents": "SELECT to_jsonb(t)::text FROM pipeline_incidents t"
+        " WHERE tenant_id = $1 ORDER BY incident_id",
+        "events": "SELECT jsonb_build_array(event_id, event_type, payload)::text"
+        " FROM pipeline_outbox WHERE tenant_id = $1"
+        " AND event_type NOT IN ('HTTP_REQUEST', 'QUEUE_SAMPLE') ORDER BY seq",
+    }.items():
+        rows[name] = [record[0] for record in await pg.fetch(query, tenant_id)]
+    return rows
 
 
 async def business_rows(pg: asyncpg.Pool, tenant_id: str) -> dict[str, int]:

@@ -22,6 +22,7 @@ from tests.pipeline.service_support import (
     field,
     new_tenant,
     s2_document,
+    submit,
 )
 from tests.support.services import ServiceHandle
 
@@ -32,10 +33,7 @@ def s1_document() -> dict[str, Any]:
 
 
 async def _incident(svc: ServiceHandle, tenant: Tenant, doc: dict[str, Any]) -> str:
-    async with svc.http.post(
-        f"/full-process?tenant_id={tenant.tenant_id}", json=doc, headers=tenant.headers
-    ) as response:
-        incident_id: str = (await response.json())["incident_id"]
+    incident_id: str = (await submit(svc, tenant, doc))["incident_id"]
     assert incident_id
     return incident_id
 
@@ -329,21 +327,6 @@ async def test_tenant_key_lists_only_its_own_incidents_over_grpc(
     assert [i.incident_id for i in reply.incidents] == [mine]
 
 
-async def test_tenant_key_resolves_its_own_incident_over_grpc(
-    pipeline: ServiceHandle, tenant: Tenant
-) -> None:
-    """The counterpart of tests/pipeline/test_tenant_isolation.py: a key's own tenant is open."""
-    incident_id = await _incident(pipeline, tenant, s2_document())
-    resolved = await _stub(pipeline).ResolveIncident(
-        pipeline_pb2.ResolveIncidentRequest(incident_id=incident_id, resolution_reason="fixed"),
-        metadata=tenant.metadata,
-    )
-    assert (resolved.status, resolved.resolution_reason) == (
-        pipeline_pb2.INCIDENT_STATUS_RESOLVED,
-        "fixed",
-    )
-
-
 async def test_resolve_feedback_and_stats_over_grpc(
     pipeline: ServiceHandle, tenant: Tenant
 ) -> None:
@@ -360,7 +343,7 @@ async def test_resolve_feedback_and_stats_over_grpc(
         pipeline_pb2.SubmitFeedbackRequest(
             incident_id=incident_id, hint_correct=False, actual_root_cause="OCR_LOCALE_SUSPECT"
         ),
-        metadata=tenant.metadata,
+        metadata=admin,
     )
     stats = await stub.GetFeedbackStats(
         pipeline_pb2.GetFeedbackStatsRequest(tenant_id=tenant.tenant_id), metadata=admin

@@ -3,16 +3,15 @@
 Each test gives tenant B a job, an open incident and a resolved one, then
 aims tenant A's key at them over HTTP and gRPC. The answer must be 403 /
 PERMISSION_DENIED, and B's rows (invoices, jobs, incidents, business events)
-must be what they were before the attempt. An incident id that exists nowhere
-is still 404, so the 403 is about ownership, not a blanket refusal.
+must be what they were before the attempt. Resolving and feedback are admin
+operations on both transports (tests/pipeline/test_operation_permissions.py):
+a tenant key is refused there whoever owns the incident.
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import asyncpg
@@ -22,24 +21,16 @@ from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 from services.runtime.errors import ERROR_CODE_METADATA, ERROR_FIELD_METADATA
 from tests.pipeline.service_support import (
-    ADMIN,
     Tenant,
     new_tenant,
     s2_document,
+    tenant_rows,
+    with_incidents,
 )
+from tests.pipeline.service_support import TenantWithIncidents as Victim
 from tests.support.services import ServiceHandle
 
 Metadata = tuple[tuple[str, str], ...]
-
-
-@dataclass(frozen=True)
-class Victim:
-    """Tenant B and the ids of its data that tenant A's key is aimed at."""
-
-    tenant: Tenant
-    job_id: str
-    open_incident: str
-    resolved_incident: str
 
 
 if TYPE_CHECKING:  # the async stub type exists only in the generated stubs (.pyi)
@@ -53,51 +44,10 @@ async def intruder(pipeline: ServiceHandle, pg: asyncpg.Pool) -> Tenant:
     return await new_tenant(pg, "a")
 
 
-async def _submit(svc: ServiceHandle, tenant: Tenant) -> dict[str, Any]:
-    async with svc.http.post(
-        f"/full-process?tenant_id={tenant.tenant_id}", json=s2_document(), headers=tenant.headers
-    ) as response:
-        body: dict[str, Any] = await response.json()
-    assert response.status == 200, body
-    return body
-
-
 @pytest.fixture
 async def victim(pipeline: ServiceHandle, pg: asyncpg.Pool) -> Victim:
     """Tenant B with a finished job, an OPEN incident and a RESOLVED incident."""
-    tenant = await new_tenant(pg, "b")
-    first = await _submit(pipeline, tenant)
-    second = await _submit(pipeline, tenant)
-    async with pipeline.http.post(
-        f"/admin/incidents/{second['incident_id']}/resolve",
-        json={"resolution_reason": "fixed", "operator": "ayse"},
-        headers=ADMIN,
-    ) as response:
-        assert response.status == 200, await response.text()
-    return Victim(tenant, first["job_id"], first["incident_id"], second["incident_id"])
-
-
-async def _tenant_rows(pg: asyncpg.Pool, tenant_id: str) -> dict[str, list[str]]:
-    """Every business row of a tenant as JSON text, in a stable order.
-
-    Outbox rows are compared by identity and content only: the relay updates
-    their delivery columns on its own schedule, and per-request outcome
-    events are not business data.
-    """
-    rows: dict[str, list[str]] = {}
-    for name, query in {
-        "invoices": "SELECT to_jsonb(t)::text FROM pipeline_invoices t"
-        " WHERE tenant_id = $1 ORDER BY invoice_id",
-        "jobs": "SELECT to_jsonb(t)::text FROM pipeline_jobs t"
-        " WHERE tenant_id = $1 ORDER BY job_id",
-        "incidents": "SELECT to_jsonb(t)::text FROM pipeline_incidents t"
-        " WHERE tenant_id = $1 ORDER BY incident_id",
-        "events": "SELECT jsonb_build_array(event_id, event_type, payload)::text"
-        " FROM pipeline_outbox WHERE tenant_id = $1"
-        " AND event_type NOT IN ('HTTP_REQUEST', 'QUEUE_SAMPLE') ORDER BY seq",
-    }.items():
-        rows[name] = [record[0] for record in await pg.fetch(query, tenant_id)]
-    return rows
+    return await with_incidents(pipeline, await new_tenant(pg, "b"))
 
 
 _RESOLUTION = {"resolution_reason": "not mine to close", "operator": "intruder"}
@@ -141,11 +91,11 @@ async def test_tenant_key_is_forbidden_on_another_tenants_intake_and_jobs_over_h
     template: str,
     body: dict[str, Any] | None,
 ) -> None:
-    before = await _tenant_rows(pg, victim.tenant.tenant_id)
+    before = await tenant_rows(pg, victim.tenant.tenant_id)
     path = _path(template, victim)
     status, reply = await _http(pipeline, method, path, body, intruder.headers)
     assert (status, reply["error_code"], reply["field"]) == (403, "TENANT_FORBIDDEN", "tenant_id")
-    assert await _tenant_rows(pg, victim.tenant.tenant_id) == before
+    assert await tenant_rows(pg, victim.tenant.tenant_id) == before
 
 
 @pytest.mark.parametrize(
@@ -169,11 +119,11 @@ async def test_tenant_key_is_forbidden_on_admin_routes_for_another_tenants_data(
     body: dict[str, Any] | None,
 ) -> None:
     """The admin HTTP API takes admin keys only; a tenant key offered as one is refused."""
-    before = await _tenant_rows(pg, victim.tenant.tenant_id)
+    before = await tenant_rows(pg, victim.tenant.tenant_id)
     headers = {"X-Admin-Key": intruder.api_key}
     status, reply = await _http(pipeline, method, _path(template, victim), body, headers)
     assert (status, reply["error_code"]) == (403, "ADMIN_REQUIRED")
-    assert await _tenant_rows(pg, victim.tenant.tenant_id) == before
+    assert await tenant_rows(pg, victim.tenant.tenant_id) == before
 
 
 def _job_request(victim: Victim) -> pipeline_pb2.GetJobRequest:
@@ -200,22 +150,6 @@ async def _list_incidents(stub: Stub, victim: Victim, metadata: Metadata) -> obj
     return await stub.ListIncidents(request, metadata=metadata)
 
 
-async def _resolve_incident(stub: Stub, victim: Victim, metadata: Metadata) -> object:
-    request = pipeline_pb2.ResolveIncidentRequest(
-        incident_id=victim.open_incident, resolution_reason="not mine to close"
-    )
-    return await stub.ResolveIncident(request, metadata=metadata)
-
-
-async def _submit_feedback(stub: Stub, victim: Victim, metadata: Metadata) -> object:
-    request = pipeline_pb2.SubmitFeedbackRequest(
-        incident_id=victim.resolved_incident,
-        hint_correct=False,
-        actual_root_cause="OCR_LOCALE_SUSPECT",
-    )
-    return await stub.SubmitFeedback(request, metadata=metadata)
-
-
 async def _feedback_stats(stub: Stub, victim: Victim, metadata: Metadata) -> object:
     request = pipeline_pb2.GetFeedbackStatsRequest(tenant_id=victim.tenant.tenant_id)
     return await stub.GetFeedbackStats(request, metadata=metadata)
@@ -232,8 +166,6 @@ def _trailers(error: grpc.aio.AioRpcError) -> dict[str, str]:
         pytest.param(_get_job, "tenant_id", id="GetJob"),
         pytest.param(_watch_job, "tenant_id", id="WatchJob"),
         pytest.param(_list_incidents, "tenant_id", id="ListIncidents"),
-        pytest.param(_resolve_incident, "incident_id", id="ResolveIncident"),
-        pytest.param(_submit_feedback, "incident_id", id="SubmitFeedback"),
         pytest.param(_feedback_stats, "tenant_id", id="GetFeedbackStats"),
     ],
 )
@@ -245,7 +177,7 @@ async def test_tenant_key_is_forbidden_on_another_tenants_data_over_grpc(
     attempt: RpcAttempt,
     field_name: str,
 ) -> None:
-    before = await _tenant_rows(pg, victim.tenant.tenant_id)
+    before = await tenant_rows(pg, victim.tenant.tenant_id)
     stub: Stub = pipeline_pb2_grpc.PipelineServiceStub(pipeline.channel)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await attempt(stub, victim, intruder.metadata)
@@ -255,18 +187,4 @@ async def test_tenant_key_is_forbidden_on_another_tenants_data_over_grpc(
         "TENANT_FORBIDDEN",
         field_name,
     )
-    assert await _tenant_rows(pg, victim.tenant.tenant_id) == before
-
-
-async def test_unknown_incident_is_still_not_found_for_a_tenant_key_over_grpc(
-    pipeline: ServiceHandle, intruder: Tenant
-) -> None:
-    """403 is for ids that exist under another tenant; an id nobody has stays 404."""
-    stub: Stub = pipeline_pb2_grpc.PipelineServiceStub(pipeline.channel)
-    request = pipeline_pb2.ResolveIncidentRequest(
-        incident_id=str(uuid.uuid4()), resolution_reason="x"
-    )
-    with pytest.raises(grpc.aio.AioRpcError) as caught:
-        await stub.ResolveIncident(request, metadata=intruder.metadata)
-    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
-    assert _trailers(caught.value)[ERROR_CODE_METADATA] == "INCIDENT_NOT_FOUND"
+    assert await tenant_rows(pg, victim.tenant.tenant_id) == before

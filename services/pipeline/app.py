@@ -1,0 +1,401 @@
+"""The pipeline's use cases, shared by the HTTP routes and the gRPC servicer.
+
+Adapters pull the presented keys and the request's values out of their
+transport, call one method here and map the result or error. Each method
+authorizes once, through `_authorize`, from the one table of who may do what
+and on which tenant (`PERMISSIONS`), then validates the rest of the request
+with `requests` and calls intake or a store. So the same operation has the
+same authorization on HTTP and gRPC (docs/SPEC.md §11): resolving incidents
+and giving feedback, for instance, are admin operations on both, because
+tenants grading their own incidents would skew `hint_accuracy_rate` and
+feedback coverage.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+import asyncpg
+import grpc
+
+from services.pipeline.auth import Authorizer, Grant, Role, scoped_tenant, validate_tenant_id
+from services.pipeline.incidents import FeedbackStats, Incident, IncidentPage, IncidentStore
+from services.pipeline.intake import Intake, SubmitOutcome, store_errors
+from services.pipeline.jobs import JobStore, JobView
+from services.pipeline.notifications import JobWatcher
+from services.pipeline.purge import PurgeReceipt, PurgeRequest, TenantPurge
+from services.pipeline.requests import (
+    FieldsReader,
+    IncidentQuery,
+    SubmissionReader,
+    confirmation_token,
+    feedback,
+    incident_filter,
+    parse_incident_id,
+    parse_job_id,
+    purge_operator,
+    resolution,
+)
+from services.pipeline.status import ReadinessSource, ReadinessStatus, local_health
+from services.pipeline.telemetry_client import TelemetryClient
+from services.runtime.config import Thresholds
+from services.runtime.errors import Forbidden, InvalidInput, NotFound
+
+log = logging.getLogger(__name__)
+
+
+class Operation(StrEnum):
+    """Every pipeline operation that needs a key."""
+
+    SUBMIT_INVOICE = "submit_invoice"
+    GET_JOB = "get_job"
+    WATCH_JOB = "watch_job"
+    LIST_INCIDENTS = "list_incidents"
+    RESOLVE_INCIDENT = "resolve_incident"
+    SUBMIT_FEEDBACK = "submit_feedback"
+    FEEDBACK_STATS = "feedback_stats"
+    SYSTEM_HEALTH = "system_health"
+    REQUEST_PURGE = "request_purge"
+    CONFIRM_PURGE = "confirm_purge"
+
+
+class Credential(StrEnum):
+    """The key an operation's contract names (`X-API-Key` / `X-Admin-Key`, or their metadata)."""
+
+    API_KEY = "api_key"
+    ADMIN_KEY = "admin_key"
+
+
+class TenantScope(StrEnum):
+    """Which tenant an operation acts on, checked against the key's tenants."""
+
+    # The request names one tenant, which the key must grant.
+    NAMED = "named"
+    # One tenant: named, or by default the only tenant of a single-tenant key.
+    ONE = "one"
+    # A tenant filter a key must grant; an admin may omit it to mean every tenant.
+    FILTER = "filter"
+    # Addressed by another id (an incident): its owner must be one of the key's tenants.
+    OWNER = "owner"
+
+
+@dataclass(frozen=True)
+class Access:
+    """Who may run an operation, on which tenant, and the key a caller with none is asked for."""
+
+    roles: frozenset[Role]
+    scope: TenantScope
+    credential: Credential
+
+
+_TENANTS_AND_ADMINS = frozenset({Role.TENANT, Role.ADMIN})
+_ADMINS = frozenset({Role.ADMIN})
+_ADMIN_KEY, _API_KEY = Credential.ADMIN_KEY, Credential.API_KEY
+
+# The incident listing and feedback statistics belong to the admin API (an
+# `X-Admin-Key` route over HTTP, so a key there must be an admin's), but over
+# gRPC a tenant key may read its own tenants' incidents and statistics.
+PERMISSIONS: Mapping[Operation, Access] = MappingProxyType(
+    {
+        Operation.SUBMIT_INVOICE: Access(_TENANTS_AND_ADMINS, TenantScope.NAMED, _API_KEY),
+        Operation.GET_JOB: Access(_TENANTS_AND_ADMINS, TenantScope.ONE, _API_KEY),
+        Operation.WATCH_JOB: Access(_TENANTS_AND_ADMINS, TenantScope.ONE, _API_KEY),
+        Operation.LIST_INCIDENTS: Access(_TENANTS_AND_ADMINS, TenantScope.FILTER, _ADMIN_KEY),
+        Operation.FEEDBACK_STATS: Access(_TENANTS_AND_ADMINS, TenantScope.FILTER, _ADMIN_KEY),
+        Operation.RESOLVE_INCIDENT: Access(_ADMINS, TenantScope.OWNER, _ADMIN_KEY),
+        Operation.SUBMIT_FEEDBACK: Access(_ADMINS, TenantScope.OWNER, _ADMIN_KEY),
+        Operation.SYSTEM_HEALTH: Access(_ADMINS, TenantScope.FILTER, _ADMIN_KEY),
+        Operation.REQUEST_PURGE: Access(_ADMINS, TenantScope.NAMED, _ADMIN_KEY),
+        Operation.CONFIRM_PURGE: Access(_ADMINS, TenantScope.NAMED, _ADMIN_KEY),
+    }
+)
+
+
+@dataclass(frozen=True)
+class PresentedKeys:
+    """The raw keys a caller presented, as its transport carried them; never shown in a repr.
+
+    A key presented as the admin key must be an admin key (403 ADMIN_REQUIRED
+    otherwise); a key presented as the API key is whatever the key store says.
+    """
+
+    api_key: str | None = field(default=None, repr=False)
+    admin_key: str | None = field(default=None, repr=False)
+
+    @property
+    def authenticating(self) -> str:
+        """The key `_authorize` checks: the admin key when one is presented."""
+        return self.admin_key or self.api_key or ""
+
+
+# Called with the tenant a call concerns once the caller is authorized for it
+# (HTTP counts each request's outcome for that tenant).
+Attribution = Callable[[str], None]
+
+
+def _unattributed(_: str) -> None:
+    """The default `Attribution`: the caller does not count requests per tenant."""
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authorized caller: its grant and the tenant the call is scoped to."""
+
+    grant: Grant
+    # None for an OWNER operation, or an admin's FILTER without a tenant (every tenant).
+    tenant_id: str | None
+
+    @property
+    def tenant(self) -> str:
+        """The tenant of a NAMED or ONE operation, which always has one."""
+        if self.tenant_id is None:
+            raise RuntimeError("this operation is not scoped to one tenant")
+        return self.tenant_id
+
+    @property
+    def tenants(self) -> frozenset[str] | None:
+        """The tenants whose incidents the caller may act on; None means every tenant."""
+        return None if self.grant.is_admin else self.grant.tenants
+
+
+def _scoped_tenant(grant: Grant, scope: TenantScope, tenant_id: str | None) -> str | None:
+    """The tenant a call acts on under `scope`: 400 INVALID_TENANT_ID, 403 TENANT_FORBIDDEN."""
+    if scope is TenantScope.OWNER:
+        return None
+    if scope is TenantScope.NAMED:
+        tenant_id = validate_tenant_id(tenant_id)
+    tenant = scoped_tenant(grant, tenant_id)
+    if tenant is None and scope is not TenantScope.FILTER:
+        raise InvalidInput("INVALID_TENANT_ID", "tenant_id is required", field="tenant_id")
+    return tenant
+
+
+class PipelineApp:
+    """Intake, jobs, incidents, feedback, system health and tenant purges, authorized once each."""
+
+    def __init__(
+        self,
+        *,
+        authorizer: Authorizer,
+        intake: Intake,
+        jobs: JobStore,
+        watcher: JobWatcher,
+        incidents: IncidentStore,
+        purge: TenantPurge,
+        telemetry: TelemetryClient,
+        readiness: ReadinessSource,
+        pool: asyncpg.Pool,
+        thresholds: Thresholds,
+        system_health_timeout: float,
+    ) -> None:
+        self._authorizer = authorizer
+        self._intake = intake
+        self._jobs = jobs
+        self._watcher = watcher
+        self._incidents = incidents
+        self._purge = purge
+        self._telemetry = telemetry
+        self._readiness = readiness
+        self._pool = pool
+        self._thresholds = thresholds
+        self._health_timeout = system_health_timeout
+
+    async def _authorize(
+        self,
+        operation: Operation,
+        keys: PresentedKeys,
+        tenant_id: str | None = None,
+        attribute: Attribution = _unattributed,
+    ) -> Caller:
+        """Authenticate the presented keys, check the operation's roles and tenant: 401/403/400.
+
+        The only place keys are checked. A key presented as the admin key must
+        be an admin key; a missing key is reported as the one the operation's
+        contract names (MISSING_API_KEY / MISSING_ADMIN_KEY).
+        """
+        access = PERMISSIONS[operation]
+        asks_admin = access.credential is Credential.ADMIN_KEY
+        if keys.admin_key or (asks_admin and not keys.api_key):
+            grant = await self._authorizer.admin(keys.admin_key)
+        else:
+            grant = await self._authorizer.admin_or_tenant(None, keys.api_key)
+        if grant.role not in access.roles:
+            raise Forbidden("ADMIN_REQUIRED", "this operation needs an admin key")
+        tenant = _scoped_tenant(grant, access.scope, tenant_id)
+        if tenant:
+            attribute(tenant)
+        return Caller(grant, tenant)
+
+    async def submit(
+        self,
+        keys: PresentedKeys,
+        tenant_id: str | None,
+        read: SubmissionReader,
+        received_at: datetime,
+        *,
+        wait: bool,
+        attribute: Attribution = _unattributed,
+    ) -> SubmitOutcome:
+        """Store a document as a job of the named tenant (read only once the caller may submit)."""
+        async with store_errors():
+            caller = await self._authorize(Operation.SUBMIT_INVOICE, keys, tenant_id, attribute)
+            submission = await read(self._intake.settings.max_body_bytes)
+            return await self._intake.submit(caller.tenant, submission, received_at, wait=wait)
+
+    async def _job(self, caller: Caller, job_id: str) -> JobView:
+        """The caller's tenant's job; 404 JOB_NOT_FOUND for an id of any other tenant."""
+        job = await self._jobs.get(parse_job_id(job_id), caller.tenant)
+        if job is None:
+            raise NotFound("JOB_NOT_FOUND", "no such job for this tenant", field="job_id")
+        return job
+
+    async def get_job(
+        self,
+        keys: PresentedKeys,
+        job_id: str,
+        tenant_id: str | None,
+        *,
+        attribute: Attribution = _unattributed,
+    ) -> JobView:
+        async with store_errors():
+            caller = await self._authorize(Operation.GET_JOB, keys, tenant_id, attribute)
+            return await self._job(caller, job_id)
+
+    async def watch_job(
+        self, keys: PresentedKeys, job_id: str, tenant_id: str | None
+    ) -> AsyncIterator[JobView]:
+        """The job now and at each state change until it is final."""
+        async with store_errors():
+            caller = await self._authorize(Operation.WATCH_JOB, keys, tenant_id)
+            job = await self._job(caller, job_id)
+        async for current in self._watcher.watch(job.job_id, job.tenant_id):
+            yield current
+
+    async def list_incidents(
+        self,
+        keys: PresentedKeys,
+        query: IncidentQuery,
+        *,
+        attribute: Attribution = _unattributed,
+    ) -> IncidentPage:
+        """Newest first; every tenant for an admin without a `tenant_id`."""
+        async with store_errors():
+            caller = await self._authorize(
+                Operation.LIST_INCIDENTS, keys, query.tenant_id, attribute
+            )
+            return await self._incidents.page(incident_filter(caller.tenant_id, query))
+
+    async def resolve_incident(
+        self,
+        keys: PresentedKeys,
+        incident_id: str,
+        body: FieldsReader,
+        *,
+        attribute: Attribution = _unattributed,
+    ) -> Incident:
+        """OPEN → RESOLVED; the same resolution again is a no-op, another one 409."""
+        async with store_errors():
+            caller = await self._authorize(Operation.RESOLVE_INCIDENT, keys)
+            target = parse_incident_id(incident_id)
+            resolved = resolution(await body())
+            incident = await self._incidents.resolve(
+                target, caller.tenants, resolved.reason, resolved.operator
+            )
+        attribute(incident.tenant_id)
+        return incident
+
+    async def submit_feedback(
+        self,
+        keys: PresentedKeys,
+        incident_id: str,
+        body: FieldsReader,
+        *,
+        attribute: Attribution = _unattributed,
+    ) -> Incident:
+        """Feedback on a RESOLVED incident (else 409); identical resubmission is a no-op."""
+        async with store_errors():
+            caller = await self._authorize(Operation.SUBMIT_FEEDBACK, keys)
+            target = parse_incident_id(incident_id)
+            given = feedback(await body())
+            incident = await self._incidents.submit_feedback(target, caller.tenants, given)
+        attribute(incident.tenant_id)
+        return incident
+
+    async def feedback_stats(
+        self,
+        keys: PresentedKeys,
+        tenant_id: str | None,
+        *,
+        attribute: Attribution = _unattributed,
+    ) -> tuple[str | None, FeedbackStats]:
+        """The statistics and the tenant they cover (None: every tenant)."""
+        async with store_errors():
+            caller = await self._authorize(Operation.FEEDBACK_STATS, keys, tenant_id, attribute)
+            return caller.tenant_id, await self._incidents.stats(caller.tenant_id)
+
+    async def system_health(
+        self,
+        keys: PresentedKeys,
+        tenant_id: str | None,
+        *,
+        attribute: Attribution = _unattributed,
+    ) -> dict[str, Any]:
+        """Telemetry's report (`source: telemetry`), or the pipeline's own view when it fails.
+
+        Telemetry checks the caller's key itself, so the presented key is passed on.
+        """
+        async with store_errors():
+            caller = await self._authorize(Operation.SYSTEM_HEALTH, keys, tenant_id, attribute)
+            tenant = caller.tenant_id
+            try:
+                report = await self._telemetry.system_health(
+                    tenant, self._health_timeout, keys.authenticating
+                )
+            except grpc.aio.AioRpcError as exc:
+                log.warning("telemetry system health unavailable: %s", exc.code().name)
+                local = await local_health(self._pool, self._thresholds, tenant)
+                return {"source": "pipeline", "telemetry_error": exc.code().name, **local}
+        return {"source": "telemetry", **report}
+
+    async def request_purge(
+        self,
+        keys: PresentedKeys,
+        tenant_id: str,
+        body: FieldsReader,
+        *,
+        attribute: Attribution = _unattributed,
+    ) -> PurgeRequest:
+        """Step one of a tenant purge: what would be deleted, and the token that allows it."""
+        async with store_errors():
+            caller = await self._authorize(Operation.REQUEST_PURGE, keys, tenant_id, attribute)
+            return await self._purge.request(caller.tenant, purge_operator(await body()))
+
+    async def confirm_purge(
+        self,
+        keys: PresentedKeys,
+        tenant_id: str,
+        body: FieldsReader,
+        *,
+        attribute: Attribution = _unattributed,
+    ) -> PurgeReceipt:
+        """Step two: consume the token and delete the tenant's rows."""
+        async with store_errors():
+            caller = await self._authorize(Operation.CONFIRM_PURGE, keys, tenant_id, attribute)
+            fields = await body()
+            token = confirmation_token(fields)
+            return await self._purge.confirm(caller.tenant, token, purge_operator(fields))
+
+    async def readiness_status(self) -> ReadinessStatus:
+        """What health's readiness shows about the pipeline; asks for no key.
+
+        It is operational state with no tenant data, so it is not in
+        `PERMISSIONS`; health calls it without credentials.
+        """
+        async with store_errors():
+            return await self._readiness.status()
