@@ -1,4 +1,7 @@
-"""Incidents and operator feedback (docs/SPEC.md §3.4): storage, pages, resolve, feedback, stats.
+"""Incidents and operator feedback (docs/SPEC.md §3.4): new rows, pages, resolve, feedback, stats.
+
+A processed job's drafted incident becomes its row and INCIDENT_CREATED event
+here (`new_incident`); the job's completion inserts them with the job's outcome.
 
 At most one incident exists per invoice (unique `invoice_id`, insert with
 ON CONFLICT DO NOTHING). Lists page by `(created_at, incident_id)` descending
@@ -30,7 +33,6 @@ from services.pipeline.events import (
     incident_created,
     incident_resolved,
 )
-from services.pipeline.jobs import IncidentRow
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.outbox import write_events
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -213,6 +215,20 @@ def text_field(value: object, name: str, limit: int, *, required: bool) -> str:
             "TEXT_TOO_LONG", f"{name} must be at most {limit} characters", field=name
         )
     return text
+
+
+@dataclass(frozen=True)
+class IncidentRow:
+    """The columns of a new incident besides its tenant and invoice (the job supplies those)."""
+
+    incident_id: UUID
+    provider: str
+    severity: str
+    primary_flag: str
+    flags: list[str]
+    action_class: str
+    primary_suspect: str
+    mismatch_info_json: str
 
 
 @dataclass(frozen=True)

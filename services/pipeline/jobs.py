@@ -22,6 +22,7 @@ import asyncpg
 from services.pipeline.documents import SourceKind, Submission
 from services.pipeline.errors import PipelineError
 from services.pipeline.events import OutboxEvent, outbox_rows
+from services.pipeline.incidents import IncidentRow
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
 
@@ -278,20 +279,6 @@ class JobResult:
     provider: str | None
     invoice_period: str | None
     extraction_ms: float | None
-
-
-@dataclass(frozen=True)
-class IncidentRow:
-    """The columns of a new incident besides its tenant and invoice."""
-
-    incident_id: UUID
-    provider: str
-    severity: str
-    primary_flag: str
-    flags: list[str]
-    action_class: str
-    primary_suspect: str
-    mismatch_info_json: str
 
 
 class LeaseLost(PipelineError):
