@@ -7,7 +7,8 @@ keep one first-seen time, and `record` returns the stored times so the
 caller can re-evaluate with them.
 
 Every preflight reads this state, so each process keeps it per release for
-`Gate.ESCALATION_CACHE_SECONDS` and folds its own writes in. A change another
+`Gate.ESCALATION_CACHE_SECONDS` (the runtime's `TtlCache`: concurrent reads of
+one release share one query) and folds its own writes in. A change another
 replica makes shows up here that much later at most — seconds against
 escalation windows of minutes.
 """
@@ -15,17 +16,16 @@ escalation windows of minutes.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 
 import asyncpg
 
 from services.gate.domain.reasons import BlockReasonCode
+from services.runtime.cache import TtlCache
 from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import Unavailable
 
-_MAX_CACHED_RELEASES = 1024
 FirstSeen = dict[BlockReasonCode, datetime]
 
 
@@ -48,21 +48,12 @@ class EscalationRepository:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
-        self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._cache: OrderedDict[str, tuple[float, FirstSeen]] = OrderedDict()
+        self._cache: TtlCache[str, FirstSeen] = TtlCache(cache_seconds, clock=clock)
 
     async def first_seen(self, release: str) -> FirstSeen:
         """The first-seen time of every reason currently persisting for `release`."""
-        cached = self._cache.get(release)
-        if cached is not None and cached[0] > self._clock():
-            return dict(cached[1])
-        state = await self._load(release)
-        self._cache[release] = (self._clock() + self._cache_seconds, state)
-        self._cache.move_to_end(release)
-        if len(self._cache) > _MAX_CACHED_RELEASES:
-            self._cache.popitem(last=False)
-        return dict(state)
+        # A copy: the caller may change it, the cached state stays as stored.
+        return dict(await self._cache.get(release, lambda: self._load(release)))
 
     async def _load(self, release: str) -> FirstSeen:
         try:
@@ -126,9 +117,10 @@ class EscalationRepository:
 
     def _fold_in(self, release: str, stored: FirstSeen, gone: set[str]) -> None:
         """This process's own write, applied to its cached state of the release."""
-        cached = self._cache.get(release)
-        if cached is None:
-            return
-        state = {code: at for code, at in cached[1].items() if str(code) not in gone}
-        state.update(stored)
-        self._cache[release] = (cached[0], state)
+
+        def fold(cached: FirstSeen) -> FirstSeen:
+            state = {code: at for code, at in cached.items() if str(code) not in gone}
+            state.update(stored)
+            return state
+
+        self._cache.update(release, fold)

@@ -7,8 +7,9 @@ validate) becomes `Unavailable`, which the evaluator turns into
 SIGNAL_UNAVAILABLE (HOLD): the gate never answers OK on missing data.
 
 Answers are cached per (source, parameters) for `SIGNAL_CACHE_SECONDS`,
-failures included, and concurrent requests for the same key share one
-in-flight fetch, so a burst of preflights costs each source one call.
+failures included (they are values here), and concurrent requests for the
+same key share one in-flight fetch (the runtime's `TtlCache`), so a burst of
+preflights costs each source one call.
 
 Backtest results (pipeline `GetBacktestResult`): `metrics_json` is read as
 `{"invoices": N, "old": {"incident_count": a}, "new": {"incident_count": b}}`
@@ -23,8 +24,7 @@ import json
 import logging
 import math
 import time
-from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
@@ -52,57 +52,13 @@ from services.gate.domain.signals import (
     Unavailable,
 )
 from services.gate.domain.spec import ReleaseSpec
+from services.runtime.cache import TtlCache
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-_MAX_CACHE_ENTRIES = 1024
-
-
-class _TtlCache:
-    """A small TTL cache with single-flight fetches; bounded, per instance."""
-
-    def __init__(self, ttl_seconds: float, monotonic: Callable[[], float]) -> None:
-        self._ttl = ttl_seconds
-        self._monotonic = monotonic
-        self._values: OrderedDict[Hashable, tuple[float, object]] = OrderedDict()
-        self._inflight: dict[Hashable, asyncio.Task[Any]] = {}
-
-    def fresh(self, key: Hashable) -> object | None:
-        """The cached value for `key` while it is fresh, else None (no fetch)."""
-        cached = self._values.get(key)
-        if cached is not None and cached[0] > self._monotonic():
-            return cached[1]
-        return None
-
-    async def get(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
-        """The cached value for `key`, or the result of one shared `fetch()`."""
-        cached = self.fresh(key)
-        if cached is not None:
-            return cached  # type: ignore[return-value]
-        task = self._inflight.get(key)
-        if task is None:
-            # Its own task: a caller that gives up does not cancel the others' fetch.
-            task = asyncio.create_task(self._fetch_and_store(key, fetch))
-            self._inflight[key] = task
-        return await asyncio.shield(task)
-
-    async def _fetch_and_store(self, key: Hashable, fetch: Callable[[], Awaitable[T]]) -> T:
-        try:
-            value = await fetch()
-        finally:
-            self._inflight.pop(key, None)
-        self._store(key, value)
-        return value
-
-    def _store(self, key: Hashable, value: object) -> None:
-        now = self._monotonic()
-        for stale in [k for k, (expires, _) in self._values.items() if expires <= now]:
-            del self._values[stale]
-        self._values[key] = (now + self._ttl, value)
-        self._values.move_to_end(key)
-        while len(self._values) > _MAX_CACHE_ENTRIES:
-            self._values.popitem(last=False)
+# (tenant, window seconds) of a run summary.
+_SummaryKey = tuple[str | None, int]
 
 
 @dataclass(frozen=True)
@@ -127,44 +83,49 @@ class SignalSources:
     ) -> None:
         self._endpoints = endpoints
         self._timeout = timeout_seconds
-        self._cache = _TtlCache(cache_seconds, monotonic)
+        # One cache per source, so each holds one type; readiness has no parameters.
+        self._readiness_cache: TtlCache[tuple[()], Readiness | Unavailable] = TtlCache(
+            cache_seconds, clock=monotonic
+        )
+        self._summaries: TtlCache[_SummaryKey, RunSummary | Unavailable] = TtlCache(
+            cache_seconds, clock=monotonic
+        )
+        self._backtests: TtlCache[str, BacktestSignal | Unavailable] = TtlCache(
+            cache_seconds, clock=monotonic
+        )
 
     async def gather(self, spec: ReleaseSpec, now: datetime) -> Signals:
         """Fetch every source the spec needs, concurrently; never raises for a source failure."""
         backtest_id = spec.backtest_id
-        summary_key = ("run_summary", spec.tenant_id, spec.window_seconds)
+        summary_key = (spec.tenant_id, spec.window_seconds)
         cached = self._all_fresh(summary_key, backtest_id)
         if cached is not None:
             return cached
         readiness, summary, backtest = await asyncio.gather(
-            self._cache.get(("readiness",), self._readiness),
-            self._cache.get(
+            self._readiness_cache.get((), self._readiness),
+            self._summaries.get(
                 summary_key, lambda: self._run_summary(spec.tenant_id, spec.window_seconds, now)
             ),
             self._backtest_or_none(backtest_id),
         )
         return Signals(readiness=readiness, run_summary=summary, backtest=backtest)
 
-    def _all_fresh(self, summary_key: Hashable, backtest_id: str | None) -> Signals | None:
+    def _all_fresh(self, summary_key: _SummaryKey, backtest_id: str | None) -> Signals | None:
         """The signals straight from the cache when every one is fresh: the common case
         under load, answered without starting a task per source."""
-        readiness = self._cache.fresh(("readiness",))
-        summary = self._cache.fresh(summary_key)
-        backtest = None if backtest_id is None else self._cache.fresh(("backtest", backtest_id))
+        readiness = self._readiness_cache.fresh(())
+        summary = self._summaries.fresh(summary_key)
+        backtest = None if backtest_id is None else self._backtests.fresh(backtest_id)
         if readiness is None or summary is None or (backtest_id is not None and backtest is None):
             return None
-        return Signals(
-            readiness=readiness,  # type: ignore[arg-type]
-            run_summary=summary,  # type: ignore[arg-type]
-            backtest=backtest,  # type: ignore[arg-type]
-        )
+        return Signals(readiness=readiness, run_summary=summary, backtest=backtest)
 
     async def _backtest_or_none(
         self, backtest_id: str | None
     ) -> BacktestSignal | Unavailable | None:
         if backtest_id is None:
             return None
-        return await self._cache.get(("backtest", backtest_id), lambda: self._backtest(backtest_id))
+        return await self._backtests.get(backtest_id, lambda: self._backtest(backtest_id))
 
     async def _readiness(self) -> Readiness | Unavailable:
         return await _fetch(

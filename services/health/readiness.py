@@ -15,7 +15,7 @@ from typing import Any
 
 from services.health.checks import Check, bounded
 from services.health.report import CheckResult, ReadinessReport
-from services.health.single_flight import SingleFlightCache
+from services.runtime.cache import SingleFlightCache
 from services.runtime.config import AppConfig
 
 PilotBlock = Callable[[], Awaitable[dict[str, Any]]]

@@ -34,7 +34,7 @@ from services.health.pipeline_status import (
 )
 from services.health.readiness import Readiness
 from services.health.report import CheckStatus, ReadinessReport
-from services.health.single_flight import SingleFlightCache
+from services.runtime.cache import SingleFlightCache
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name

@@ -27,6 +27,7 @@ from services.pipeline.domain import (
     parse_market_prices_csv,
     parse_tariffs_csv,
 )
+from services.runtime.cache import TtlCache
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,6 @@ SAMPLE_MARKET_PRICES = "market_prices.sample.csv"
 SAMPLE_TARIFFS = "tariffs.sample.csv"
 SAMPLE_SOURCE_PREFIX = "sample:"
 
-_MAX_CACHED = 1024
 _INSERT_PRICE = (
     "INSERT INTO pipeline_market_prices"
     " (period, ptf_tl_per_mwh, yekdem_tl_per_mwh, source, loaded_at)"
@@ -60,9 +60,10 @@ Lookup = tuple[dict[str, MarketPrice], dict[str, DistributionTariff]]
 class MarketStore:
     """Reference tables shared by every tenant.
 
-    Lookups are cached per process for `cache_seconds` (0 disables): the tables
-    change only when an operator loads a file, and a worker prices thousands
-    of invoices of the same few periods in between.
+    Lookups are cached per process for `cache_seconds` (0 disables), and
+    concurrent lookups of one period share one query (the runtime's `TtlCache`):
+    the tables change only when an operator loads a file, and a worker prices
+    thousands of invoices of the same few periods in between.
     """
 
     def __init__(
@@ -73,9 +74,9 @@ class MarketStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
-        self._cache_seconds = cache_seconds
-        self._clock = clock
-        self._cache: dict[tuple[str | None, str | None], tuple[Lookup, float]] = {}
+        self._cache: TtlCache[tuple[str | None, str | None], Lookup] = TtlCache(
+            cache_seconds, clock=clock
+        )
 
     async def upsert_prices(self, prices: Mapping[str, MarketPrice], source: str) -> int:
         """Insert or replace every period of `prices` in one transaction; returns the count."""
@@ -135,17 +136,9 @@ class MarketStore:
 
     async def lookup(self, period: str | None, tariff_group: str | None) -> Lookup:
         """The market price of `period` and the tariff of `tariff_group`, as domain lookups."""
-        key = (period, tariff_group)
-        now = self._clock()
-        cached = self._cache.get(key)
-        if cached is not None and cached[1] > now:
-            return cached[0]
-        found = await self._load(period, tariff_group)
-        if self._cache_seconds > 0:
-            if len(self._cache) >= _MAX_CACHED:
-                self._cache.clear()
-            self._cache[key] = (found, now + self._cache_seconds)
-        return found
+        return await self._cache.get(
+            (period, tariff_group), lambda: self._load(period, tariff_group)
+        )
 
     async def _load(self, period: str | None, tariff_group: str | None) -> Lookup:
         prices: dict[str, MarketPrice] = {}
