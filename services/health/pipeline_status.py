@@ -7,13 +7,14 @@ every check of an evaluation, so an evaluation costs the pipeline one call.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 from services.health.checks import CheckFailed, ExtractorView, QueueSnapshot
+from services.runtime.timestamps import utc_timestamp
 
 
 class PipelineUnreachable(CheckFailed):
@@ -52,8 +53,7 @@ def _iso(status: pipeline_pb2.ReadinessStatus, field: str) -> str | None:
     if not status.HasField(field):
         return None
     stamp: Timestamp = getattr(status, field)
-    moment: datetime = stamp.ToDatetime()
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return utc_timestamp(stamp.ToDatetime(tzinfo=UTC))
 
 
 def last_activity(status: pipeline_pb2.ReadinessStatus) -> dict[str, str | None]:

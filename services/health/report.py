@@ -12,6 +12,7 @@ from enum import StrEnum
 from typing import Any
 
 from services.runtime.config import HealthThresholds
+from services.runtime.timestamps import utc_timestamp
 
 
 class CheckStatus(StrEnum):
@@ -77,7 +78,7 @@ class ReadinessReport:
     def as_json(self) -> dict[str, Any]:
         body: dict[str, Any] = {
             "status": "ready" if self.ready else "not_ready",
-            "timestamp": self.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "timestamp": utc_timestamp(self.timestamp),
             "build_id": self.build_id,
             "config_hash": self.config_hash,
             "checks": {name: result.as_json() for name, result in self.checks.items()},

@@ -9,7 +9,6 @@ import pytest
 from services.telemetry.domain.errors import TelemetryError
 from services.telemetry.domain.window import (
     MAX_WINDOW,
-    format_instant,
     parse_duration,
     parse_instant,
     resolve_window,
@@ -69,8 +68,3 @@ def test_empty_or_reversed_window_is_invalid() -> None:
         with pytest.raises(TelemetryError) as caught:
             resolve_window(since, NOW, now=NOW)
         assert caught.value.error_code == "INVALID_WINDOW"
-
-
-def test_instants_format_as_utc_with_z() -> None:
-    assert format_instant(NOW) == "2026-01-17T16:00:00Z"
-    assert format_instant(NOW.replace(microsecond=250_000)) == "2026-01-17T16:00:00.250Z"

@@ -32,8 +32,9 @@ from fractions import Fraction
 from typing import Any
 
 from services.runtime.config import AlertThresholds, DriftThresholds, Thresholds
+from services.runtime.timestamps import utc_timestamp
 from services.telemetry.domain.summary import rate
-from services.telemetry.domain.window import TimeWindow, format_instant
+from services.telemetry.domain.window import TimeWindow
 
 TOP_OFFENDERS_LIMIT = 10
 ALL_PROVIDERS = "*"
@@ -290,15 +291,15 @@ class SystemHealthReport:
     def to_json(self) -> dict[str, Any]:
         d = self.digest
         return {
-            "generated_at": format_instant(self.generated_at),
+            "generated_at": utc_timestamp(self.generated_at, milliseconds=True),
             "tenant_id": self.tenant_id,
             "period": {
-                "start": format_instant(self.window.start),
-                "end": format_instant(self.window.end),
+                "start": utc_timestamp(self.window.start, milliseconds=True),
+                "end": utc_timestamp(self.window.end, milliseconds=True),
             },
             "baseline_period": {
-                "start": format_instant(self.baseline.start),
-                "end": format_instant(self.baseline.end),
+                "start": utc_timestamp(self.baseline.start, milliseconds=True),
+                "end": utc_timestamp(self.baseline.end, milliseconds=True),
             },
             "mismatch_histogram": {
                 "buckets": [

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from services.telemetry.domain.window import TimeWindow, format_instant
+from services.runtime.timestamps import utc_timestamp
+from services.telemetry.domain.window import TimeWindow
 
 LOG_RATE_DIGITS = 4
 
@@ -137,10 +138,10 @@ class RunSummary:
         """The document of docs/seeds/002.txt §6.1 plus `counts.accept_rounding_count`."""
         c = self.counts
         return {
-            "generated_at": format_instant(self.generated_at),
+            "generated_at": utc_timestamp(self.generated_at, milliseconds=True),
             "period": {
-                "start": format_instant(self.window.start),
-                "end": format_instant(self.window.end),
+                "start": utc_timestamp(self.window.start, milliseconds=True),
+                "end": utc_timestamp(self.window.end, milliseconds=True),
             },
             "counts": {
                 "total_invoices": c.total_invoices,
@@ -178,13 +179,13 @@ class RunSummary:
         r, c = self.rates, self.counts
         return {
             "event": "run_summary",
-            "timestamp": format_instant(self.generated_at),
+            "timestamp": utc_timestamp(self.generated_at, milliseconds=True),
             "build_id": build_id,
             "config_hash": config_hash,
             "tenant_id": self.tenant_id,
             "period": {
-                "start": format_instant(self.window.start),
-                "end": format_instant(self.window.end),
+                "start": utc_timestamp(self.window.start, milliseconds=True),
+                "end": utc_timestamp(self.window.end, milliseconds=True),
             },
             "counts": {
                 "total_invoices": c.total_invoices,

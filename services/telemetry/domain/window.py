@@ -90,10 +90,3 @@ def resolve_window(
             field="since",
         )
     return TimeWindow(start.astimezone(UTC), end.astimezone(UTC))
-
-
-def format_instant(value: datetime) -> str:
-    """RFC 3339 in UTC with `Z`: seconds precision, milliseconds when not whole seconds."""
-    value = value.astimezone(UTC)
-    spec = "milliseconds" if value.microsecond else "seconds"
-    return value.replace(tzinfo=None).isoformat(timespec=spec) + "Z"
