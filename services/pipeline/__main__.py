@@ -14,8 +14,8 @@
 Usage errors exit 64 (sysexits EX_USAGE), like the command's other sysexits
 codes (65, 66, 78), rather than argparse's default 2.
 
-This module is the one place where the pipeline's operational settings
-(`services.pipeline.settings`) are read from the environment.
+The pipeline's operational settings (queue, relay, intake and extractor
+timings) are read with the rest of the configuration (`config.pipeline`).
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
 import sys
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import NoReturn, TypeVar
 
@@ -44,14 +42,14 @@ from services.pipeline.auth import (
 )
 from services.pipeline.domain import TableError, parse_market_prices_csv, parse_tariffs_csv
 from services.pipeline.market import MarketStore
-from services.pipeline.service import MIGRATIONS, make_definition, migrate, run_worker_process
-from services.pipeline.settings import PipelineSettings
+from services.pipeline.service import DEFINITION, MIGRATIONS, migrate, run_worker_process
 from services.runtime.config import AppConfig
 from services.runtime.db import create_pool
 from services.runtime.errors import InvalidInput, PtfError
 from services.runtime.logs import configure_logging
 from services.runtime.migrate import run_migrations
 from services.runtime.server import EXIT_CONFIG, load_validated_config, run_service
+from services.runtime.timestamps import utc_timestamp
 
 log = logging.getLogger(__name__)
 
@@ -60,100 +58,7 @@ EXIT_USAGE = 64  # sysexits.h: the command was used incorrectly
 EXIT_DATAERR = 65  # sysexits.h: the input data was incorrect
 EXIT_NOINPUT = 66  # sysexits.h: the input file did not exist or was not readable
 
-_T = TypeVar("_T", int, float, bool)
 _R = TypeVar("_R")
-
-
-def _read(
-    environ: Mapping[str, str],
-    name: str,
-    default: _T,
-    parse: Callable[[str], _T],
-    problems: list[str],
-) -> _T:
-    raw = environ.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        return parse(raw)
-    except ValueError:
-        problems.append(f"{name}: {raw!r} is not a valid {type(default).__name__}")
-        return default
-
-
-def _boolean(raw: str) -> bool:
-    lowered = raw.lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise ValueError(raw)
-
-
-def settings_from_env(environ: Mapping[str, str]) -> tuple[PipelineSettings, list[str]]:
-    """Operational settings from `PTF_PIPELINE_*` / `PTF_QUEUE_*` env vars, plus problems."""
-    problems: list[str] = []
-    base = PipelineSettings()
-    q = base.queue
-    queue = replace(
-        q,
-        max_attempts=_read(environ, "PTF_QUEUE_MAX_ATTEMPTS", q.max_attempts, int, problems),
-        visibility_timeout_seconds=_read(
-            environ,
-            "PTF_QUEUE_VISIBILITY_TIMEOUT_SECONDS",
-            q.visibility_timeout_seconds,
-            float,
-            problems,
-        ),
-        backoff_base_seconds=_read(
-            environ, "PTF_QUEUE_BACKOFF_BASE_SECONDS", q.backoff_base_seconds, float, problems
-        ),
-        backoff_max_seconds=_read(
-            environ, "PTF_QUEUE_BACKOFF_MAX_SECONDS", q.backoff_max_seconds, float, problems
-        ),
-    )
-    intake = replace(
-        base.intake,
-        sync_timeout_seconds=_read(
-            environ,
-            "PTF_PIPELINE_SYNC_TIMEOUT_SECONDS",
-            base.intake.sync_timeout_seconds,
-            float,
-            problems,
-        ),
-    )
-    extractor = replace(
-        base.extractor,
-        request_timeout_seconds=_read(
-            environ,
-            "PTF_PIPELINE_EXTRACTOR_TIMEOUT_SECONDS",
-            base.extractor.request_timeout_seconds,
-            float,
-            problems,
-        ),
-    )
-    settings = replace(
-        base,
-        queue=queue,
-        intake=intake,
-        extractor=extractor,
-        inprocess_workers=_read(
-            environ, "PTF_PIPELINE_INPROCESS_WORKERS", base.inprocess_workers, int, problems
-        ),
-        run_relay=_read(environ, "PTF_PIPELINE_RELAY", base.run_relay, _boolean, problems),
-    )
-    problems.extend(settings.problems())
-    return settings, problems
-
-
-def _settings_or_exit() -> PipelineSettings:
-    settings, problems = settings_from_env(os.environ)
-    if problems:
-        log.error("Config validation failed with %d error(s)", len(problems))
-        for problem in problems:
-            print(f"config error: {problem}", file=sys.stderr)
-        raise SystemExit(EXIT_CONFIG)
-    return settings
 
 
 class _Parser(argparse.ArgumentParser):
@@ -308,7 +213,7 @@ def _revoke_key(config: AppConfig, key_id: str, cache_seconds: float) -> int:
 
 
 def _timestamp(moment: datetime | None) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else "-"
+    return utc_timestamp(moment) if moment else "-"
 
 
 def _key_table(keys: Sequence[KeyInfo]) -> list[str]:
@@ -335,11 +240,11 @@ def _key_table(keys: Sequence[KeyInfo]) -> list[str]:
     ]
 
 
-def _keys(config: AppConfig, settings: PipelineSettings, args: argparse.Namespace) -> int:
+def _keys(config: AppConfig, args: argparse.Namespace) -> int:
     if args.keys_command == "create":
         return _create_key(config, args.role, args.tenant, args.label)
     if args.keys_command == "revoke":
-        return _revoke_key(config, args.key_id, settings.key_cache_seconds)
+        return _revoke_key(config, args.key_id, config.pipeline.key_cache_seconds)
     keys = asyncio.run(_with_pool(config, lambda pool: KeyStore(pool).list_keys()))
     print("\n".join(_key_table(keys)))
     return 0
@@ -349,12 +254,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = _parse_args(argv)
     command = args.command or "serve"
     if command == "serve":
-        run_service(make_definition(_settings_or_exit()))
+        run_service(DEFINITION)
         return
     if command == "migrate":
         raise SystemExit(run_migrations("pipeline", MIGRATIONS))
     configure_logging("pipeline")
-    settings = _settings_or_exit()
     config = load_validated_config("pipeline")
     if not config.database_url:
         print("DATABASE_URL must be set", file=sys.stderr)
@@ -368,7 +272,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             code = asyncio.run(
                 run_worker_process(
                     config,
-                    settings,
+                    config.pipeline,
                     args.concurrency,
                     relay=args.relay,
                     http_port=args.http_port,
@@ -376,7 +280,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         raise SystemExit(code)
     if command == "keys":
-        raise SystemExit(_keys(config, settings, args))
+        raise SystemExit(_keys(config, args))
     raise SystemExit(_load_table(config, command, args.file))
 
 

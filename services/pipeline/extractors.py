@@ -22,8 +22,7 @@ import redis.asyncio as aioredis
 
 from services.pipeline.documents import decode_json
 from services.pipeline.errors import PipelineError
-from services.pipeline.settings import ExtractorSettings
-from services.runtime.config import AppConfig
+from services.runtime.config import AppConfig, ExtractorSettings
 from services.runtime.errors import PtfError, Unprocessable
 from services.runtime.redis_client import RedisKeys
 

@@ -33,6 +33,7 @@ from services.pipeline.requests import (
     check_size,
     json_object,
 )
+from services.runtime.config import parse_boolean
 from services.runtime.errors import InvalidInput, PtfError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -46,7 +47,11 @@ _CHUNK = 64 * 1024
 
 
 def _flag(raw: str | None) -> bool:
-    return (raw or "").strip().lower() in {"1", "true", "yes"}
+    """A query flag in the config's true/false words; absent or anything else is false."""
+    try:
+        return parse_boolean(raw or "")
+    except ValueError:
+        return False
 
 
 def _tenant_keys(request: web.Request) -> PresentedKeys:

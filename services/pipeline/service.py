@@ -223,11 +223,10 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
 
 
 def make_definition(settings: PipelineSettings | None = None) -> ServiceDefinition:
-    """The pipeline API service with these operational settings."""
-    chosen = settings or PipelineSettings()
+    """The pipeline API service; `settings` (tests) replaces the configured `config.pipeline`."""
 
     async def build(runtime: Runtime) -> ServiceParts:
-        return await _build(runtime, chosen)
+        return await _build(runtime, settings or runtime.config.pipeline)
 
     return ServiceDefinition(name="pipeline", build=build, migrations=MIGRATIONS)
 

@@ -1,112 +1,24 @@
-"""Operational settings of the pipeline process: queue, relay, intake and extractor timing.
+"""The pipeline's operational settings, which live in the shared config module now.
 
-These are not business thresholds (those live in `services.runtime.config`);
-they tune how the machinery runs. Every value has a default here and is read
-from the environment in exactly one place, `services.pipeline.__main__`.
-They are candidates to move into the shared config module as a `Queue` group.
+`services.runtime.config.operations` defines them and `load_config` reads them
+with the rest of `AppConfig` (`config.pipeline`); this module only keeps the
+pipeline's own imports short.
 """
 
-from __future__ import annotations
+from services.runtime.config.operations import (
+    MEBIBYTE,
+    ExtractorSettings,
+    IntakeSettings,
+    PipelineSettings,
+    QueueSettings,
+    RelaySettings,
+)
 
-from dataclasses import dataclass, field
-
-MEBIBYTE = 1024 * 1024
-
-
-@dataclass(frozen=True)
-class QueueSettings:
-    """Job queue and worker behaviour (docs/SPEC.md §3.5)."""
-
-    # A job is tried at most this many times; the next claim after that marks it EXHAUSTED.
-    max_attempts: int = 3
-    # How long a claimed job (and its stream message) may stay unacknowledged
-    # before another worker reclaims it; also the worker's lease on the job row.
-    visibility_timeout_seconds: float = 30.0
-    # Retry delay after a transient failure: base × 2^(attempt-1), capped.
-    backoff_base_seconds: float = 1.0
-    backoff_max_seconds: float = 60.0
-    # XREADGROUP BLOCK time; bounds how long a stopping worker waits for its read.
-    read_block_ms: int = 1000
-    # How often each worker process re-enqueues due retries and lost messages.
-    sweep_interval_seconds: float = 1.0
-    # How often each worker loop runs XAUTOCLAIM for messages idle past the timeout.
-    reclaim_interval_seconds: float = 1.0
-
-
-@dataclass(frozen=True)
-class RelaySettings:
-    """Outbox relay to telemetry `RecordEvents` (docs/SPEC.md §3.8)."""
-
-    batch_size: int = 500
-    idle_interval_seconds: float = 0.5
-    rpc_timeout_seconds: float = 5.0
-    backoff_base_seconds: float = 0.5
-    backoff_max_seconds: float = 30.0
-
-
-@dataclass(frozen=True)
-class IntakeSettings:
-    """Request limits of `/full-process` and `SubmitInvoice` (docs/SPEC.md §11)."""
-
-    max_body_bytes: int = 10 * MEBIBYTE
-    # How long a synchronous submission waits for its job before answering 202.
-    sync_timeout_seconds: float = 30.0
-    # How often a waiter re-reads the job row in case a notification was missed.
-    wait_poll_seconds: float = 1.0
-
-
-@dataclass(frozen=True)
-class ExtractorSettings:
-    """The OpenAI-compatible extractor's HTTP behaviour."""
-
-    request_timeout_seconds: float = 20.0
-    # How long a 429 keeps the extractor reported as rate limited when the
-    # reply carries no Retry-After header.
-    rate_limit_default_seconds: float = 60.0
-
-
-@dataclass(frozen=True)
-class PipelineSettings:
-    """Everything the pipeline process tunes besides the shared `AppConfig`."""
-
-    queue: QueueSettings = field(default_factory=QueueSettings)
-    relay: RelaySettings = field(default_factory=RelaySettings)
-    intake: IntakeSettings = field(default_factory=IntakeSettings)
-    extractor: ExtractorSettings = field(default_factory=ExtractorSettings)
-    # Worker loops run inside the API process, so `make run` and the synchronous
-    # path work without a separate worker; 0 when worker pods do all the work.
-    inprocess_workers: int = 2
-    # Run the outbox relay in this process.
-    run_relay: bool = True
-    # How long a worker reuses a market price / tariff lookup (a table load shows
-    # up in new offers at most this much later).
-    market_cache_seconds: float = 5.0
-    # Interval of QUEUE_SAMPLE events.
-    queue_sample_interval_seconds: float = 15.0
-    # How long a resolved API key stays cached in the process (revocation delay).
-    key_cache_seconds: float = 30.0
-    # Deadline of the telemetry GetSystemHealth call behind /admin/system-health.
-    system_health_timeout_seconds: float = 2.0
-
-    def problems(self) -> list[str]:
-        """Every invalid value, so a bad deployment fails with the full list."""
-        found: list[str] = []
-        q = self.queue
-        if q.max_attempts < 1:
-            found.append(f"queue max_attempts ({q.max_attempts}) must be >= 1")
-        if q.visibility_timeout_seconds <= 0:
-            found.append("queue visibility_timeout_seconds must be > 0")
-        if q.backoff_base_seconds < 0 or q.backoff_max_seconds < q.backoff_base_seconds:
-            found.append("queue backoff must satisfy 0 <= base <= max")
-        if self.extractor.request_timeout_seconds >= q.visibility_timeout_seconds:
-            found.append(
-                "extractor request_timeout_seconds must be < queue visibility_timeout_seconds,"
-                " or a slow extraction gets reclaimed while it runs"
-            )
-        if self.inprocess_workers < 0:
-            found.append("inprocess_workers must be >= 0")
-        if self.intake.max_body_bytes < 1024:
-            found.append("intake max_body_bytes must be >= 1024")
-        if self.relay.batch_size < 1:
-            found.append("relay batch_size must be >= 1")
-        return found
+__all__ = [
+    "MEBIBYTE",
+    "ExtractorSettings",
+    "IntakeSettings",
+    "PipelineSettings",
+    "QueueSettings",
+    "RelaySettings",
+]

@@ -13,10 +13,12 @@ import pytest
 from services.runtime.config import (
     ConfigError,
     ConfigValidationError,
+    PipelineSettings,
     Thresholds,
     build_id_from_env,
     load_config,
     load_thresholds,
+    parse_boolean,
     validate_config,
 )
 from services.runtime.config.validation import find_violations
@@ -209,3 +211,62 @@ def test_secrets_are_not_in_the_config_repr() -> None:
     )
     assert "sk-secret" not in repr(config)
     assert "adm-secret" not in repr(config)
+
+
+def test_pipeline_settings_default_when_the_environment_sets_none() -> None:
+    assert load_config("pipeline", {"BUILD_ID": "b"}).pipeline == PipelineSettings()
+
+
+def test_pipeline_settings_are_read_with_the_rest_of_the_config() -> None:
+    config = load_config(
+        "pipeline",
+        {
+            "BUILD_ID": "b",
+            "PTF_QUEUE_MAX_ATTEMPTS": "5",
+            "PTF_QUEUE_VISIBILITY_TIMEOUT_SECONDS": "45",
+            "PTF_PIPELINE_SYNC_TIMEOUT_SECONDS": "12.5",
+            "PTF_PIPELINE_INPROCESS_WORKERS": "0",
+            "PTF_PIPELINE_RELAY": "off",
+        },
+    )
+    settings = config.pipeline
+    assert (settings.queue.max_attempts, settings.queue.visibility_timeout_seconds) == (5, 45.0)
+    assert settings.intake.sync_timeout_seconds == 12.5
+    assert (settings.inprocess_workers, settings.run_relay) == (0, False)
+
+
+def test_an_unreadable_pipeline_setting_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match="PTF_QUEUE_MAX_ATTEMPTS: 'three' is not a valid int"):
+        load_config("pipeline", {"PTF_QUEUE_MAX_ATTEMPTS": "three"})
+
+
+def test_pipeline_settings_that_contradict_each_other_are_a_config_error() -> None:
+    """Fault: an extractor timeout longer than the queue's lease. Must: refuse to start, since a
+    slow extraction would be reclaimed by another worker while it still runs."""
+    with pytest.raises(ConfigError, match="request_timeout_seconds must be <"):
+        load_config("pipeline", {"PTF_PIPELINE_EXTRACTOR_TIMEOUT_SECONDS": "30"})
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1", True),
+        ("Yes", True),
+        (" on ", True),
+        ("0", False),
+        ("FALSE", False),
+        ("no", False),
+        ("off", False),
+    ],
+)
+def test_every_boolean_setting_accepts_the_same_words(raw: str, expected: bool) -> None:
+    config = load_config(
+        "pipeline", {"PILOT_ENABLED": raw, "GATE_AUDIT_REQUIRED": raw, "PTF_PIPELINE_RELAY": raw}
+    )
+    assert (config.pilot_enabled, config.gate_audit_required) == (expected, expected)
+    assert config.pipeline.run_relay is expected
+
+
+def test_parse_boolean_refuses_other_words() -> None:
+    with pytest.raises(ValueError, match="'maybe' is not a boolean"):
+        parse_boolean("maybe")

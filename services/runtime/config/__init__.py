@@ -1,8 +1,9 @@
 """The one config module of ptf-admin (docs/SPEC.md §2).
 
-Every threshold of the product lives here and nowhere else; services receive a
-frozen `AppConfig` through their constructors and never read the environment
-themselves.
+Every threshold of the product lives here and nowhere else, and so do the
+operational settings (the pipeline's queue, relay, intake and extractor
+timings); services receive a frozen `AppConfig` through their constructors and
+never read the environment themselves.
 """
 
 from services.runtime.config.loading import (
@@ -10,7 +11,16 @@ from services.runtime.config.loading import (
     load_config,
     load_thresholds,
     load_thresholds_file,
+    parse_boolean,
     reload_thresholds,
+)
+from services.runtime.config.operations import (
+    MEBIBYTE,
+    ExtractorSettings,
+    IntakeSettings,
+    PipelineSettings,
+    QueueSettings,
+    RelaySettings,
 )
 from services.runtime.config.settings import (
     VALID_ENVIRONMENTS,
@@ -38,6 +48,7 @@ from services.runtime.config.validation import (
 )
 
 __all__ = [
+    "MEBIBYTE",
     "VALID_ENVIRONMENTS",
     "AccessThresholds",
     "AlertThresholds",
@@ -46,11 +57,16 @@ __all__ = [
     "ConfigValidationError",
     "ConfigViolation",
     "DriftThresholds",
+    "ExtractorSettings",
     "GateThresholds",
     "HealthThresholds",
+    "IntakeSettings",
     "MismatchThresholds",
     "PilotThresholds",
+    "PipelineSettings",
+    "QueueSettings",
     "RecoveryThresholds",
+    "RelaySettings",
     "ServiceAddresses",
     "Thresholds",
     "ValidationThresholds",
@@ -59,6 +75,7 @@ __all__ = [
     "load_config",
     "load_thresholds",
     "load_thresholds_file",
+    "parse_boolean",
     "reload_thresholds",
     "validate_config",
 ]

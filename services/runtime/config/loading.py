@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
+from services.runtime.config.operations import PipelineSettings
 from services.runtime.config.settings import (
     VALID_ENVIRONMENTS,
     AppConfig,
@@ -27,6 +28,8 @@ from services.runtime.config.thresholds import Thresholds
 from services.runtime.config.validation import is_finite_number
 
 ENV_THRESHOLD_PREFIX = "PTF_THRESHOLD__"
+
+_T = TypeVar("_T", int, float, bool)
 
 
 class ConfigError(Exception):
@@ -148,16 +151,93 @@ def load_thresholds(environ: Mapping[str, str]) -> Thresholds:
     return thresholds
 
 
+_TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+_FALSE_WORDS = frozenset({"0", "false", "no", "off"})
+
+
+def parse_boolean(raw: str) -> bool:
+    """`true`/`false` as every setting and flag of ptf-admin spells them.
+
+    One vocabulary for all of them (1/true/yes/on, 0/false/no/off, any case,
+    surrounding blanks ignored), so a value that switches something on in one
+    service cannot be refused or read as off by another. Raises `ValueError`
+    for anything else, so each caller decides what an unreadable value means.
+    """
+    word = raw.strip().lower()
+    if word in _TRUE_WORDS:
+        return True
+    if word in _FALSE_WORDS:
+        return False
+    raise ValueError(f"{raw!r} is not a boolean (true/false)")
+
+
 def _flag(environ: Mapping[str, str], name: str, default: bool, problems: list[str]) -> bool:
-    raw = environ.get(name, "").strip().lower()
+    raw = environ.get(name, "")
+    if not raw.strip():
+        return default
+    try:
+        return parse_boolean(raw)
+    except ValueError as exc:
+        problems.append(f"{name}: {exc}")
+        return default
+
+
+def _setting(
+    environ: Mapping[str, str],
+    name: str,
+    default: _T,
+    parse: Callable[[str], _T],
+    problems: list[str],
+) -> _T:
+    """`environ[name]` read by `parse`, or `default` when unset (a bad value is a problem)."""
+    raw = environ.get(name, "").strip()
     if not raw:
         return default
-    if raw in {"1", "true", "yes", "on"}:
-        return True
-    if raw in {"0", "false", "no", "off"}:
-        return False
-    problems.append(f"{name}: {raw!r} is not a boolean (true/false)")
-    return default
+    try:
+        return parse(raw)
+    except ValueError:
+        problems.append(f"{name}: {raw!r} is not a valid {type(default).__name__}")
+        return default
+
+
+def _pipeline_settings(environ: Mapping[str, str], problems: list[str]) -> PipelineSettings:
+    """The pipeline's operational settings: defaults, then `PTF_QUEUE_*` / `PTF_PIPELINE_*`."""
+    base = PipelineSettings()
+    q, intake, extractor = base.queue, base.intake, base.extractor
+
+    def read(name: str, default: _T, parse: Callable[[str], _T]) -> _T:
+        return _setting(environ, name, default, parse, problems)
+
+    settings = replace(
+        base,
+        queue=replace(
+            q,
+            max_attempts=read("PTF_QUEUE_MAX_ATTEMPTS", q.max_attempts, int),
+            visibility_timeout_seconds=read(
+                "PTF_QUEUE_VISIBILITY_TIMEOUT_SECONDS", q.visibility_timeout_seconds, float
+            ),
+            backoff_base_seconds=read(
+                "PTF_QUEUE_BACKOFF_BASE_SECONDS", q.backoff_base_seconds, float
+            ),
+            backoff_max_seconds=read("PTF_QUEUE_BACKOFF_MAX_SECONDS", q.backoff_max_seconds, float),
+        ),
+        intake=replace(
+            intake,
+            sync_timeout_seconds=read(
+                "PTF_PIPELINE_SYNC_TIMEOUT_SECONDS", intake.sync_timeout_seconds, float
+            ),
+        ),
+        extractor=replace(
+            extractor,
+            request_timeout_seconds=read(
+                "PTF_PIPELINE_EXTRACTOR_TIMEOUT_SECONDS", extractor.request_timeout_seconds, float
+            ),
+        ),
+        inprocess_workers=read("PTF_PIPELINE_INPROCESS_WORKERS", base.inprocess_workers, int),
+        run_relay=read("PTF_PIPELINE_RELAY", base.run_relay, parse_boolean),
+    )
+    problems.extend(settings.problems())
+    return settings
 
 
 def _port(environ: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
@@ -219,6 +299,7 @@ def load_config(service: str, environ: Mapping[str, str] | None = None) -> AppCo
             pipeline=env_map.get("PTF_PIPELINE_ADDR", "127.0.0.1:50053"),
             health=env_map.get("PTF_HEALTH_ADDR", "127.0.0.1:50054"),
         ),
+        pipeline=_pipeline_settings(env_map, problems),
     )
     if config.token_store not in {"redis", "postgres"}:
         problems.append(

@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
+from services.runtime.config.operations import PipelineSettings
 from services.runtime.config.thresholds import Thresholds
 
 VALID_ENVIRONMENTS = frozenset({"development", "staging", "production"})
@@ -65,6 +66,8 @@ class AppConfig:
     dev_service_key: str = field(repr=False)
     service_key: str = field(repr=False)
     addresses: ServiceAddresses
+    # The pipeline's queue, relay, intake and extractor timings (operations.py).
+    pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     config_hash: str = ""
 
 
