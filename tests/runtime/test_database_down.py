@@ -25,6 +25,7 @@ from ptf.gate.v1 import gate_pb2
 
 from services.gate.dedup import RequestDedup
 from services.gate.escalation import EscalationRepository
+from services.pipeline.intake import store_errors
 from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import Unavailable
 from services.runtime.tokens.errors import TokenError
@@ -154,4 +155,14 @@ async def test_telemetry_store_is_unavailable_with_retry_after(kind: type[Except
     with pytest.raises(Unavailable) as caught:
         await EventRepository(_down(kind)).claim_summary(datetime.now(UTC), "all")
     assert caught.value.error_code == "STORE_UNAVAILABLE"
+    assert caught.value.retry_after_seconds == 5
+
+
+@_MEMBERS
+async def test_pipeline_requests_answer_database_unavailable(kind: type[Exception]) -> None:
+    """Fault: the database is down while the pipeline serves a request; 503 with Retry-After."""
+    with pytest.raises(Unavailable) as caught:
+        async with store_errors():
+            raise _outage(kind)
+    assert caught.value.error_code == "DATABASE_UNAVAILABLE"
     assert caught.value.retry_after_seconds == 5
