@@ -24,6 +24,7 @@ from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 from services.runtime.errors import ERROR_CODE_METADATA
+from services.runtime.keys import key_id_of
 from services.runtime.keys.channels import keyed_channel
 from tests.monitoring.live_stack import LiveStack, isolated_config, live_stack
 from tests.support.services import ServiceHandle
@@ -223,9 +224,7 @@ async def test_an_admin_key_from_the_store_opens_all_three_services_until_revoke
         }
 
     before = await outcomes()
-    listing = await _ptf_admin(database_url, "list")
-    key_id = next(line.split()[0] for line in listing.splitlines() if " ayse " in line)
-    await _ptf_admin(database_url, "revoke", key_id)
+    await _ptf_admin(database_url, "revoke", key_id_of(key))
     await asyncio.sleep(CACHE_SECONDS + 0.2)
     after = await outcomes()
     assert before == dict.fromkeys(probes, "answered")

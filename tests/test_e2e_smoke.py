@@ -46,9 +46,10 @@ def _cli_env(config_env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _cli(env: dict[str, str], *args: str) -> str:
+def _cli(env: dict[str, str], *args: str, command: str = "ptf-pipeline") -> str:
+    """Run `ptf-pipeline ARGS` (or another of the venv's commands) as an operator would."""
     result = subprocess.run(
-        [sys.executable, "-m", "services.pipeline", *args],
+        [str(Path(sys.executable).parent / command), *args],
         env=env,
         capture_output=True,
         text=True,
@@ -116,7 +117,11 @@ async def stack(
             _cli(env, "load-market-prices", str(SAMPLE_DATA / "market_prices.sample.csv"))
             _cli(env, "load-tariffs", str(SAMPLE_DATA / "tariffs.sample.csv"))
             tenant = f"smoke-{uuid.uuid4().hex[:10]}"
-            key = _cli(env, "keys", "create", "--tenant", tenant).strip()
+            key = _cli(
+                env,
+                *("keys", "create", "--role", "tenant", "--tenant", tenant, "--operator", "smoke"),
+                command="ptf-admin",
+            ).strip()
             worker = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-m",

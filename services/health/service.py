@@ -35,6 +35,7 @@ from services.health.pipeline_status import (
 from services.health.readiness import Readiness
 from services.health.report import CheckStatus, ReadinessReport
 from services.runtime.cache import SingleFlightCache
+from services.runtime.keys.channels import service_channel
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
@@ -98,7 +99,7 @@ async def build(runtime: Runtime) -> ServiceParts:
     config = runtime.config
     thresholds = config.thresholds
     channels = {
-        name: grpc.aio.insecure_channel(address)
+        name: service_channel(address, config)
         for name, address in (
             ("gate", config.addresses.gate),
             ("telemetry", config.addresses.telemetry),

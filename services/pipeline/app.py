@@ -24,7 +24,6 @@ from typing import Any
 import asyncpg
 import grpc
 
-from services.pipeline.auth import Authorizer, Grant, Role, scoped_tenant, validate_tenant_id
 from services.pipeline.incidents import FeedbackStats, Incident, IncidentPage, IncidentStore
 from services.pipeline.intake import Intake, SubmitOutcome, store_errors
 from services.pipeline.jobs import JobStore, JobView
@@ -39,13 +38,13 @@ from services.pipeline.requests import (
     incident_filter,
     parse_incident_id,
     parse_job_id,
-    purge_operator,
     resolution,
 )
 from services.pipeline.status import ReadinessSource, ReadinessStatus, local_health
 from services.pipeline.telemetry_client import TelemetryClient
 from services.runtime.config import Thresholds
-from services.runtime.errors import Forbidden, InvalidInput, NotFound
+from services.runtime.errors import InvalidInput, NotFound
+from services.runtime.keys import Access, Principal, Role, scoped_tenant, validate_tenant_id
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +62,7 @@ class Operation(StrEnum):
     SYSTEM_HEALTH = "system_health"
     REQUEST_PURGE = "request_purge"
     CONFIRM_PURGE = "confirm_purge"
-
-
-class Credential(StrEnum):
-    """The key an operation's contract names (`X-API-Key` / `X-Admin-Key`, or their metadata)."""
-
-    API_KEY = "api_key"
-    ADMIN_KEY = "admin_key"
+    READINESS_STATUS = "readiness_status"
 
 
 class TenantScope(StrEnum):
@@ -83,36 +76,38 @@ class TenantScope(StrEnum):
     FILTER = "filter"
     # Addressed by another id (an incident): its owner must be one of the key's tenants.
     OWNER = "owner"
+    # No tenant data at all.
+    EVERY = "every"
 
 
 @dataclass(frozen=True)
-class Access:
-    """Who may run an operation, on which tenant, and the key a caller with none is asked for."""
+class Permission:
+    """Who may run an operation and on which tenant."""
 
     roles: frozenset[Role]
     scope: TenantScope
-    credential: Credential
 
 
 _TENANTS_AND_ADMINS = frozenset({Role.TENANT, Role.ADMIN})
 _ADMINS = frozenset({Role.ADMIN})
-_ADMIN_KEY, _API_KEY = Credential.ADMIN_KEY, Credential.API_KEY
+_SERVICES_AND_ADMINS = frozenset({Role.SERVICE, Role.ADMIN})
 
-# The incident listing and feedback statistics belong to the admin API (an
-# `X-Admin-Key` route over HTTP, so a key there must be an admin's), but over
-# gRPC a tenant key may read its own tenants' incidents and statistics.
-PERMISSIONS: Mapping[Operation, Access] = MappingProxyType(
+# A tenant key may read its own tenants' incidents and feedback statistics, on both
+# transports; acting on incidents, system health and purges are for operators.
+PERMISSIONS: Mapping[Operation, Permission] = MappingProxyType(
     {
-        Operation.SUBMIT_INVOICE: Access(_TENANTS_AND_ADMINS, TenantScope.NAMED, _API_KEY),
-        Operation.GET_JOB: Access(_TENANTS_AND_ADMINS, TenantScope.ONE, _API_KEY),
-        Operation.WATCH_JOB: Access(_TENANTS_AND_ADMINS, TenantScope.ONE, _API_KEY),
-        Operation.LIST_INCIDENTS: Access(_TENANTS_AND_ADMINS, TenantScope.FILTER, _ADMIN_KEY),
-        Operation.FEEDBACK_STATS: Access(_TENANTS_AND_ADMINS, TenantScope.FILTER, _ADMIN_KEY),
-        Operation.RESOLVE_INCIDENT: Access(_ADMINS, TenantScope.OWNER, _ADMIN_KEY),
-        Operation.SUBMIT_FEEDBACK: Access(_ADMINS, TenantScope.OWNER, _ADMIN_KEY),
-        Operation.SYSTEM_HEALTH: Access(_ADMINS, TenantScope.FILTER, _ADMIN_KEY),
-        Operation.REQUEST_PURGE: Access(_ADMINS, TenantScope.NAMED, _ADMIN_KEY),
-        Operation.CONFIRM_PURGE: Access(_ADMINS, TenantScope.NAMED, _ADMIN_KEY),
+        Operation.SUBMIT_INVOICE: Permission(_TENANTS_AND_ADMINS, TenantScope.NAMED),
+        Operation.GET_JOB: Permission(_TENANTS_AND_ADMINS, TenantScope.ONE),
+        Operation.WATCH_JOB: Permission(_TENANTS_AND_ADMINS, TenantScope.ONE),
+        Operation.LIST_INCIDENTS: Permission(_TENANTS_AND_ADMINS, TenantScope.FILTER),
+        Operation.FEEDBACK_STATS: Permission(_TENANTS_AND_ADMINS, TenantScope.FILTER),
+        Operation.RESOLVE_INCIDENT: Permission(_ADMINS, TenantScope.OWNER),
+        Operation.SUBMIT_FEEDBACK: Permission(_ADMINS, TenantScope.OWNER),
+        Operation.SYSTEM_HEALTH: Permission(_ADMINS, TenantScope.FILTER),
+        Operation.REQUEST_PURGE: Permission(_ADMINS, TenantScope.NAMED),
+        Operation.CONFIRM_PURGE: Permission(_ADMINS, TenantScope.NAMED),
+        # What health's readiness shows: queue, extractor and pilot state, no tenant data.
+        Operation.READINESS_STATUS: Permission(_SERVICES_AND_ADMINS, TenantScope.EVERY),
     }
 )
 
@@ -121,8 +116,7 @@ PERMISSIONS: Mapping[Operation, Access] = MappingProxyType(
 class PresentedKeys:
     """The raw keys a caller presented, as its transport carried them; never shown in a repr.
 
-    A key presented as the admin key must be an admin key (403 ADMIN_REQUIRED
-    otherwise); a key presented as the API key is whatever the key store says.
+    Which slot carried a key does not matter: its role in the key store does.
     """
 
     api_key: str | None = field(default=None, repr=False)
@@ -145,9 +139,9 @@ def _unattributed(_: str) -> None:
 
 @dataclass(frozen=True)
 class Caller:
-    """An authorized caller: its grant and the tenant the call is scoped to."""
+    """An authorized caller: who it is and the tenant the call is scoped to."""
 
-    grant: Grant
+    principal: Principal
     # None for an OWNER operation, or an admin's FILTER without a tenant (every tenant).
     tenant_id: str | None
 
@@ -161,16 +155,21 @@ class Caller:
     @property
     def tenants(self) -> frozenset[str] | None:
         """The tenants whose incidents the caller may act on; None means every tenant."""
-        return None if self.grant.is_admin else self.grant.tenants
+        return None if self.principal.all_tenants else self.principal.tenants
+
+    @property
+    def operator(self) -> str:
+        """Who acts, as audit rows name them: the key's operator."""
+        return self.principal.operator
 
 
-def _scoped_tenant(grant: Grant, scope: TenantScope, tenant_id: str | None) -> str | None:
+def _scoped_tenant(principal: Principal, scope: TenantScope, tenant_id: str | None) -> str | None:
     """The tenant a call acts on under `scope`: 400 INVALID_TENANT_ID, 403 TENANT_FORBIDDEN."""
-    if scope is TenantScope.OWNER:
+    if scope in (TenantScope.OWNER, TenantScope.EVERY):
         return None
     if scope is TenantScope.NAMED:
         tenant_id = validate_tenant_id(tenant_id)
-    tenant = scoped_tenant(grant, tenant_id)
+    tenant = scoped_tenant(principal, tenant_id)
     if tenant is None and scope is not TenantScope.FILTER:
         raise InvalidInput("INVALID_TENANT_ID", "tenant_id is required", field="tenant_id")
     return tenant
@@ -182,7 +181,7 @@ class PipelineApp:
     def __init__(
         self,
         *,
-        authorizer: Authorizer,
+        access: Access,
         intake: Intake,
         jobs: JobStore,
         watcher: JobWatcher,
@@ -194,7 +193,7 @@ class PipelineApp:
         thresholds: Thresholds,
         system_health_timeout: float,
     ) -> None:
-        self._authorizer = authorizer
+        self._access = access
         self._intake = intake
         self._jobs = jobs
         self._watcher = watcher
@@ -213,24 +212,16 @@ class PipelineApp:
         tenant_id: str | None = None,
         attribute: Attribution = _unattributed,
     ) -> Caller:
-        """Authenticate the presented keys, check the operation's roles and tenant: 401/403/400.
+        """Authenticate the presented key, check the operation's roles and tenant: 401/403/400.
 
-        The only place keys are checked. A key presented as the admin key must
-        be an admin key; a missing key is reported as the one the operation's
-        contract names (MISSING_API_KEY / MISSING_ADMIN_KEY).
+        The only place keys are checked (codes of `services.runtime.keys.access`).
         """
-        access = PERMISSIONS[operation]
-        asks_admin = access.credential is Credential.ADMIN_KEY
-        if keys.admin_key or (asks_admin and not keys.api_key):
-            grant = await self._authorizer.admin(keys.admin_key)
-        else:
-            grant = await self._authorizer.admin_or_tenant(None, keys.api_key)
-        if grant.role not in access.roles:
-            raise Forbidden("ADMIN_REQUIRED", "this operation needs an admin key")
-        tenant = _scoped_tenant(grant, access.scope, tenant_id)
+        permission = PERMISSIONS[operation]
+        principal = await self._access.authorize(keys.authenticating, permission.roles)
+        tenant = _scoped_tenant(principal, permission.scope, tenant_id)
         if tenant:
             attribute(tenant)
-        return Caller(grant, tenant)
+        return Caller(principal, tenant)
 
     async def submit(
         self,
@@ -346,17 +337,12 @@ class PipelineApp:
         *,
         attribute: Attribution = _unattributed,
     ) -> dict[str, Any]:
-        """Telemetry's report (`source: telemetry`), or the pipeline's own view when it fails.
-
-        Telemetry checks the caller's key itself, so the presented key is passed on.
-        """
+        """Telemetry's report (`source: telemetry`), or the pipeline's own view when it fails."""
         async with store_errors():
             caller = await self._authorize(Operation.SYSTEM_HEALTH, keys, tenant_id, attribute)
             tenant = caller.tenant_id
             try:
-                report = await self._telemetry.system_health(
-                    tenant, self._health_timeout, keys.authenticating
-                )
+                report = await self._telemetry.system_health(tenant, self._health_timeout)
             except grpc.aio.AioRpcError as exc:
                 log.warning("telemetry system health unavailable: %s", exc.code().name)
                 local = await local_health(self._pool, self._thresholds, tenant)
@@ -367,14 +353,15 @@ class PipelineApp:
         self,
         keys: PresentedKeys,
         tenant_id: str,
-        body: FieldsReader,
         *,
         attribute: Attribution = _unattributed,
     ) -> PurgeRequest:
-        """Step one of a tenant purge: what would be deleted, and the token that allows it."""
+        """Step one of a tenant purge: what would be deleted, and the token that allows it.
+
+        Both steps are audited under the operator of the caller's key."""
         async with store_errors():
             caller = await self._authorize(Operation.REQUEST_PURGE, keys, tenant_id, attribute)
-            return await self._purge.request(caller.tenant, purge_operator(await body()))
+            return await self._purge.request(caller.tenant, caller.operator)
 
     async def confirm_purge(
         self,
@@ -389,13 +376,10 @@ class PipelineApp:
             caller = await self._authorize(Operation.CONFIRM_PURGE, keys, tenant_id, attribute)
             fields = await body()
             token = confirmation_token(fields)
-            return await self._purge.confirm(caller.tenant, token, purge_operator(fields))
+            return await self._purge.confirm(caller.tenant, token, caller.operator)
 
-    async def readiness_status(self) -> ReadinessStatus:
-        """What health's readiness shows about the pipeline; asks for no key.
-
-        It is operational state with no tenant data, so it is not in
-        `PERMISSIONS`; health calls it without credentials.
-        """
+    async def readiness_status(self, keys: PresentedKeys) -> ReadinessStatus:
+        """What health's readiness shows about the pipeline (health asks with its service key)."""
         async with store_errors():
+            await self._authorize(Operation.READINESS_STATUS, keys)
             return await self._readiness.status()

@@ -144,6 +144,7 @@ def readiness_proto(status: ReadinessStatus) -> pipeline_pb2.ReadinessStatus:
 
 
 def _keys(context: Context) -> PresentedKeys:
+    """`x-api-key` / `x-admin-key` metadata: both are read; the key's role decides."""
     return PresentedKeys(
         api_key=_metadata(context, "x-api-key"), admin_key=_metadata(context, "x-admin-key")
     )
@@ -265,4 +266,4 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         self, request: pipeline_pb2.GetReadinessStatusRequest, context: Context
     ) -> pipeline_pb2.ReadinessStatus:
         """Operational state for the health service; it carries no tenant data."""
-        return readiness_proto(await self._app.readiness_status())
+        return readiness_proto(await self._app.readiness_status(_keys(context)))

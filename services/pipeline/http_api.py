@@ -54,14 +54,11 @@ def _flag(raw: str | None) -> bool:
         return False
 
 
-def _tenant_keys(request: web.Request) -> PresentedKeys:
-    """Intake and job routes take the tenant credential, `X-API-Key` (docs/SPEC.md §3.1)."""
-    return PresentedKeys(api_key=request.headers.get("X-API-Key"))
-
-
-def _admin_keys(request: web.Request) -> PresentedKeys:
-    """The admin API takes `X-Admin-Key` only (docs/SPEC.md §3.4); it must hold an admin key."""
-    return PresentedKeys(admin_key=request.headers.get("X-Admin-Key"))
+def _keys(request: web.Request) -> PresentedKeys:
+    """`X-API-Key` / `X-Admin-Key`: every route reads both; the key's role decides."""
+    return PresentedKeys(
+        api_key=request.headers.get("X-API-Key"), admin_key=request.headers.get("X-Admin-Key")
+    )
 
 
 def _attribute(request: web.Request, tenant_id: str) -> None:
@@ -169,7 +166,7 @@ class PipelineHttp:
         started = time.perf_counter()
         received_at = datetime.now(UTC)
         outcome = await self._app.submit(
-            _tenant_keys(request),
+            _keys(request),
             request.query.get("tenant_id"),
             partial(_read_submission, request),
             received_at,
@@ -183,7 +180,7 @@ class PipelineHttp:
 
     async def get_job(self, request: web.Request) -> web.StreamResponse:
         job = await self._app.get_job(
-            _tenant_keys(request),
+            _keys(request),
             request.match_info["job_id"],
             request.query.get("tenant_id"),
             attribute=partial(_attribute, request),
@@ -193,7 +190,7 @@ class PipelineHttp:
     async def list_incidents(self, request: web.Request) -> web.StreamResponse:
         query = request.query
         page = await self._app.list_incidents(
-            _admin_keys(request),
+            _keys(request),
             IncidentQuery(
                 tenant_id=query.get("tenant_id"),
                 severity=query.get("severity"),
@@ -212,7 +209,7 @@ class PipelineHttp:
 
     async def resolve(self, request: web.Request) -> web.StreamResponse:
         incident = await self._app.resolve_incident(
-            _admin_keys(request),
+            _keys(request),
             request.match_info["incident_id"],
             partial(_json_body, request),
             attribute=partial(_attribute, request),
@@ -221,7 +218,7 @@ class PipelineHttp:
 
     async def feedback(self, request: web.Request) -> web.StreamResponse:
         incident = await self._app.submit_feedback(
-            _admin_keys(request),
+            _keys(request),
             request.match_info["incident_id"],
             partial(_json_body, request),
             attribute=partial(_attribute, request),
@@ -230,7 +227,7 @@ class PipelineHttp:
 
     async def feedback_stats(self, request: web.Request) -> web.StreamResponse:
         tenant, stats = await self._app.feedback_stats(
-            _admin_keys(request),
+            _keys(request),
             request.query.get("tenant_id"),
             attribute=partial(_attribute, request),
         )
@@ -238,7 +235,7 @@ class PipelineHttp:
 
     async def system_health(self, request: web.Request) -> web.StreamResponse:
         report = await self._app.system_health(
-            _admin_keys(request),
+            _keys(request),
             request.query.get("tenant_id"),
             attribute=partial(_attribute, request),
         )
@@ -247,9 +244,8 @@ class PipelineHttp:
     async def request_purge(self, request: web.Request) -> web.StreamResponse:
         """Step one of a tenant purge: what would be deleted, and the token that allows it."""
         purge = await self._app.request_purge(
-            _admin_keys(request),
+            _keys(request),
             request.match_info["tenant_id"],
-            partial(_json_body, request),
             attribute=partial(_attribute, request),
         )
         return web.json_response(purge.to_dict())
@@ -257,7 +253,7 @@ class PipelineHttp:
     async def confirm_purge(self, request: web.Request) -> web.StreamResponse:
         """Step two: consume the token and delete the tenant's rows."""
         receipt = await self._app.confirm_purge(
-            _admin_keys(request),
+            _keys(request),
             request.match_info["tenant_id"],
             partial(_json_body, request),
             attribute=partial(_attribute, request),

@@ -21,7 +21,6 @@ from typing import Any
 
 import asyncpg
 
-from services.pipeline.incidents import MAX_TEXT, text_field
 from services.runtime.errors import Conflict, InvalidInput, Unavailable
 from services.runtime.tokens.errors import TokenError, params_hash, token_hash
 from services.runtime.tokens.store import TokenStore, TokenStoreUnavailable
@@ -79,11 +78,6 @@ class PurgeReceipt:
             "audit_id": self.audit_id,
             "purged_at": self.purged_at.isoformat(),
         }
-
-
-def parse_operator(raw: object) -> str:
-    """Who asks: required, because the audit row must name a person."""
-    return text_field(raw, "operator", MAX_TEXT, required=True)
 
 
 def parse_confirmation_token(raw: object) -> str:

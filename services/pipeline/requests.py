@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
-from services.pipeline.auth import validate_tenant_id
 from services.pipeline.documents import Submission, decode_json, file_submission, json_submission
 from services.pipeline.incidents import (
     DEFAULT_PAGE,
@@ -29,8 +28,9 @@ from services.pipeline.incidents import (
     text_field,
 )
 from services.pipeline.intake import too_large
-from services.pipeline.purge import parse_confirmation_token, parse_operator
+from services.pipeline.purge import parse_confirmation_token
 from services.runtime.errors import InvalidInput
+from services.runtime.keys import validate_tenant_id
 
 # The fields of a request body: a JSON object over HTTP, message fields over gRPC.
 Fields = Mapping[str, object]
@@ -181,11 +181,6 @@ def feedback(fields: Fields) -> FeedbackInput:
         note=text_field(fields.get("note"), "note", MAX_NOTE, required=False),
         operator=text_field(fields.get("operator"), "operator", MAX_TEXT, required=False),
     )
-
-
-def purge_operator(fields: Fields) -> str:
-    """The operator of either purge step (required: the audit row names a person)."""
-    return parse_operator(fields.get("operator"))
 
 
 def confirmation_token(fields: Fields) -> str:

@@ -25,7 +25,6 @@ from aiohttp import web
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 from services.pipeline.app import PipelineApp
-from services.pipeline.auth import Authorizer, KeyStore, refused_dev_keys, seed_dev_keys
 from services.pipeline.extractors import ExtractorRateLimit, create_file_extractor
 from services.pipeline.grpc_api import PipelineServicer
 from services.pipeline.http_api import PipelineHttp
@@ -46,6 +45,8 @@ from services.pipeline.telemetry_client import TelemetryClient
 from services.pipeline.worker import Sweeper, Worker, WorkerGroup, consumer_name
 from services.runtime.config import AppConfig
 from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
+from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
+from services.runtime.keys.channels import service_channel
 from services.runtime.metrics import (
     Metrics,
     create_metrics,
@@ -62,7 +63,12 @@ from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pipeline_pb2.DESCRIPTOR.services_by_name["PipelineService"].full_name
-MIGRATIONS = (MigrationSet("pipeline", Path(__file__).parent / "migrations"), TOKEN_MIGRATIONS)
+# The shared key store first: the pipeline's migration 0004 moves its old keys into it.
+MIGRATIONS = (
+    KEY_MIGRATIONS,
+    MigrationSet("pipeline", Path(__file__).parent / "migrations"),
+    TOKEN_MIGRATIONS,
+)
 # Reconnect to telemetry within seconds after an outage instead of gRPC's default
 # backoff of up to two minutes, so the outbox drains soon after telemetry returns.
 TELEMETRY_CHANNEL_OPTIONS = (
@@ -73,7 +79,8 @@ TELEMETRY_CHANNEL_OPTIONS = (
 
 
 def telemetry_channel(config: AppConfig) -> grpc.aio.Channel:
-    return grpc.aio.insecure_channel(config.addresses.telemetry, options=TELEMETRY_CHANNEL_OPTIONS)
+    """The channel to telemetry; every call presents the pipeline's service key."""
+    return service_channel(config.addresses.telemetry, config, TELEMETRY_CHANNEL_OPTIONS)
 
 
 @dataclass
@@ -142,10 +149,8 @@ def build_workers(
 
 async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     config, pool = runtime.config, runtime.pool
-    keys = KeyStore(
-        pool, cache_seconds=settings.key_cache_seconds, refused_keys=refused_dev_keys(config)
-    )
-    await seed_dev_keys(keys, config)
+    access = Access.for_service(pool, config)
+    await seed_dev_keys(access.store, config)
     if config.env == "development":
         await load_sample_tables(MarketStore(pool))
     metrics = PipelineMetrics(runtime.metrics.meter, pilot_enabled=config.pilot_enabled)
@@ -175,7 +180,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     )
     events = EventBuffer(pool)
     app = PipelineApp(
-        authorizer=Authorizer(keys),
+        access=access,
         intake=intake,
         jobs=jobs,
         watcher=watcher,

@@ -30,20 +30,18 @@ class TelemetryClient:
         self,
         tenant_id: str | None,
         deadline_seconds: float,
-        admin_key: str,
         window: timedelta = timedelta(days=1),
     ) -> dict[str, Any]:
         """The telemetry system health report (docs/SPEC.md §4.3) for the last `window`.
 
-        Telemetry checks the admin key itself: the operator's key is passed on.
+        Asked with the pipeline's service key (its channel presents it): the pipeline
+        has already authorized its own caller for this tenant filter.
         """
         start = Timestamp()
         start.FromDatetime(datetime.now(UTC) - window)
         request = telemetry_pb2.GetSystemHealthRequest(
             period=common_pb2.TimeWindow(start=start), tenant_id=tenant_id or ""
         )
-        reply = await self._stub.GetSystemHealth(
-            request, timeout=deadline_seconds, metadata=(("x-admin-key", admin_key),)
-        )
+        reply = await self._stub.GetSystemHealth(request, timeout=deadline_seconds)
         report = json.loads(reply.report_json) if reply.report_json else {}
         return report if isinstance(report, dict) else {"report": report}

@@ -105,10 +105,11 @@ async def new_tenant(pg: asyncpg.Pool, prefix: str = "t", tenant_id: str | None 
     tenant_id = tenant_id or new_tenant_id(prefix)
     api_key = f"key-{uuid.uuid4().hex}"
     await pg.execute(
-        "INSERT INTO pipeline_api_keys (key_hash, role, tenants, label) VALUES ($1, 'tenant', $2,"
-        " 'test')",
+        "INSERT INTO api_keys (key_hash, role, tenants, operator, label)"
+        " VALUES ($1, 'tenant', $2, $3, 'test')",
         hashlib.sha256(api_key.encode()).hexdigest(),
         [tenant_id],
+        f"{tenant_id}-team",
     )
     return Tenant(tenant_id, api_key)
 

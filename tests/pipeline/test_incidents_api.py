@@ -244,17 +244,31 @@ async def test_admin_routes_without_an_admin_key_are_unauthenticated(
 ) -> None:
     async with pipeline.http.get("/admin/incidents") as response:
         body = await response.json()
-    assert (response.status, body["error_code"]) == (401, "MISSING_ADMIN_KEY")
+    assert (response.status, body["error_code"]) == (401, "MISSING_API_KEY")
 
 
-async def test_admin_routes_with_a_tenant_key_are_forbidden(
+async def test_an_operators_route_with_a_tenant_key_is_forbidden(
     pipeline: ServiceHandle, tenant: Tenant
 ) -> None:
     async with pipeline.http.get(
-        "/admin/incidents", headers={"X-Admin-Key": tenant.api_key}
+        "/admin/system-health", headers={"X-Admin-Key": tenant.api_key}
     ) as response:
         body = await response.json()
-    assert (response.status, body["error_code"]) == (403, "ADMIN_REQUIRED")
+    assert (response.status, body["error_code"]) == (403, "ROLE_FORBIDDEN")
+
+
+@pytest.mark.parametrize("header", ["X-API-Key", "X-Admin-Key"])
+async def test_tenant_key_lists_only_its_own_incidents_over_http(
+    pipeline: ServiceHandle, tenant: Tenant, pg: asyncpg.Pool, header: str
+) -> None:
+    """The same authorization as over gRPC: a tenant reads its own incidents, whichever
+    header carries its key."""
+    other = await new_tenant(pg)
+    mine = await _incident(pipeline, tenant, s2_document())
+    await _incident(pipeline, other, s2_document())
+    async with pipeline.http.get("/admin/incidents", headers={header: tenant.api_key}) as response:
+        body = await response.json()
+    assert (response.status, [i["incident_id"] for i in body["incidents"]]) == (200, [mine])
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@
 HTTP and gRPC. These tests aim a tenant key at each admin operation of that
 table, over every transport that offers it, at the tenant's *own* incidents
 (so the refusal is about the role, not about whose data it is): the answer is
-403 / PERMISSION_DENIED `ADMIN_REQUIRED`, and the tenant's rows are unchanged.
+403 / PERMISSION_DENIED `ROLE_FORBIDDEN`, and the tenant's rows are unchanged.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pytest
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 from services.pipeline.app import PERMISSIONS, Operation, PresentedKeys
-from services.pipeline.auth import Role
 from services.runtime.errors import ERROR_CODE_METADATA
+from services.runtime.keys import Role
 from tests.pipeline.service_support import Tenant, tenant_rows, with_incidents
 from tests.pipeline.service_support import TenantWithIncidents as Owned
 from tests.support.services import ServiceHandle
@@ -50,7 +50,7 @@ HTTP_ADMIN_REQUESTS: dict[Operation, tuple[str, str, dict[str, Any]]] = {
         {"hint_correct": True, "actual_root_cause": "INVOICE_LOGIC", "operator": "tenant"},
     ),
     Operation.SYSTEM_HEALTH: ("GET", "/admin/system-health?tenant_id={tenant}", {}),
-    Operation.REQUEST_PURGE: ("POST", "/admin/tenants/{tenant}/purge", {"operator": "tenant"}),
+    Operation.REQUEST_PURGE: ("POST", "/admin/tenants/{tenant}/purge", {}),
     Operation.CONFIRM_PURGE: (
         "POST",
         "/admin/tenants/{tenant}/purge/confirm",
@@ -77,12 +77,20 @@ async def _submit_feedback(stub: Stub, owned: Owned, metadata: Metadata) -> obje
     return await stub.SubmitFeedback(request, metadata=metadata)
 
 
+async def _readiness_status(stub: Stub, owned: Owned, metadata: Metadata) -> object:
+    return await stub.GetReadinessStatus(
+        pipeline_pb2.GetReadinessStatusRequest(), metadata=metadata
+    )
+
+
 # Every admin operation that has an RPC; the others exist only over HTTP.
 GRPC_ADMIN_ATTEMPTS: dict[Operation, RpcAttempt] = {
     Operation.RESOLVE_INCIDENT: _resolve_incident,
     Operation.SUBMIT_FEEDBACK: _submit_feedback,
+    Operation.READINESS_STATUS: _readiness_status,
 }
 HTTP_ONLY = {Operation.SYSTEM_HEALTH, Operation.REQUEST_PURGE, Operation.CONFIRM_PURGE}
+GRPC_ONLY = {Operation.READINESS_STATUS}
 
 
 def _error_code(error: grpc.aio.AioRpcError) -> str:
@@ -96,7 +104,7 @@ def test_every_operation_has_an_entry_in_the_permission_table() -> None:
 
 def test_every_admin_operation_is_offered_over_http_and_grpc_unless_it_is_http_only() -> None:
     """A new admin operation must be added to the attempts below, so it is tested too."""
-    assert set(HTTP_ADMIN_REQUESTS) == set(ADMIN_OPERATIONS)
+    assert set(HTTP_ADMIN_REQUESTS) == set(ADMIN_OPERATIONS) - GRPC_ONLY
     assert set(GRPC_ADMIN_ATTEMPTS) == set(ADMIN_OPERATIONS) - HTTP_ONLY
 
 
@@ -105,7 +113,7 @@ def test_resolving_and_feedback_are_admin_operations() -> None:
     assert {Operation.RESOLVE_INCIDENT, Operation.SUBMIT_FEEDBACK} <= set(ADMIN_OPERATIONS)
 
 
-@pytest.mark.parametrize("operation", ADMIN_OPERATIONS)
+@pytest.mark.parametrize("operation", sorted(set(ADMIN_OPERATIONS) - GRPC_ONLY))
 async def test_tenant_key_is_forbidden_on_every_admin_operation_over_http(
     pipeline: ServiceHandle, pg: asyncpg.Pool, owned: Owned, operation: Operation
 ) -> None:
@@ -117,7 +125,7 @@ async def test_tenant_key_is_forbidden_on_every_admin_operation_over_http(
     headers = {"X-Admin-Key": owned.tenant.api_key}
     async with pipeline.http.request(method, path, json=body, headers=headers) as response:
         reply = await response.json()
-    assert (response.status, reply["error_code"]) == (403, "ADMIN_REQUIRED")
+    assert (response.status, reply["error_code"]) == (403, "ROLE_FORBIDDEN")
     assert await tenant_rows(pg, owned.tenant.tenant_id) == before
 
 
@@ -126,21 +134,22 @@ async def test_tenant_key_is_forbidden_on_every_admin_operation_over_http(
 async def test_tenant_key_is_permission_denied_on_every_admin_rpc(
     pipeline: ServiceHandle, pg: asyncpg.Pool, owned: Owned, operation: Operation, metadata_key: str
 ) -> None:
-    """Whichever metadata carries it, a tenant key cannot resolve or grade its own incidents."""
+    """Whichever metadata carries it, a tenant key cannot resolve or grade its own incidents
+    (nor read the pipeline's operational state)."""
     stub: Stub = pipeline_pb2_grpc.PipelineServiceStub(pipeline.channel)
     before = await tenant_rows(pg, owned.tenant.tenant_id)
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await GRPC_ADMIN_ATTEMPTS[operation](stub, owned, ((metadata_key, owned.tenant.api_key),))
     assert (caught.value.code(), _error_code(caught.value)) == (
         grpc.StatusCode.PERMISSION_DENIED,
-        "ADMIN_REQUIRED",
+        "ROLE_FORBIDDEN",
     )
     assert await tenant_rows(pg, owned.tenant.tenant_id) == before
 
 
 @pytest.mark.parametrize(
     ("metadata", "code"),
-    [((), "MISSING_ADMIN_KEY"), ((("x-admin-key", "not-a-key"),), "INVALID_ADMIN_KEY")],
+    [((), "MISSING_API_KEY"), ((("x-admin-key", "not-a-key"),), "INVALID_API_KEY")],
     ids=["no-key", "unknown-key"],
 )
 async def test_admin_rpc_without_a_valid_key_is_unauthenticated(

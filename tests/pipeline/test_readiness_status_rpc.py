@@ -29,7 +29,7 @@ def _start(start_service: StartService, **env: str) -> AbstractAsyncContextManag
 
 
 async def _status(svc: ServiceHandle) -> pipeline_pb2.ReadinessStatus:
-    stub = pipeline_pb2_grpc.PipelineServiceStub(svc.channel)
+    stub = pipeline_pb2_grpc.PipelineServiceStub(svc.service_channel)
     return await stub.GetReadinessStatus(pipeline_pb2.GetReadinessStatusRequest(), timeout=5)
 
 

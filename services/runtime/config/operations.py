@@ -85,8 +85,6 @@ class PipelineSettings:
     market_cache_seconds: float = 5.0
     # Interval of QUEUE_SAMPLE events.
     queue_sample_interval_seconds: float = 15.0
-    # How long a resolved API key stays cached in the process (revocation delay).
-    key_cache_seconds: float = 30.0
     # Deadline of the telemetry GetSystemHealth call behind /admin/system-health.
     system_health_timeout_seconds: float = 2.0
 
