@@ -9,7 +9,7 @@ import pytest
 
 from services.runtime.config import AccessThresholds
 from services.runtime.db import apply_migration_sets
-from services.runtime.errors import InvalidInput
+from services.runtime.errors import InvalidInput, Unavailable
 from services.runtime.keys import KEY_MIGRATIONS, KeyStore, Role, key_id_of
 from services.runtime.keys.store import hash_key
 
@@ -112,13 +112,6 @@ async def test_a_revoke_takes_effect_at_once_in_its_process_and_elsewhere_when_t
     assert await other.lookup(raw) is None
 
 
-async def test_the_cache_holds_at_most_its_entry_bound(keys: asyncpg.Pool) -> None:
-    store = KeyStore(keys, AccessThresholds(KEY_CACHE_MAX_ENTRIES=3))
-    for guess in range(10):
-        await store.lookup(f"guess-{guess}")
-    assert len(store._cache) == 3
-
-
 async def test_listed_keys_carry_their_id_and_operator_but_not_their_hash(
     keys: asyncpg.Pool,
 ) -> None:
@@ -133,3 +126,18 @@ async def test_listed_keys_carry_their_id_and_operator_but_not_their_hash(
     )
     assert listed.revoked_at is None
     assert hash_key(raw) not in repr(listed)
+
+
+async def test_a_lookup_with_the_database_gone_fails_closed_with_503(
+    keys: asyncpg.Pool, database_url: str
+) -> None:
+    """Fault: the store's pool is terminated. An uncached key is neither accepted nor refused:
+    Unavailable KEY_STORE_UNAVAILABLE with a retry hint."""
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=1)
+    pool.terminate()
+    with pytest.raises(Unavailable) as caught:
+        await KeyStore(pool, LIMITS).lookup("an-uncached-key")
+    assert (caught.value.error_code, caught.value.retry_after_seconds) == (
+        "KEY_STORE_UNAVAILABLE",
+        5,
+    )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import asyncpg
 
+from services.runtime.cache import TtlCache
 from services.runtime.config import AccessThresholds
 from services.runtime.db import DATABASE_DOWN, MigrationSet
 from services.runtime.errors import InvalidInput, Unavailable
@@ -116,7 +117,7 @@ class KeyInfo:
 
 
 class KeyStore:
-    """Hashed API keys with a bounded per-process cache.
+    """Hashed API keys with a bounded per-process cache (the runtime's `TtlCache`).
 
     The cache means a revocation reaches other processes only when their cached
     entry expires, at most `Access.KEY_CACHE_SECONDS` later; unknown keys are
@@ -133,10 +134,10 @@ class KeyStore:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
-        self._limits = limits
         self._refused = tuple(hash_key(k) for k in refused_keys if k)
-        self._clock = clock
-        self._cache: dict[str, tuple[Principal | None, float]] = {}
+        self._cache: TtlCache[str, Principal | None] = TtlCache(
+            limits.KEY_CACHE_SECONDS, max_entries=limits.KEY_CACHE_MAX_ENTRIES, clock=clock
+        )
 
     async def lookup(self, raw_key: str) -> Principal | None:
         """The principal of a raw key, or None when it is malformed, unknown, revoked or refused.
@@ -151,29 +152,21 @@ class KeyStore:
             refused |= hmac.compare_digest(digest, refused_hash)
         if refused:
             return None
-        now = self._clock()
-        cached = self._cache.get(digest)
-        if cached is not None and cached[1] > now:
-            return cached[0]
+        return await self._cache.get(digest, lambda: self._load(digest))
+
+    async def _load(self, digest: str) -> Principal | None:
         try:
-            principal = await self._load(digest)
+            row = await self._pool.fetchrow(
+                "SELECT key_hash, role, tenants, operator FROM api_keys"
+                " WHERE key_hash = $1 AND revoked_at IS NULL",
+                digest,
+            )
         except DATABASE_DOWN as exc:
             raise Unavailable(
                 "KEY_STORE_UNAVAILABLE",
                 "API keys cannot be checked while the database is unreachable",
                 retry_after_seconds=5,
             ) from exc
-        if len(self._cache) >= self._limits.KEY_CACHE_MAX_ENTRIES:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[digest] = (principal, now + self._limits.KEY_CACHE_SECONDS)
-        return principal
-
-    async def _load(self, digest: str) -> Principal | None:
-        row = await self._pool.fetchrow(
-            "SELECT key_hash, role, tenants, operator FROM api_keys"
-            " WHERE key_hash = $1 AND revoked_at IS NULL",
-            digest,
-        )
         if row is None or not hmac.compare_digest(row["key_hash"], digest):
             return None
         return Principal(
@@ -203,7 +196,7 @@ class KeyStore:
             validate_operator(operator),
             label,
         )
-        self._cache.pop(hash_key(raw_key), None)
+        self._cache.forget(hash_key(raw_key))
 
     async def create(
         self, role: Role, tenants: Iterable[str], operator: str, label: str = ""
@@ -238,7 +231,7 @@ class KeyStore:
         if not rows:
             return None
         row = rows[0]
-        self._cache.pop(row["key_hash"], None)
+        self._cache.forget(row["key_hash"])
         info = KeyInfo.from_row(row)
         log.info("API key revoked", extra={"key_id": info.key_id})
         return info
