@@ -155,19 +155,8 @@ class RequestDedup:
         return existing if existing is not None else answer
 
     async def expire(self) -> int:
-        """Delete answers older than the window; returns how many were removed."""
+        """Delete answers older than the window (a housekeeping chore); returns the count."""
         result = await self._pool.execute(
             "DELETE FROM gate_request_dedup WHERE created_at <= $1", self._clock() - self._window
         )
         return int(result.split()[-1])
-
-    async def expire_forever(self, interval_seconds: float = 60.0) -> None:
-        """Background task: expire old answers every `interval_seconds`."""
-        while True:
-            try:
-                removed = await self.expire()
-                if removed:
-                    log.info("expired %d deduplicated gate answers", removed)
-            except DATABASE_DOWN:
-                log.warning("could not expire deduplicated gate answers; retrying later")
-            await asyncio.sleep(interval_seconds)

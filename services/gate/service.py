@@ -31,11 +31,12 @@ from services.gate.servicer import GateServicer
 from services.gate.signal_sources import SignalEndpoints, SignalSources
 from services.gate.telemetry_report import DecisionReporter
 from services.runtime.db import MigrationSet
+from services.runtime.housekeeping import spawn_housekeeping
 from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
 from services.runtime.keys.channels import service_channel
 from services.runtime.metric_stores import GateMetricStore
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
-from services.runtime.tokens.factory import create_token_store
+from services.runtime.tokens.factory import create_token_store, expired_token_purge
 from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS
 from services.runtime.tokens.store import TokenStore
 
@@ -99,7 +100,13 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
     )
     engine = GateEngine(config, deps, options.clock)
     dedup = RequestDedup(runtime.pool, timedelta(minutes=gate.REQUEST_DEDUP_MINUTES), engine.now)
-    runtime.spawn("gate-dedup-expiry", dedup.expire_forever)
+    spawn_housekeeping(
+        runtime,
+        {
+            "request-dedup": dedup.expire,
+            "expired-tokens": expired_token_purge(runtime, lambda: options.clock().timestamp()),
+        },
+    )
     access = Access.for_service(runtime.pool, config)
     await seed_dev_keys(access.store, config)
     servicer = GateServicer(engine, dedup, GateAccess(access), bus, audit)

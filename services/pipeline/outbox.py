@@ -65,6 +65,20 @@ def _to_proto(row: asyncpg.Record) -> telemetry_pb2.Event:
     )
 
 
+async def prune_relayed(pool: asyncpg.Pool, retention_seconds: float) -> int:
+    """Delete rows relayed more than `retention_seconds` ago (a housekeeping chore).
+
+    Pending rows are never touched, whatever their age: they are the events
+    telemetry has not taken yet. Returns how many rows were removed.
+    """
+    result = await pool.execute(
+        "DELETE FROM pipeline_outbox"
+        " WHERE delivered_at IS NOT NULL AND delivered_at < now() - make_interval(secs => $1)",
+        retention_seconds,
+    )
+    return int(result.split()[-1])
+
+
 @dataclass(frozen=True)
 class RelayResult:
     sent: int

@@ -127,6 +127,29 @@ class JobQueue:
                 removed += 1
         return removed
 
+    async def trim_acknowledged(self) -> int:
+        """Drop entries every reader is done with (a housekeeping chore); returns how many.
+
+        `ack` deletes its entry, but one acknowledged by a worker that died before
+        its XDEL, or by an older release, would stay forever. An entry must stay
+        while it is pending (delivered, not acknowledged) or not yet delivered to
+        the group, so the stream is cut just below the oldest of those.
+        """
+        try:
+            groups = await self._redis.xinfo_groups(self.stream)
+        except ResponseError:
+            return 0  # no stream yet
+        group = next((g for g in groups if _text(g["name"]) == GROUP), None)
+        if group is None:
+            return 0  # without the group nothing says what was read; keep everything
+        summary = await self._redis.xpending(self.stream, GROUP)
+        if summary and int(summary["pending"]):
+            keep_from = _text(summary["min"])
+        else:
+            millis, sequence = _text(group["last-delivered-id"]).split("-")
+            keep_from = f"{millis}-{int(sequence) + 1}"
+        return int(await self._redis.xtrim(self.stream, minid=keep_from, approximate=False))
+
     async def pending(self) -> int:
         """Messages delivered but not yet acknowledged."""
         summary = await self._redis.xpending(self.stream, GROUP)

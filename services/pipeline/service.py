@@ -34,7 +34,7 @@ from services.pipeline.jobs import JobStore
 from services.pipeline.market import MarketStore, load_sample_tables
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.notifications import JobNotifier, JobWatcher
-from services.pipeline.outbox import EventBuffer, OutboxRelay
+from services.pipeline.outbox import EventBuffer, OutboxRelay, prune_relayed
 from services.pipeline.pilot import INCIDENT_LIMITER, INVOICE_LIMITER, PilotGuard, pilot_limiter
 from services.pipeline.processor import InvoiceProcessor
 from services.pipeline.purge import TenantPurge
@@ -45,6 +45,7 @@ from services.pipeline.telemetry_client import TelemetryClient
 from services.pipeline.worker import Sweeper, Worker, WorkerGroup, consumer_name
 from services.runtime.config import AppConfig
 from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
+from services.runtime.housekeeping import spawn_housekeeping
 from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
 from services.runtime.keys.channels import service_channel
 from services.runtime.metrics import (
@@ -57,7 +58,7 @@ from services.runtime.metrics import (
 from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 from services.runtime.supervision import Supervisor
-from services.runtime.tokens.factory import create_token_store
+from services.runtime.tokens.factory import create_token_store, expired_token_purge
 from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS
 
 log = logging.getLogger(__name__)
@@ -200,6 +201,16 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     )
     http = PipelineHttp(app, events)
     sampler = QueueSampler(pool, config.thresholds, metrics, settings.queue_sample_interval_seconds)
+    spawn_housekeeping(
+        runtime,
+        {
+            "expired-tokens": expired_token_purge(runtime),
+            "relayed-outbox": lambda: prune_relayed(
+                pool, config.housekeeping.outbox_retention_seconds
+            ),
+            "job-stream": parts.queue.trim_acknowledged,
+        },
+    )
     runtime.spawn("pipeline-job-notifications", parts.notifier.listen)
     runtime.spawn("pipeline-http-events", events.run)
     runtime.spawn("pipeline-queue-sampler", sampler.run)

@@ -17,6 +17,7 @@ from services.runtime.config.loading import (
 from services.runtime.config.operations import (
     MEBIBYTE,
     ExtractorSettings,
+    HousekeepingSettings,
     IntakeSettings,
     PipelineSettings,
     QueueSettings,
@@ -60,6 +61,7 @@ __all__ = [
     "ExtractorSettings",
     "GateThresholds",
     "HealthThresholds",
+    "HousekeepingSettings",
     "IntakeSettings",
     "MismatchThresholds",
     "PilotThresholds",

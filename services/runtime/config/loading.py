@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import yaml
 
-from services.runtime.config.operations import PipelineSettings
+from services.runtime.config.operations import HousekeepingSettings, PipelineSettings
 from services.runtime.config.settings import (
     VALID_ENVIRONMENTS,
     AppConfig,
@@ -240,6 +240,21 @@ def _pipeline_settings(environ: Mapping[str, str], problems: list[str]) -> Pipel
     return settings
 
 
+def _housekeeping_settings(environ: Mapping[str, str], problems: list[str]) -> HousekeepingSettings:
+    """Defaults, then `PTF_HOUSEKEEPING_INTERVAL_SECONDS` / `PTF_OUTBOX_RETENTION_SECONDS`."""
+    base = HousekeepingSettings()
+    settings = HousekeepingSettings(
+        interval_seconds=_setting(
+            environ, "PTF_HOUSEKEEPING_INTERVAL_SECONDS", base.interval_seconds, float, problems
+        ),
+        outbox_retention_seconds=_setting(
+            environ, "PTF_OUTBOX_RETENTION_SECONDS", base.outbox_retention_seconds, float, problems
+        ),
+    )
+    problems.extend(settings.problems())
+    return settings
+
+
 def _port(environ: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
     raw = environ.get(name, "")
     if not raw:
@@ -300,6 +315,7 @@ def load_config(service: str, environ: Mapping[str, str] | None = None) -> AppCo
             health=env_map.get("PTF_HEALTH_ADDR", "127.0.0.1:50054"),
         ),
         pipeline=_pipeline_settings(env_map, problems),
+        housekeeping=_housekeeping_settings(env_map, problems),
     )
     if config.token_store not in {"redis", "postgres"}:
         problems.append(

@@ -68,6 +68,29 @@ class ExtractorSettings:
 
 
 @dataclass(frozen=True)
+class HousekeepingSettings:
+    """Each service's housekeeping loop: what it deletes and how often (issue 12 item 10).
+
+    Without it expired confirmation tokens, the gate's request-id answers,
+    relayed outbox rows and acknowledged stream entries accumulate forever.
+    """
+
+    # Seconds between two rounds of every service's housekeeping loop.
+    interval_seconds: float = 300.0
+    # How long a relayed outbox row is kept for operators before it is deleted.
+    outbox_retention_seconds: float = 7 * 24 * 3600.0
+
+    def problems(self) -> list[str]:
+        """Every invalid value (checked by `load_config` with the rest)."""
+        found: list[str] = []
+        if self.interval_seconds <= 0:
+            found.append("housekeeping interval_seconds must be > 0")
+        if self.outbox_retention_seconds < 0:
+            found.append("housekeeping outbox_retention_seconds must be >= 0")
+        return found
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """Everything the pipeline process tunes besides the shared `AppConfig`."""
 

@@ -8,7 +8,7 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from services.runtime.config.operations import PipelineSettings
+from services.runtime.config.operations import HousekeepingSettings, PipelineSettings
 from services.runtime.config.thresholds import Thresholds
 
 VALID_ENVIRONMENTS = frozenset({"development", "staging", "production"})
@@ -68,6 +68,8 @@ class AppConfig:
     addresses: ServiceAddresses
     # The pipeline's queue, relay, intake and extractor timings (operations.py).
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
+    # Every service's housekeeping loop (operations.py).
+    housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
     config_hash: str = ""
 
 

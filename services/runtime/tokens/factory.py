@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from opentelemetry.metrics import Counter
 
 from services.runtime.metric_registry import TOKEN_CONSUME_FAILURES
@@ -60,3 +62,15 @@ def create_token_store(
             runtime.redis, runtime.keys, retention_seconds=retention_seconds, clock=clock
         )
     return CountedTokenStore(store, runtime.metrics.shared_counter(TOKEN_CONSUME_FAILURES))
+
+
+def expired_token_purge(
+    runtime: Runtime, clock: Clock = system_clock
+) -> Callable[[], Awaitable[int]]:
+    """The housekeeping chore deleting `confirmation_tokens` rows past their retention.
+
+    It runs whichever store is chosen: every token user applies `TOKEN_MIGRATIONS`,
+    and rows written while the Postgres store was chosen must not outlive a switch
+    to Redis (whose records expire by their own TTL).
+    """
+    return PostgresTokenStore(runtime.pool, retention_seconds=0.0, clock=clock).purge_expired
