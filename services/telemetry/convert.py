@@ -17,7 +17,7 @@ from services.runtime.metric_stores import (
     normalize_verdict,
 )
 from services.telemetry.domain.errors import TelemetryError
-from services.telemetry.domain.events import RawEvent
+from services.telemetry.domain.events import RawEvent, UnreadableInstant
 from services.telemetry.domain.summary import Percentiles, RunSummary
 from services.telemetry.domain.window import TimeWindow
 
@@ -28,11 +28,26 @@ MAX_SPEC_HASH_LENGTH = 128
 MAX_PREFLIGHT_BATCH = 1000
 
 
-def timestamp_or_none(message: Timestamp, present: bool) -> datetime | None:
-    """The timestamp as an aware UTC datetime, or None when the field is unset."""
+def _readable(message: Timestamp) -> datetime | UnreadableInstant:
+    """The timestamp as an aware UTC datetime; nanos or seconds out of range are kept as
+    an `UnreadableInstant` (the wire allows any int64/int32, a datetime years 1-9999)."""
+    try:
+        return message.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        return UnreadableInstant(str(exc))
+
+
+def timestamp_or_none(message: Timestamp, present: bool, field: str) -> datetime | None:
+    """The timestamp as an aware UTC datetime, or None when the field is unset.
+
+    A timestamp no datetime can hold is the caller's error (400 INVALID_TIME on `field`).
+    """
     if not present:
         return None
-    return message.ToDatetime(tzinfo=UTC)
+    value = _readable(message)
+    if isinstance(value, UnreadableInstant):
+        raise _bad("INVALID_TIME", f"{field} is not a valid timestamp: {value.reason}", field)
+    return value
 
 
 def to_timestamp(value: datetime) -> Timestamp:
@@ -51,7 +66,7 @@ def raw_event(event: telemetry_pb2.Event) -> RawEvent:
         event_id=event.event_id,
         event_type=name,
         tenant_id=event.tenant_id,
-        occurred_at=timestamp_or_none(event.occurred_at, event.HasField("occurred_at")),
+        occurred_at=_readable(event.occurred_at) if event.HasField("occurred_at") else None,
         payload_json=event.payload_json,
     )
 
@@ -62,8 +77,8 @@ def window_bounds(
     if not present:
         return None, None
     return (
-        timestamp_or_none(window.start, window.HasField("start")),
-        timestamp_or_none(window.end, window.HasField("end")),
+        timestamp_or_none(window.start, window.HasField("start"), "period.start"),
+        timestamp_or_none(window.end, window.HasField("end"), "period.end"),
     )
 
 
@@ -104,9 +119,10 @@ def preflight_metric(
             f"override_result must be one of {', '.join(OVERRIDE_RESULTS)}",
             "override_result",
         )
+    timestamp = timestamp_or_none(request.timestamp, request.HasField("timestamp"), "timestamp")
     try:
         return PreflightMetric(
-            timestamp=timestamp_or_none(request.timestamp, request.HasField("timestamp")) or now,
+            timestamp=timestamp or now,
             verdict=verdict,
             exit_code=request.exit_code,
             reasons=reasons,

@@ -32,8 +32,8 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         self._access = access
 
     def _window(self, period: common_pb2.TimeWindow, present: bool) -> TimeWindow:
-        since, until = convert.window_bounds(period, present)
         with domain_errors():
+            since, until = convert.window_bounds(period, present)
             return resolve_window(since, until, now=self._telemetry.now())
 
     async def RecordEvents(

@@ -112,13 +112,24 @@ class EventRejected(TelemetryError):
 
 
 @dataclass(frozen=True)
+class UnreadableInstant:
+    """A timestamp the transport carried but no datetime can hold (nanos < 0, year 10000, …).
+
+    The adapter keeps it instead of raising, so only its own event is refused
+    and the rest of the batch is recorded.
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True)
 class RawEvent:
     """An event as received, before validation (adapters fill it from proto or JSON)."""
 
     event_id: str
     event_type: str
     tenant_id: str
-    occurred_at: datetime | None
+    occurred_at: datetime | UnreadableInstant | None
     payload_json: str
 
 
@@ -397,9 +408,15 @@ def parse_tenant_filter(value: str | None) -> str | None:
     return value
 
 
-def _occurred_at(value: datetime | None, now: datetime) -> datetime:
+def _occurred_at(value: datetime | UnreadableInstant | None, now: datetime) -> datetime:
     if value is None:
         raise EventRejected("MISSING_OCCURRED_AT", "occurred_at is required", field="occurred_at")
+    if isinstance(value, UnreadableInstant):
+        raise EventRejected(
+            "INVALID_OCCURRED_AT",
+            f"occurred_at is not a valid timestamp: {value.reason}",
+            field="occurred_at",
+        )
     if value.tzinfo is None:
         raise EventRejected(
             "INVALID_OCCURRED_AT", "occurred_at must carry a timezone", field="occurred_at"

@@ -64,7 +64,10 @@ def parse_instant(text: str, *, now: datetime, field: str) -> datetime:
         raise TelemetryError(
             "INVALID_TIME", f"{field} must include a UTC offset (e.g. Z)", field=field
         )
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+05:00 is before datetime's year 1 in UTC
+        raise TelemetryError("INVALID_TIME", f"{field} is out of range", field=field) from None
 
 
 def resolve_window(
@@ -76,6 +79,10 @@ def resolve_window(
 ) -> TimeWindow:
     """Apply defaults and check `since < until`, the earliest instant and the maximum length."""
     end = until or now
+    if end <= EARLIEST_INSTANT:  # also keeps `end - DEFAULT_WINDOW` inside datetime's range
+        raise TelemetryError(
+            "INVALID_WINDOW", f"until is not after {EARLIEST_INSTANT.date()}", field="until"
+        )
     start = since or end - DEFAULT_WINDOW
     if start < EARLIEST_INSTANT:
         raise TelemetryError(

@@ -1,0 +1,104 @@
+"""A key header that is not even UTF-8 is a bad key (401), and a bad key is never a server error.
+
+The probe: `X-Admin-Key: \\xff` sent as a raw byte once answered 500 on every
+key-checked pipeline route and on telemetry's system health (the key hashing
+raised `UnicodeEncodeError`), and each of those 500s counted in the 5xx rate
+the release gate reads: about 50 requests without any valid key could have
+blocked every release.
+"""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.hostile.raw_http import raw_request, request_bytes
+from tests.support.polling import eventually
+from tests.support.services import ServiceHandle
+
+BAD_KEY = b"X-Admin-Key: \xff"
+INCIDENT = "00000000-0000-4000-8000-000000000001"
+JOB = "00000000-0000-4000-8000-000000000002"
+
+PIPELINE_ROUTES = [
+    ("POST", "/full-process"),
+    ("GET", f"/jobs/{JOB}"),
+    ("GET", "/admin/incidents"),
+    ("POST", f"/admin/incidents/{INCIDENT}/resolve"),
+    ("POST", f"/admin/incidents/{INCIDENT}/feedback"),
+    ("GET", "/admin/feedback-stats"),
+    ("GET", "/admin/system-health"),
+    ("POST", "/admin/tenants/pilot/purge"),
+    ("POST", "/admin/tenants/pilot/purge/confirm"),
+]
+TELEMETRY_ROUTES = [("GET", "/run-summary"), ("GET", "/admin/system-health")]
+FLOOD = 50
+
+
+@pytest.mark.parametrize(("method", "path"), PIPELINE_ROUTES)
+async def test_non_utf8_key_header_is_401_on_every_pipeline_route(
+    pipeline: ServiceHandle, method: str, path: str
+) -> None:
+    response = await raw_request(pipeline.running.http_port, request_bytes(method, path, BAD_KEY))
+    assert (response.status, json.loads(response.body)["error_code"]) == (401, "INVALID_API_KEY")
+
+
+@pytest.mark.parametrize(("method", "path"), TELEMETRY_ROUTES)
+async def test_non_utf8_key_header_is_401_on_every_telemetry_route(
+    telemetry: ServiceHandle, method: str, path: str
+) -> None:
+    response = await raw_request(telemetry.running.http_port, request_bytes(method, path, BAD_KEY))
+    assert (response.status, json.loads(response.body)["error_code"]) == (401, "INVALID_API_KEY")
+
+
+async def _requests_by_class(svc: ServiceHandle) -> dict[str, float]:
+    """`ptf_http_requests_total` summed by status class (`4xx`, `5xx`) from a real scrape."""
+    async with svc.http.get("/metrics") as response:
+        text = await response.text()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ptf_http_requests_total":
+                kind = sample.labels["code"][0] + "xx"
+                totals[kind] = totals.get(kind, 0.0) + sample.value
+    return totals
+
+
+async def _request_events(pg: asyncpg.Pool, statuses: range) -> int:
+    """The pipeline's HTTP_REQUEST outbox events (what telemetry's 5xx rate counts) by status."""
+    count: int = await pg.fetchval(
+        "SELECT count(*) FROM pipeline_outbox WHERE event_type = 'HTTP_REQUEST'"
+        " AND (payload->>'status')::int >= $1 AND (payload->>'status')::int < $2",
+        statuses.start,
+        statuses.stop,
+    )
+    return count
+
+
+async def test_bad_key_flood_does_not_move_the_5xx_count(
+    pipeline: ServiceHandle, pg: asyncpg.Pool
+) -> None:
+    """50 requests with a non-UTF-8 key: 50 more 4xx in the metric and the events, no 5xx."""
+    port = pipeline.running.http_port
+    metric_before = await _requests_by_class(pipeline)
+    events_4xx, events_5xx = (
+        await _request_events(pg, range(400, 500)),
+        await _request_events(pg, range(500, 600)),
+    )
+    for _ in range(FLOOD):
+        response = await raw_request(port, request_bytes("GET", "/admin/incidents", BAD_KEY))
+        assert response.status == 401
+    await eventually(lambda: _has_at_least(pg, events_4xx + FLOOD))
+    metric_after = await _requests_by_class(pipeline)
+    assert (
+        metric_after.get("4xx", 0.0) - metric_before.get("4xx", 0.0),
+        metric_after.get("5xx", 0.0) - metric_before.get("5xx", 0.0),
+        await _request_events(pg, range(500, 600)) - events_5xx,
+    ) == (FLOOD, 0, 0)
+
+
+async def _has_at_least(pg: asyncpg.Pool, count: int) -> bool:
+    return await _request_events(pg, range(400, 500)) >= count
