@@ -1,0 +1,1 @@
+"""Fault tests under load with real processes (issue 12): crashes, outages, restarts, SIGTERM."""
