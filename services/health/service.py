@@ -24,6 +24,7 @@ from services.health.checks import (
     services_check,
 )
 from services.health.metrics import HealthMetrics
+from services.health.openapi import PATHS as OPENAPI_PATHS
 from services.health.pipeline_status import (
     PipelineStatusClient,
     PipelineUnreachable,
@@ -157,6 +158,7 @@ async def build(runtime: Runtime) -> ServiceParts:
         grpc_service_names=[SERVICE_NAME],
         register_grpc=register,
         routes=[_ready_route(readiness)],
+        openapi=OPENAPI_PATHS,
         on_shutdown=close_channels,
     )
 

@@ -34,6 +34,7 @@ from services.pipeline.jobs import JobStore
 from services.pipeline.market import MarketStore, load_sample_tables
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.notifications import JobNotifier, JobWatcher
+from services.pipeline.openapi import PATHS as OPENAPI_PATHS
 from services.pipeline.outbox import EventBuffer, OutboxRelay, prune_relayed
 from services.pipeline.pilot import INCIDENT_LIMITER, INVOICE_LIMITER, PilotGuard, pilot_limiter
 from services.pipeline.processor import InvoiceProcessor
@@ -233,6 +234,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         grpc_service_names=[SERVICE_NAME],
         register_grpc=register,
         routes=http.routes(),
+        openapi=OPENAPI_PATHS,
         max_body_bytes=settings.intake.max_body_bytes + MEBIBYTE // 16,
         on_shutdown=on_shutdown,
     )

@@ -14,7 +14,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import asyncpg
@@ -41,6 +41,7 @@ from services.runtime.metrics import (
     http_requests_middleware,
     metrics_route,
 )
+from services.runtime.openapi import Paths, openapi_route, service_document
 from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.supervision import Supervisor, cancel_and_wait
 
@@ -94,6 +95,8 @@ class ServiceParts:
     register_grpc: Callable[[grpc.aio.Server], None]
     routes: Sequence[web.RouteDef] = ()
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # The OpenAPI paths of `routes` (services/<svc>/openapi.py); the runtime adds its own.
+    openapi: Paths = field(default_factory=dict)
     # Before the servers stop: end streams, stop taking work.
     on_shutdown: Callable[[], Awaitable[None]] | None = None
     # Once in-flight RPCs are done: flush what they left behind, close clients.
@@ -129,6 +132,8 @@ class RunningService:
         self.server = server
         self.grpc_port = ports.grpc
         self.http_port = ports.http
+        # What the HTTP app serves; the contract tests hold /openapi.json to it.
+        self.http_router: web.UrlDispatcher | None = None
         self._stack = stack
         self._shutdown_task: asyncio.Task[None] | None = None
 
@@ -278,7 +283,12 @@ async def _start(
         client_max_size=parts.max_body_bytes,
     )
     app.add_routes(
-        [_alive_route(config, supervisor.failures), metrics_route(metrics), *parts.routes]
+        [
+            _alive_route(config, supervisor.failures),
+            metrics_route(metrics),
+            openapi_route(service_document(config.service, config.build_id, parts.openapi)),
+            *parts.routes,
+        ]
     )
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -306,7 +316,9 @@ async def _start(
     http_port = runner.addresses[0][1]
     await server.start()
     await status.started(parts.grpc_service_names)
-    return RunningService(runtime, server, stack, _Ports(grpc=grpc_port, http=http_port))
+    running = RunningService(runtime, server, stack, _Ports(grpc=grpc_port, http=http_port))
+    running.http_router = app.router
+    return running
 
 
 def load_validated_config(service: str) -> AppConfig:

@@ -15,6 +15,7 @@ from services.telemetry.app import Telemetry
 from services.telemetry.auth import TelemetryAccess
 from services.telemetry.grpc_api import TelemetryServicer
 from services.telemetry.http_api import TelemetryRoutes
+from services.telemetry.openapi import PATHS as OPENAPI_PATHS
 from services.telemetry.repository import EventRepository
 from services.telemetry.scheduler import DEFAULT_PERIOD, run_periodic_summaries
 from services.telemetry.stores import TelemetryMetricStores
@@ -48,6 +49,7 @@ def create_definition(*, summary_period: timedelta = DEFAULT_PERIOD) -> ServiceD
             grpc_service_names=[SERVICE_NAME],
             register_grpc=register,
             routes=TelemetryRoutes(telemetry, guard).routes(),
+            openapi=OPENAPI_PATHS,
             max_body_bytes=MAX_REQUEST_BYTES,
         )
 
