@@ -18,19 +18,27 @@ from asyncio.subprocess import Process
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import aiohttp
 import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+from ptf.common.v1 import common_pb2
+from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 from services.runtime.devservers import free_port
 from services.runtime.healthcheck import is_serving
+from services.runtime.keys.channels import keyed_channel
 from tests.support.polling import eventually
 
 REPO = Path(__file__).resolve().parents[2]
 # Nothing listens here: a dependency a test does not start.
 NOWHERE = "127.0.0.1:9"
+# Development's well-known keys (ENV=development): what services and operators present.
+DEV_SERVICE_KEY = "dev-service-key"
+DEV_ADMIN_KEY = "dev-admin-key"
 # Starting a Python service process (imports, migrations) on a busy 2-core machine.
 START_WITHIN_SECONDS = 60.0
 
@@ -287,6 +295,21 @@ async def run_load_until(
     run.in_flight_at_stop = run.in_flight
     await asyncio.gather(*tasks)
     return run
+
+
+async def run_summary(target: str, tenant_id: str, since: datetime) -> telemetry_pb2.RunSummary:
+    """Telemetry's run summary of one tenant since `since`, read with the dev service key."""
+    start = Timestamp()
+    start.FromDatetime(since)
+    async with keyed_channel(target, (("x-api-key", DEV_SERVICE_KEY),)) as channel:
+        stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
+        summary: telemetry_pb2.RunSummary = await stub.GetRunSummary(
+            telemetry_pb2.GetRunSummaryRequest(
+                period=common_pb2.TimeWindow(start=start), tenant_id=tenant_id
+            ),
+            timeout=10,
+        )
+    return summary
 
 
 def record_figures(path: Path, figures: Mapping[str, Any]) -> None:

@@ -12,11 +12,7 @@ import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from google.protobuf.timestamp_pb2 import Timestamp
-from ptf.common.v1 import common_pb2
-from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
-from services.runtime.keys.channels import keyed_channel
 from tests.pipeline.service_support import (
     Tenant,
     document,
@@ -29,6 +25,7 @@ from tests.resilience.processes import (
     WorkerProcess,
     process_env,
     record_figures,
+    run_summary,
     stop_all,
     submit_all,
 )
@@ -39,7 +36,6 @@ pytestmark = pytest.mark.slow
 INVOICES = 500
 ROUNDS = 5  # one SIGKILL per round of INVOICES / ROUNDS submissions
 S2_EVERY = 5  # every fifth invoice is the seed's S2 mismatch: one incident each
-DEV_SERVICE_KEY = "dev-service-key"
 # A short lease so a killed worker's jobs are reclaimed within the test; five
 # attempts so a job caught by two kills in a row still ends DONE (with three, a
 # job whose three claims all died becomes EXHAUSTED, by design).
@@ -108,19 +104,6 @@ async def _kill_mid_job(pg: asyncpg.Pool, stack: CrashStack) -> int:
         owner,
     )
     return stranded
-
-
-async def _run_summary(target: str, tenant_id: str, since: datetime) -> telemetry_pb2.RunSummary:
-    start = Timestamp()
-    start.FromDatetime(since)
-    async with keyed_channel(target, (("x-api-key", DEV_SERVICE_KEY),)) as channel:
-        stub = telemetry_pb2_grpc.TelemetryServiceStub(channel)
-        return await stub.GetRunSummary(
-            telemetry_pb2.GetRunSummaryRequest(
-                period=common_pb2.TimeWindow(start=start), tenant_id=tenant_id
-            ),
-            timeout=10,
-        )
 
 
 async def test_sigkilled_workers_leave_every_invoice_done_once_with_no_duplicate_event(
@@ -214,7 +197,7 @@ async def test_sigkilled_workers_leave_every_invoice_done_once_with_no_duplicate
         list(JOB_EVENTS),
     )
     telemetry_ids = {r["event_id"] for r in telemetry_rows}
-    summary = await _run_summary(stack.telemetry.grpc_target, tenant.tenant_id, started)
+    summary = await run_summary(stack.telemetry.grpc_target, tenant.tenant_id, started)
     stream = f"{redis_prefix}:pipeline:jobs"
 
     async def nothing_pending() -> bool:
