@@ -1,0 +1,188 @@
+"""PostgreSQL stopped and restarted under load (issue 12 item 3, SPEC §11), with real processes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.pipeline.service_support import document, s2_document
+from tests.resilience.processes import record_figures
+from tests.resilience.stores import (
+    Clock,
+    Load,
+    ReadinessProbe,
+    logged_errors,
+    own_stores,
+    service_stack,
+)
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.slow
+
+TENANT = "default"
+MIN_OUTAGE_SECONDS = 4.0
+
+
+def _documents(n: int) -> dict[str, Any]:
+    """Every third invoice is an S2 mismatch, so incidents are written under load too."""
+    return s2_document() if n % 3 == 0 else document()
+
+
+async def _unfinished_jobs(url: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pipeline_jobs WHERE state NOT IN ('DONE', 'FAILED', 'EXHAUSTED')"
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+async def _half_written(url: str) -> dict[str, int]:
+    """Rows that only a partly committed job could leave behind (each count must be 0)."""
+    queries = {
+        # a finished job whose invoice carries no result, or a result without a finished job
+        "done_without_result": "SELECT count(*) FROM pipeline_jobs j JOIN pipeline_invoices i"
+        " USING (invoice_id) WHERE j.state = 'DONE'"
+        " AND (i.result IS NULL OR i.processed_at IS NULL)",
+        "result_without_done": "SELECT count(*) FROM pipeline_invoices i JOIN pipeline_jobs j"
+        " USING (invoice_id) WHERE i.result IS NOT NULL AND j.state <> 'DONE'",
+        # an invoice stored without its job (intake writes both in one transaction)
+        "invoice_without_job": "SELECT count(*) FROM pipeline_invoices i"
+        " WHERE NOT EXISTS (SELECT 1 FROM pipeline_jobs j WHERE j.invoice_id = i.invoice_id)",
+        # an incident of an invoice whose job did not finish
+        "incident_of_unfinished_job": "SELECT count(*) FROM pipeline_incidents n"
+        " JOIN pipeline_jobs j USING (invoice_id) WHERE j.state <> 'DONE'",
+        # an S2 invoice (total 50000 against 42000 expected) processed without its incident
+        "s2_without_incident": "SELECT count(*) FROM pipeline_invoices i JOIN pipeline_jobs j"
+        " USING (invoice_id) WHERE j.state = 'DONE'"
+        " AND (i.document -> 'invoice_total_with_vat_tl' ->> 'value')::numeric = 50000"
+        " AND NOT EXISTS (SELECT 1 FROM pipeline_incidents n WHERE n.invoice_id = i.invoice_id)",
+        # an incident for a clean invoice
+        "incident_of_clean_invoice": "SELECT count(*) FROM pipeline_incidents n"
+        " JOIN pipeline_invoices i USING (invoice_id)"
+        " WHERE (i.document -> 'invoice_total_with_vat_tl' ->> 'value')::numeric <> 50000",
+        # a processed job without exactly one processing event in the outbox
+        "done_without_one_event": "SELECT count(*) FROM pipeline_jobs j WHERE j.state = 'DONE'"
+        " AND (SELECT count(*) FROM pipeline_outbox o WHERE o.event_type = 'INVOICE_PROCESSED'"
+        "      AND o.payload ->> 'job_id' = j.job_id::text) <> 1",
+    }
+    conn = await asyncpg.connect(url)
+    try:
+        return {name: int(await conn.fetchval(query)) for name, query in queries.items()}
+    finally:
+        await conn.close()
+
+
+async def _totals(url: str) -> dict[str, int]:
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT (SELECT count(*) FROM pipeline_jobs WHERE state = 'DONE') AS jobs_done,"
+            " (SELECT count(*) FROM pipeline_jobs) AS jobs,"
+            " (SELECT count(*) FROM pipeline_incidents) AS incidents"
+        )
+        assert row is not None
+        return dict(row)
+    finally:
+        await conn.close()
+
+
+async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_recovers(
+    tmp_path: Path,
+) -> None:
+    """Fault: PostgreSQL (the stack's own) is stopped while three clients submit invoices
+    synchronously and an admin reads incidents through the pipeline, with a worker process
+    and health, gate and telemetry running; it is started again once readiness has gone
+    not_ready, at least ten requests were refused and four seconds have passed.
+
+    Must: every refused request is a 503 with Retry-After, none is a 500 and no connection
+    fails; health's readiness goes ready → not_ready → ready; once the database is back the
+    same worker process (never restarted) finishes every stored job; no row is half
+    written (no processed job without its result or event, no incident of an unfinished
+    job, every S2 invoice has its incident and no clean one has); no process logs an
+    ERROR (an exception nobody handled).
+
+    Figures (asserted, and written to postgres_outage.json): requests, outage seconds,
+    503s seen, 500s seen = 0, jobs stored and finished after the outage, incidents.
+    """
+    async with own_stores() as stores, service_stack(stores, tmp_path) as stack:
+        load = Load(stack.http["pipeline"], TENANT, _documents)
+        probe = ReadinessProbe(stack.http["health"])
+        probe.start()
+        load.start()
+        try:
+            await eventually(lambda: _ready_with_traffic(load, probe, 10), within=60, interval=0.1)
+            clock = Clock()
+            await stores.stop_postgres()
+            stopped_at = clock()
+            await eventually(
+                lambda: _refused_and_not_ready(load, probe, 10), within=60, interval=0.1
+            )
+            # Long enough for cached keys and pooled connections to go stale as well.
+            await asyncio.sleep(max(0.0, MIN_OUTAGE_SECONDS - (clock() - stopped_at)))
+            await stores.start_postgres()
+            outage_seconds = clock() - stopped_at
+            unfinished_at_restart = await _unfinished_jobs(stores.database_url)
+            accepted_before = load.tally.count("submit", 200)
+            await eventually(
+                lambda: _ready_with_traffic(load, probe, accepted_before + 10),
+                within=60,
+                interval=0.1,
+            )
+            recovered_after = clock()
+        finally:
+            await load.stop()
+            await probe.stop()
+        await eventually(lambda: _none_unfinished(stores.database_url), within=60, interval=0.2)
+        half_written = await _half_written(stores.database_url)
+        totals = await _totals(stores.database_url)
+        worker_restarts = stack.worker.starts - 1
+        errors_logged = logged_errors(tmp_path)
+        worker_alive = stack.worker.process is not None and stack.worker.process.returncode is None
+
+    tally = load.tally
+    figures = {
+        "requests": tally.requests,
+        "outage_seconds": outage_seconds,
+        "recovered_seconds_after_stop": recovered_after,
+        "responses": dict(tally.statuses),
+        "refusals": dict(tally.error_codes),
+        "503s_seen": tally.total(503),
+        "503s_without_retry_after": tally.missing_retry_after,
+        "500s_seen": len(tally.samples_of_500),
+        "connection_errors": tally.connection_errors,
+        "errors_logged": len(errors_logged),
+        "readiness_states": probe.states,
+        "failing_checks_seen": dict(probe.failing),
+        "half_written_rows": half_written,
+        "worker_restarts": worker_restarts,
+        "jobs_unfinished_at_restart": unfinished_at_restart,
+        **totals,
+    }
+    record_figures(tmp_path / "postgres_outage.json", figures)
+    assert tally.samples_of_500 == [], tally.samples_of_500
+    assert (tally.connection_errors, tally.missing_retry_after) == (0, 0)
+    assert tally.total(503) >= 10
+    assert errors_logged == []
+    assert probe.states[-3:] == ["ready", "not_ready", "ready"], probe.states
+    assert half_written == dict.fromkeys(half_written, 0)
+    assert totals["jobs_done"] == totals["jobs"]
+    assert (worker_restarts, worker_alive) == (0, True)
+
+
+async def _ready_with_traffic(load: Load, probe: ReadinessProbe, accepted: int) -> bool:
+    return probe.current == "ready" and load.tally.count("submit", 200) >= accepted
+
+
+async def _refused_and_not_ready(load: Load, probe: ReadinessProbe, refused: int) -> bool:
+    return probe.current == "not_ready" and load.tally.total(503) >= refused
+
+
+async def _none_unfinished(url: str) -> bool:
+    return await _unfinished_jobs(url) == 0
