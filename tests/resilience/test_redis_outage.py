@@ -1,0 +1,228 @@
+"""Redis stopped and restarted (empty) under load (issue 12 item 4, SPEC §11), real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from tests.pipeline.service_support import Tenant, document, new_tenant, s2_document
+from tests.resilience.processes import record_figures, submit_all
+from tests.resilience.stores import (
+    ADMIN_KEY,
+    TENANT_KEY,
+    Clock,
+    Load,
+    OwnStores,
+    logged_errors,
+    own_stores,
+    service_stack,
+)
+from tests.support.polling import eventually
+
+pytestmark = pytest.mark.slow
+
+# Both are granted to the development tenant key; "pilot" is the guarded pilot tenant.
+TENANT = "default"
+PILOT = "pilot"
+BATCH = 20
+MIN_OUTAGE_SECONDS = 3.0
+# The pilot's hourly budget is not what this test is about: wide enough for the load.
+WIDE_PILOT_BUDGET = {
+    "PTF_THRESHOLD__PILOT__MAX_INVOICES_PER_HOUR": "100000",
+    "PTF_THRESHOLD__PILOT__MAX_INCIDENTS_PER_HOUR": "100000",
+}
+
+
+def _documents(n: int) -> dict[str, Any]:
+    return s2_document() if n % 3 == 0 else document()
+
+
+async def _job_counts(url: str) -> dict[str, int]:
+    """Jobs by outcome, and DONE jobs without exactly one processing event (processed twice)."""
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS jobs,"
+            " count(*) FILTER (WHERE state = 'DONE') AS done,"
+            " count(*) FILTER (WHERE state IN ('QUEUED', 'RUNNING')) AS unfinished,"
+            " count(*) FILTER (WHERE state = 'DONE' AND (SELECT count(*) FROM pipeline_outbox o"
+            "   WHERE o.event_type = 'INVOICE_PROCESSED' AND o.payload ->> 'job_id'"
+            "   = j.job_id::text) <> 1) AS done_not_once"
+            " FROM pipeline_jobs j"
+        )
+        assert row is not None
+        return dict(row)
+    finally:
+        await conn.close()
+
+
+async def _rows_of(url: str, tenant_id: str) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pipeline_invoices WHERE tenant_id = $1", tenant_id
+        )
+        return count
+    finally:
+        await conn.close()
+
+
+async def _victim(stores: OwnStores, pipeline: aiohttp.ClientSession) -> Tenant:
+    """A tenant of its own with one processed invoice: what a purge would delete."""
+    pool = await asyncpg.create_pool(stores.database_url, min_size=1, max_size=1)
+    try:
+        tenant = await new_tenant(pool, "victim")
+    finally:
+        await pool.close()
+    async with pipeline.post(
+        f"/full-process?tenant_id={tenant.tenant_id}", json=document(), headers=tenant.headers
+    ) as response:
+        assert response.status == 200, await response.text()
+    return tenant
+
+
+async def _post(
+    pipeline: aiohttp.ClientSession, path: str, body: dict[str, Any]
+) -> tuple[int, dict[str, Any], str | None]:
+    async with pipeline.post(path, json=body, headers=ADMIN_KEY) as response:
+        return response.status, await response.json(), response.headers.get("Retry-After")
+
+
+async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
+    tmp_path: Path,
+) -> None:
+    """Fault: Redis (the stack's own, no persistence) is stopped while clients submit for
+    the pilot and a regular tenant, and comes back empty: the job stream, its consumer
+    group, the pilot budget and every confirmation token are gone. Just before the stop
+    the worker process is frozen (SIGSTOP) and a batch of jobs is submitted, so those jobs
+    exist only as stream messages and job rows when Redis goes; the worker is let go
+    again during the outage.
+
+    Must: pilot submissions are refused with 503 (the budget cannot be checked) and leave
+    no job; a regular submission is 503 QUEUE_UNAVAILABLE with its job stored; a tenant
+    purge confirmed with a token issued before the outage is 503 TOKEN_STORE_UNAVAILABLE
+    (fail closed: nothing purged), and after the outage the lost token is refused (409),
+    never honoured; every 503 has Retry-After, no 500, no connection error; once Redis is
+    back every job queued before or during the outage is processed (the sweeper re-sends
+    them from PostgreSQL), each exactly once; no process logs an ERROR.
+
+    Figures (asserted, and written to redis_outage.json): requests, outage seconds, 503s
+    seen, 500s seen = 0, jobs recovered (unfinished when Redis returned, all DONE after).
+    """
+    async with (
+        own_stores() as stores,
+        service_stack(stores, tmp_path, **WIDE_PILOT_BUDGET) as stack,
+    ):
+        pipeline = stack.http["pipeline"]
+        victim = await _victim(stores, pipeline)
+        status, purge, _ = await _post(pipeline, f"/admin/tenants/{victim.tenant_id}/purge", {})
+        assert status == 200, purge
+        confirm_path = f"/admin/tenants/{victim.tenant_id}/purge/confirm"
+        confirm_body = {"confirmation_token": purge["confirmation_token"]}
+
+        regular = Load(pipeline, TENANT, _documents)
+        pilot = Load(pipeline, PILOT, lambda n: document())
+        regular.start(submitters=2, readers=1)
+        pilot.start(submitters=1, readers=0)
+        try:
+            await eventually(lambda: _accepted(regular, pilot, 5, 5), within=60, interval=0.1)
+            assert stack.worker.process is not None
+            stack.worker.process.send_signal(signal.SIGSTOP)
+            try:
+                batch = [document() for _ in range(BATCH)]
+                batch_jobs = await submit_all(pipeline, TENANT, TENANT_KEY, batch, concurrency=4)
+                clock = Clock()
+                await stores.stop_redis()
+            finally:
+                stack.worker.process.send_signal(signal.SIGCONT)
+            stopped_at = clock()
+            await eventually(lambda: _refused(regular, pilot, 5), within=60, interval=0.1)
+            during = await _post(pipeline, confirm_path, confirm_body)
+            await asyncio.sleep(max(0.0, MIN_OUTAGE_SECONDS - (clock() - stopped_at)))
+            await stores.start_redis()
+            outage_seconds = clock() - stopped_at
+            at_return = await _job_counts(stores.database_url)
+            before = (regular.tally.count("submit", 200), pilot.tally.count("submit", 200))
+            await eventually(
+                lambda: _accepted(regular, pilot, before[0] + 5, before[1] + 5),
+                within=60,
+                interval=0.1,
+            )
+        finally:
+            await regular.stop()
+            await pilot.stop()
+        await eventually(lambda: _all_finished(stores.database_url), within=60, interval=0.2)
+        final = await _job_counts(stores.database_url)
+        after = await _post(pipeline, confirm_path, confirm_body)
+        victim_rows = await _rows_of(stores.database_url, victim.tenant_id)
+        pilot_rows = await _rows_of(stores.database_url, PILOT)
+        batch_done = await _done(stores.database_url, batch_jobs)
+    errors_logged = logged_errors(tmp_path)
+
+    tallies = {"regular": regular.tally, "pilot": pilot.tally}
+    figures = {
+        "requests": sum(t.requests for t in tallies.values()) + BATCH + 4,
+        "outage_seconds": outage_seconds,
+        "responses": {name: dict(t.statuses) for name, t in tallies.items()},
+        "refusals": {name: dict(t.error_codes) for name, t in tallies.items()},
+        "503s_seen": sum(t.total(503) for t in tallies.values()) + int(during[0] == 503),
+        "500s_seen": sum(len(t.samples_of_500) for t in tallies.values()),
+        "connection_errors": sum(t.connection_errors for t in tallies.values()),
+        "purge_confirm_during_outage": [during[0], during[1].get("error_code"), during[2]],
+        "purge_confirm_after_outage": [after[0], after[1].get("error_code")],
+        "victim_invoices_left": victim_rows,
+        "pilot_invoices_stored": pilot_rows,
+        "pilot_submissions_accepted": len(pilot.accepted_jobs),
+        "batch_submitted_while_worker_frozen": BATCH,
+        "batch_done": batch_done,
+        "jobs_recovered": at_return["unfinished"],
+        "jobs": final,
+        "errors_logged": len(errors_logged),
+    }
+    record_figures(tmp_path / "redis_outage.json", figures)
+    for tally in tallies.values():
+        assert tally.samples_of_500 == [], tally.samples_of_500
+        assert (tally.connection_errors, tally.missing_retry_after) == (0, 0)
+    assert pilot.tally.error_codes["submit 503 RATE_LIMIT_UNAVAILABLE"] >= 5
+    assert pilot_rows == len(pilot.accepted_jobs)
+    assert regular.tally.error_codes["submit 503 QUEUE_UNAVAILABLE"] >= 5
+    assert during == (503, during[1], "5")
+    assert during[1]["error_code"] == "TOKEN_STORE_UNAVAILABLE"
+    assert (after[0], after[1]["error_code"], victim_rows) == (409, "TOKEN_INVALID", 1)
+    assert at_return["unfinished"] >= BATCH
+    assert batch_done == BATCH
+    assert (final["done"], final["unfinished"], final["done_not_once"]) == (final["jobs"], 0, 0)
+    assert errors_logged == []
+
+
+async def _accepted(regular: Load, pilot: Load, regular_ok: int, pilot_ok: int) -> bool:
+    return (
+        regular.tally.count("submit", 200) >= regular_ok
+        and pilot.tally.count("submit", 200) >= pilot_ok
+    )
+
+
+async def _refused(regular: Load, pilot: Load, refused: int) -> bool:
+    return regular.tally.total(503) >= refused and pilot.tally.total(503) >= refused
+
+
+async def _all_finished(url: str) -> bool:
+    return (await _job_counts(url))["unfinished"] == 0
+
+
+async def _done(url: str, job_ids: list[str]) -> int:
+    conn = await asyncpg.connect(url)
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM pipeline_jobs WHERE job_id = ANY($1::uuid[]) AND state = 'DONE'",
+            job_ids,
+        )
+        return count
+    finally:
+        await conn.close()
