@@ -96,6 +96,10 @@ def _entry(row: asyncpg.Record) -> AuditEntry:
     )
 
 
+# Audit ids are PostgreSQL bigint: a larger forged id would fail in the query, not here.
+_MAX_ID = 2**63 - 1
+
+
 def encode_cursor(last_id: int) -> str:
     return base64.urlsafe_b64encode(f"audit:{last_id}".encode()).decode()
 
@@ -107,7 +111,7 @@ def decode_cursor(cursor: str) -> int:
         last_id = int(value)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ValueError("malformed cursor") from exc
-    if kind != "audit" or last_id < 1:
+    if kind != "audit" or not 1 <= last_id <= _MAX_ID:
         raise ValueError("malformed cursor")
     return last_id
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -56,19 +57,54 @@ class Submission:
     file_bytes: bytes | None = None
 
 
+# PostgreSQL text and jsonb cannot hold NUL, and a lone surrogate (JSON's "\ud800"
+# decodes to one) cannot be encoded to UTF-8 at all: either fails the insert as a
+# server error, so both are refused at the door.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable_text(text: str, field: str) -> str:
+    """`text` unchanged; 400 INVALID_TEXT naming `field` when it holds NUL or a lone surrogate."""
+    if _UNSTORABLE.search(text):
+        raise InvalidInput(
+            "INVALID_TEXT", f"{field} contains NUL or an unpaired surrogate", field=field
+        )
+    return text
+
+
+def _storable(value: Any) -> Any:
+    """`value` when every string in it, keys included, is `storable_text`.
+
+    Iterative, so a document nested as deep as the parser allows cannot exhaust
+    the stack here; a bad string is named by its path (`provider`, `flags[2]`).
+    """
+    pending: list[tuple[str, Any]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str):
+            storable_text(item, path or "body")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                storable_text(key, path or "body")
+                pending.append((f"{path}.{key}" if path else key, child))
+        elif isinstance(item, list):
+            pending.extend((f"{path}[{index}]", child) for index, child in enumerate(item))
+    return value
+
+
 def _non_finite(literal: str) -> Decimal:
     """`parse_constant` hook: NaN/Infinity become non-finite decimals the domain rejects."""
     return Decimal(literal.replace("Infinity", "Inf"))
 
 
 def decode_json(raw: bytes | str) -> Any:
-    """Decode JSON strictly; 400 INVALID_JSON / 422 DOCUMENT_TOO_DEEP on failure."""
+    """Decode JSON strictly; 400 INVALID_JSON / INVALID_TEXT, 422 DOCUMENT_TOO_DEEP on failure."""
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise InvalidInput("INVALID_JSON", "body is not UTF-8 encoded JSON") from exc
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_non_finite)
+        decoded = json.loads(text, parse_float=Decimal, parse_constant=_non_finite)
     except RecursionError as exc:
         raise Unprocessable(
             ErrorCode.DOCUMENT_TOO_DEEP.value,
@@ -76,6 +112,7 @@ def decode_json(raw: bytes | str) -> Any:
         ) from exc
     except ValueError as exc:
         raise InvalidInput("INVALID_JSON", f"body is not valid JSON: {exc}") from exc
+    return _storable(decoded)
 
 
 def domain_error(exc: PipelineDomainError) -> PtfError:

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import grpc
+from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.timestamp_pb2 import Timestamp
 from ptf.common.v1 import common_pb2
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
@@ -150,9 +151,16 @@ def _keys(context: Context) -> PresentedKeys:
     )
 
 
-def _enum_value(name: str, prefix: str) -> str | None:
-    """`SEVERITY_S1` → `S1`; the UNSPECIFIED value → None (no filter)."""
-    value = name.removeprefix(prefix)
+def _enum_value(enum: EnumTypeWrapper, number: int, prefix: str) -> str | None:
+    """`SEVERITY_S1` → `S1`; the UNSPECIFIED value → None (no filter).
+
+    A number the enum does not define (the wire allows any) becomes `#<n>`, which
+    the shared listing validation refuses like any unknown filter value.
+    """
+    try:
+        value = enum.Name(number).removeprefix(prefix)
+    except ValueError:
+        return f"#{number}"
     return None if value == "UNSPECIFIED" else value
 
 
@@ -204,10 +212,8 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     ) -> pipeline_pb2.ListIncidentsResponse:
         query = IncidentQuery(
             tenant_id=request.tenant_id,
-            severity=_enum_value(common_pb2.Severity.Name(request.severity), "SEVERITY_"),
-            status=_enum_value(
-                pipeline_pb2.IncidentStatus.Name(request.status), "INCIDENT_STATUS_"
-            ),
+            severity=_enum_value(common_pb2.Severity, request.severity, "SEVERITY_"),
+            status=_enum_value(pipeline_pb2.IncidentStatus, request.status, "INCIDENT_STATUS_"),
             limit=request.limit,
             cursor=request.cursor,
         )

@@ -19,12 +19,13 @@ import binascii
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
 
+from services.pipeline.documents import storable_text
 from services.pipeline.domain import IncidentDraft, ProcessingResult
 from services.pipeline.events import (
     OutboxEvent,
@@ -194,8 +195,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created, incident = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        return datetime.fromisoformat(created), UUID(incident)
-    except (ValueError, TypeError, binascii.Error) as exc:
+        created_at = datetime.fromisoformat(created)
+        if created_at.tzinfo is None:
+            raise ValueError("cursor time without offset")
+        # In UTC, as stored; a forged offset can push it outside datetime's years 1-9999.
+        return created_at.astimezone(UTC), UUID(incident)
+    except (ValueError, TypeError, OverflowError, binascii.Error) as exc:
         raise InvalidInput("INVALID_CURSOR", "cursor is not valid", field="cursor") from exc
 
 
@@ -207,7 +212,7 @@ def text_field(value: object, name: str, limit: int, *, required: bool) -> str:
         return ""
     if not isinstance(value, str):
         raise InvalidInput("INVALID_TYPE", f"{name} must be a string", field=name)
-    text = value.strip()
+    text = storable_text(value.strip(), name)
     if required and not text:
         raise InvalidInput("MISSING_FIELD", f"{name} is required", field=name)
     if len(text) > limit:

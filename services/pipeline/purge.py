@@ -21,6 +21,7 @@ from typing import Any
 
 import asyncpg
 
+from services.pipeline.documents import storable_text
 from services.runtime.errors import Conflict, InvalidInput, Unavailable
 from services.runtime.tokens.errors import TokenError, params_hash, token_hash
 from services.runtime.tokens.store import TokenStore, TokenStoreUnavailable
@@ -93,7 +94,7 @@ def parse_confirmation_token(raw: object) -> str:
             f"confirmation_token must be a string of at most {_MAX_TOKEN_LENGTH} characters",
             field="confirmation_token",
         )
-    return raw
+    return storable_text(raw, "confirmation_token")
 
 
 def _purge_params(tenant_id: str) -> str:

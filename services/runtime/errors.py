@@ -9,6 +9,7 @@ responses by hand and unexpected exceptions never leak internals.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -117,10 +118,22 @@ class NotBuilt(PtfError):
 _NOT_BUILT = NotBuilt("UNIMPLEMENTED", "method not implemented yet")
 
 
+# gRPC metadata values must be printable ASCII: a field named after client input
+# (`facts.é`) would otherwise fail the whole response as INTERNAL "Invalid metadata".
+_NOT_METADATA_SAFE = re.compile(r"[^\x20-\x7e]")
+
+
+def _metadata_safe(value: str) -> str:
+    """`value` with every character a trailer cannot carry escaped (`é` → `\\xe9`)."""
+    return _NOT_METADATA_SAFE.sub(
+        lambda found: found.group().encode("unicode_escape").decode("ascii"), value
+    )
+
+
 def _grpc_trailers(error: PtfError) -> tuple[tuple[str, str], ...]:
-    trailers = [(ERROR_CODE_METADATA, error.error_code)]
+    trailers = [(ERROR_CODE_METADATA, _metadata_safe(error.error_code))]
     if error.field:
-        trailers.append((ERROR_FIELD_METADATA, error.field))
+        trailers.append((ERROR_FIELD_METADATA, _metadata_safe(error.field)))
     if error.retry_after_seconds is not None:
         trailers.append(("retry-after", str(error.retry_after_seconds)))
     return tuple(trailers)
@@ -129,7 +142,9 @@ def _grpc_trailers(error: PtfError) -> tuple[tuple[str, str], ...]:
 async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: PtfError) -> None:
     """Abort the RPC with the error's status, `CODE: message` details and metadata."""
     context.set_trailing_metadata(_grpc_trailers(error))
-    await context.abort(error.status, f"{error.error_code}: {error.message}")
+    # Details travel as UTF-8; a lone surrogate from client input must not make them unsendable.
+    details = f"{error.error_code}: {error.message}".encode("utf-8", "backslashreplace")
+    await context.abort(error.status, details.decode("utf-8"))
 
 
 def _wrap_unary(
