@@ -14,7 +14,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
@@ -110,6 +110,8 @@ def decode_json(raw: bytes | str) -> Any:
             ErrorCode.DOCUMENT_TOO_DEEP.value,
             f"document nesting exceeds {MAX_DEPTH} levels",
         ) from exc
+    except InvalidOperation as exc:  # an exponent past what a Decimal can hold (1e99999999999999)
+        raise InvalidInput("INVALID_JSON", "body holds a number out of range") from exc
     except ValueError as exc:
         raise InvalidInput("INVALID_JSON", f"body is not valid JSON: {exc}") from exc
     return _storable(decoded)
