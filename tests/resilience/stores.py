@@ -90,9 +90,9 @@ async def own_stores() -> AsyncIterator[OwnStores]:
 
 
 def stack_env(stores: OwnStores, **extra: str) -> dict[str, str]:
-    """A service process's environment on this test's own stores (a whole Redis: no prefix)."""
-    env = process_env(stores.database_url, stores.redis_url, "ptf", **extra)
-    env["PYTHONUNBUFFERED"] = "1"
+    """A service process's environment on this test's own stores (a Redis of its own)."""
+    env = process_env(stores.database_url, stores.redis_url, "ptf")
+    env.update(extra)
     return env
 
 

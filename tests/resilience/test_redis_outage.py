@@ -190,12 +190,16 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
         assert tally.samples_of_500 == [], tally.samples_of_500
         assert (tally.connection_errors, tally.missing_retry_after) == (0, 0)
     assert pilot.tally.error_codes["submit 503 RATE_LIMIT_UNAVAILABLE"] >= 5
-    assert pilot_rows == len(pilot.accepted_jobs)
+    # A pilot job is stored only when its budget slot was granted: accepted, or refused
+    # with QUEUE_UNAVAILABLE because Redis went between the slot and the XADD.
+    queued_later = pilot.tally.error_codes["submit 503 QUEUE_UNAVAILABLE"]
+    assert pilot_rows == len(pilot.accepted_jobs) + queued_later
     assert regular.tally.error_codes["submit 503 QUEUE_UNAVAILABLE"] >= 5
     assert during == (503, during[1], "5")
     assert during[1]["error_code"] == "TOKEN_STORE_UNAVAILABLE"
     assert (after[0], after[1]["error_code"], victim_rows) == (409, "TOKEN_INVALID", 1)
-    assert at_return["unfinished"] >= BATCH
+    # Each worker loop may have taken one batch message into its socket before it froze.
+    assert at_return["unfinished"] >= BATCH - stack.worker.concurrency
     assert batch_done == BATCH
     assert (final["done"], final["unfinished"], final["done_not_once"]) == (final["jobs"], 0, 0)
     assert errors_logged == []
