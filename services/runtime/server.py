@@ -49,6 +49,12 @@ log = logging.getLogger(__name__)
 
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+# After SIGTERM a process reports NOT_SERVING but keeps serving this long before
+# its gRPC server stops. gRPC core drops the calls that have reached the process
+# but are not yet handed to a handler when the server stops (the client sees
+# CANCELLED): under load a few always are, though their clients sent them before
+# the signal. Short, so that a call sent well after the signal is still refused.
+SIGNAL_DRAIN_SECONDS = 0.2
 
 
 @dataclass
@@ -155,6 +161,12 @@ class RunningService:
         if self._shutdown_task is None:
             self._shutdown_task = asyncio.create_task(self._shutdown())
         await asyncio.shield(self._shutdown_task)
+
+    async def drain(self, seconds: float) -> None:
+        """Report NOT_SERVING but keep serving for `seconds`, so calls already on their
+        way reach a handler before `shutdown()` stops the servers."""
+        await self.runtime.health.enter_graceful_shutdown()
+        await asyncio.sleep(seconds)
 
     async def _shutdown(self) -> None:
         log.info("shutting down")
@@ -354,6 +366,7 @@ async def _serve_until_signal(definition: ServiceDefinition, config: AppConfig) 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+    await running.drain(SIGNAL_DRAIN_SECONDS)
     await running.shutdown()
 
 

@@ -44,9 +44,17 @@ START_WITHIN_SECONDS = 60.0
 
 
 def process_env(
-    database_url: str, redis_url: str, redis_prefix: str, **extra: str
+    database_url: str,
+    redis_url: str,
+    redis_prefix: str,
+    metrics_dir: Path | None = None,
+    **extra: str,
 ) -> dict[str, str]:
-    """The environment of a service process: the test's stores, nothing inherited from PTF_*."""
+    """The environment of a service process: the test's stores, nothing inherited from PTF_*.
+
+    Give `metrics_dir` (the test's tmp dir) to a gate: it persists its metric store there
+    instead of in the repository's .data folder.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("PTF_")}
     env.update(
         {
@@ -57,6 +65,8 @@ def process_env(
             "ENV": "development",
         }
     )
+    if metrics_dir is not None:
+        env["PTF_METRICS_DIR"] = str(metrics_dir)
     env.update(extra)
     return env
 
@@ -261,40 +271,45 @@ def outcome_of(exc: BaseException) -> str:
 
 @dataclass
 class LoadRun:
-    """Outcomes of a closed-loop load: `clients` tasks each issuing requests back to back."""
+    """A closed-loop load: `clients` tasks issuing requests back to back until `stop()`.
+
+    Every request issued before `stop()` is awaited to its end and its outcome counted;
+    none is issued after it.
+    """
 
     outcomes: Counter[str] = field(default_factory=Counter)
+    issued: int = 0
     in_flight: int = 0
     in_flight_at_stop: int = 0
-    issued: int = 0
+    _stopped: asyncio.Event = field(default_factory=asyncio.Event)
 
+    @property
+    def answered(self) -> int:
+        return sum(self.outcomes.values())
 
-async def run_load_until(
-    requests: Sequence[Request], stop: asyncio.Event, *, clients: int = 8
-) -> LoadRun:
-    """Issue requests (round robin over `requests`) until `stop` is set; every request
-    issued before `stop` is awaited to its end and its outcome counted."""
-    run = LoadRun()
+    def stop(self) -> None:
+        """Issue nothing more; call it just before the fault so every request precedes it."""
+        self.in_flight_at_stop = self.in_flight
+        self._stopped.set()
 
-    async def client(offset: int) -> None:
-        turn = offset
-        while not stop.is_set():
-            request = requests[turn % len(requests)]
-            turn += 1
-            run.issued += 1
-            run.in_flight += 1
-            try:
-                run.outcomes[await request()] += 1
-            except Exception as exc:  # every failure is counted by kind, none escapes
-                run.outcomes[outcome_of(exc)] += 1
-            finally:
-                run.in_flight -= 1
+    async def drive(self, requests: Sequence[Request], *, clients: int = 8) -> None:
+        """Run the clients (round robin over `requests`) until `stop()`, then let them finish."""
 
-    tasks = [asyncio.create_task(client(i)) for i in range(clients)]
-    await stop.wait()
-    run.in_flight_at_stop = run.in_flight
-    await asyncio.gather(*tasks)
-    return run
+        async def client(offset: int) -> None:
+            turn = offset
+            while not self._stopped.is_set():
+                request = requests[turn % len(requests)]
+                turn += 1
+                self.issued += 1
+                self.in_flight += 1
+                try:
+                    self.outcomes[await request()] += 1
+                except Exception as exc:  # every failure is counted by kind, none escapes
+                    self.outcomes[outcome_of(exc)] += 1
+                finally:
+                    self.in_flight -= 1
+
+        await asyncio.gather(*(client(i) for i in range(clients)))
 
 
 async def run_summary(target: str, tenant_id: str, since: datetime) -> telemetry_pb2.RunSummary:

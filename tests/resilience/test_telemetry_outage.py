@@ -48,7 +48,7 @@ async def outage_stack(
 ) -> AsyncIterator[OutageStack]:
     """Telemetry and the pipeline API (its two in-process workers and the outbox relay) as
     processes; telemetry on fixed ports so it comes back where the pipeline looks for it."""
-    env = process_env(database_url, redis_url, redis_prefix)
+    env = process_env(database_url, redis_url, redis_prefix, tmp_path)
     telemetry = ServiceProcess("telemetry", env, tmp_path)
     pipeline = ServiceProcess(
         "pipeline", {**env, "PTF_TELEMETRY_ADDR": telemetry.grpc_target}, tmp_path

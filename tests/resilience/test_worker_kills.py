@@ -63,7 +63,7 @@ async def crash_stack(
 ) -> AsyncIterator[CrashStack]:
     """Telemetry and the pipeline API as processes (no in-process workers), a steady worker
     and a victim worker that also relays the outbox, so kills also hit relay batches."""
-    env = process_env(database_url, redis_url, redis_prefix, **FAST_QUEUE)
+    env = process_env(database_url, redis_url, redis_prefix, tmp_path, **FAST_QUEUE)
     telemetry = ServiceProcess("telemetry", env, tmp_path)
     await telemetry.start()
     worker_env = {**env, "PTF_TELEMETRY_ADDR": telemetry.grpc_target}
