@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
 from services.pipeline.app import PipelineApp, PresentedKeys
 from services.pipeline.documents import Submission, file_submission
@@ -99,7 +100,8 @@ async def _read_multipart(request: web.Request, limit: int) -> Submission:
             if len(data) > _THREAD_PARSE_BYTES:
                 return await asyncio.to_thread(file_submission, data, declared, part.filename or "")
             return file_submission(data, declared, part.filename or "")
-    except (ValueError, aiohttp.ClientPayloadError) as exc:
+    except (ValueError, aiohttp.ClientPayloadError, BadHttpMessage) as exc:
+        # BadHttpMessage: a part's header block does not parse (InvalidHeader, LineTooLong).
         raise InvalidInput("INVALID_MULTIPART", "the multipart body is malformed") from exc
     raise InvalidInput("MISSING_FILE", "multipart body has no 'file' part", field="file")
 

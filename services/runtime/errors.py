@@ -105,6 +105,13 @@ class RateLimited(PtfError):
     status = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
+class RequestTimeout(PtfError):
+    """The client did not send its request in time (HTTP 408)."""
+
+    status = grpc.StatusCode.DEADLINE_EXCEEDED
+    http_status = 408
+
+
 class Unavailable(PtfError):
     status = grpc.StatusCode.UNAVAILABLE
 
@@ -147,11 +154,51 @@ async def abort_with(context: grpc.aio.ServicerContext[Any, Any], error: PtfErro
     await context.abort(error.status, details.decode("utf-8"))
 
 
+class _Undecodable:
+    """What the method's deserializer made of a payload that is not its message type."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+
+_MALFORMED = InvalidInput("MALFORMED_REQUEST", "the request payload is not a valid message")
+
+
+def _tolerant(deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
+    """`deserializer` returning an `_Undecodable` instead of raising.
+
+    grpc.aio answers a deserializer's exception with UNKNOWN naming its class and
+    logs a traceback per call; the handler below turns it into INVALID_ARGUMENT
+    and one WARNING line instead: a malformed payload is the client's error.
+    """
+    if deserializer is None:
+        return None
+
+    def deserialize(raw: bytes) -> Any:
+        try:
+            return deserializer(raw)
+        except Exception as exc:  # DecodeError, or whatever else the payload makes it raise
+            return _Undecodable(exc)
+
+    return deserialize
+
+
+async def _refuse_undecodable(
+    request: _Undecodable, context: grpc.aio.ServicerContext[Any, Any]
+) -> None:
+    log.warning("malformed request payload refused: %s", type(request.error).__name__)
+    await abort_with(context, _MALFORMED)
+
+
 def _wrap_unary(
     behavior: Callable[[Any, Any], Any],
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         request_id_var.set(_incoming_request_id(context))
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(request, context)
         try:
             return await behavior(request, context)
         except PtfError as exc:
@@ -173,6 +220,8 @@ def _wrap_stream(
 ) -> Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         request_id_var.set(_incoming_request_id(context))
+        if isinstance(request, _Undecodable):
+            await _refuse_undecodable(request, context)
         try:
             async for item in behavior(request, context):
                 yield item
@@ -202,13 +251,13 @@ def _error_mapped(handler: grpc.RpcMethodHandler[Any, Any]) -> grpc.RpcMethodHan
     if handler.unary_unary:
         return grpc.unary_unary_rpc_method_handler(
             _wrap_unary(handler.unary_unary),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     if handler.unary_stream:
         return grpc.unary_stream_rpc_method_handler(
             _wrap_stream(handler.unary_stream),
-            request_deserializer=handler.request_deserializer,
+            request_deserializer=_tolerant(handler.request_deserializer),
             response_serializer=handler.response_serializer,
         )
     return handler

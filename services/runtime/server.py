@@ -15,12 +15,14 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import asyncpg
 import grpc
 import redis.asyncio as aioredis
-from aiohttp import web
+from aiohttp import StreamReader, web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.typedefs import Handler, Middleware
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -28,11 +30,12 @@ from services.runtime.config import (
     AppConfig,
     ConfigError,
     ConfigValidationError,
+    HttpServerSettings,
     load_config,
     validate_config,
 )
 from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
-from services.runtime.errors import ErrorMappingServer, error_middleware
+from services.runtime.errors import ErrorMappingServer, RequestTimeout, error_middleware
 from services.runtime.logs import configure_logging
 from services.runtime.metrics import (
     Metrics,
@@ -232,6 +235,62 @@ def _alive_route(config: AppConfig, failures: dict[str, str]) -> web.RouteDef:
     return web.get("/health", alive)
 
 
+class _ProtocolLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's connection-level logger: a request it cannot parse is one WARNING line.
+
+    aiohttp reports every unparsable request with `logger.exception` (ERROR and a
+    traceback), so anyone could flood the logs; a 4xx is the client's error.
+    """
+
+    def exception(self, msg: object, *args: object, **kwargs: Any) -> None:
+        refused = kwargs.get("exc_info")
+        if isinstance(refused, HttpProcessingError) and 400 <= refused.code < 500:
+            self.warning(
+                "malformed HTTP request refused: %d %s", refused.code, type(refused).__name__
+            )
+            return
+        super().exception(msg, *args, **kwargs)
+
+
+def _expire_body(content: StreamReader) -> None:
+    if not content.is_eof():
+        content.set_exception(
+            RequestTimeout("REQUEST_TIMEOUT", "the request body was not received in time")
+        )
+
+
+def _body_deadline(seconds: float) -> Middleware:
+    """A body still arriving after `seconds` fails its reader with 408 REQUEST_TIMEOUT.
+
+    aiohttp has no read timeout of its own once the headers are in; the handler
+    waiting on `read()` would wait as long as the client trickles.
+    """
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.content.is_eof():
+            return await handler(request)
+        timer = asyncio.get_running_loop().call_later(seconds, _expire_body, request.content)
+        try:
+            return await handler(request)
+        finally:
+            timer.cancel()
+
+    return middleware
+
+
+def _http_runner(app: web.Application, settings: HttpServerSettings) -> web.AppRunner:
+    """The runner with the config's bounds: an idle connection, or one whose headers are
+    still incomplete, is closed after `idle_timeout_seconds` (aiohttp's keep-alive timer
+    runs from the connection's start)."""
+    return web.AppRunner(
+        app,
+        access_log=None,
+        keepalive_timeout=settings.idle_timeout_seconds,
+        logger=_ProtocolLog(logging.getLogger("aiohttp.server")),
+    )
+
+
 async def start_service(
     definition: ServiceDefinition, config: AppConfig, *, grace_seconds: float = 10.0
 ) -> RunningService:
@@ -291,7 +350,11 @@ async def _start(
     parts = await definition.build(runtime)
 
     app = web.Application(
-        middlewares=[http_requests_middleware(metrics), error_middleware],
+        middlewares=[
+            http_requests_middleware(metrics),
+            error_middleware,
+            _body_deadline(config.http.body_timeout_seconds),
+        ],
         client_max_size=parts.max_body_bytes,
     )
     app.add_routes(
@@ -302,7 +365,7 @@ async def _start(
             *parts.routes,
         ]
     )
-    runner = web.AppRunner(app, access_log=None)
+    runner = _http_runner(app, config.http)
     await runner.setup()
     stack.push_async_callback(runner.cleanup)
     if parts.after_stop is not None:

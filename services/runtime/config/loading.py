@@ -15,7 +15,11 @@ from typing import Any, TypeVar
 
 import yaml
 
-from services.runtime.config.operations import HousekeepingSettings, PipelineSettings
+from services.runtime.config.operations import (
+    HousekeepingSettings,
+    HttpServerSettings,
+    PipelineSettings,
+)
 from services.runtime.config.settings import (
     VALID_ENVIRONMENTS,
     AppConfig,
@@ -255,6 +259,21 @@ def _housekeeping_settings(environ: Mapping[str, str], problems: list[str]) -> H
     return settings
 
 
+def _http_settings(environ: Mapping[str, str], problems: list[str]) -> HttpServerSettings:
+    """Defaults, then `PTF_HTTP_IDLE_TIMEOUT_SECONDS` / `PTF_HTTP_BODY_TIMEOUT_SECONDS`."""
+    base = HttpServerSettings()
+    settings = HttpServerSettings(
+        idle_timeout_seconds=_setting(
+            environ, "PTF_HTTP_IDLE_TIMEOUT_SECONDS", base.idle_timeout_seconds, float, problems
+        ),
+        body_timeout_seconds=_setting(
+            environ, "PTF_HTTP_BODY_TIMEOUT_SECONDS", base.body_timeout_seconds, float, problems
+        ),
+    )
+    problems.extend(settings.problems())
+    return settings
+
+
 def _port(environ: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
     raw = environ.get(name, "")
     if not raw:
@@ -316,6 +335,7 @@ def load_config(service: str, environ: Mapping[str, str] | None = None) -> AppCo
         ),
         pipeline=_pipeline_settings(env_map, problems),
         housekeeping=_housekeeping_settings(env_map, problems),
+        http=_http_settings(env_map, problems),
     )
     if config.token_store not in {"redis", "postgres"}:
         problems.append(

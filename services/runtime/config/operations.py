@@ -68,6 +68,30 @@ class ExtractorSettings:
 
 
 @dataclass(frozen=True)
+class HttpServerSettings:
+    """How long every service's HTTP server waits on a client (issue 12 item 8).
+
+    Unbounded, a client sending its headers or body at one byte a second, or a
+    socket left idle, holds a connection and its buffers for as long as it likes.
+    """
+
+    # A connection without a complete request for this long is closed: an idle
+    # keep-alive socket, or request headers still trickling in.
+    idle_timeout_seconds: float = 15.0
+    # Receiving a request's body may take this long; then 408 REQUEST_TIMEOUT.
+    body_timeout_seconds: float = 30.0
+
+    def problems(self) -> list[str]:
+        """Every invalid value (checked by `load_config` with the rest)."""
+        found: list[str] = []
+        if self.idle_timeout_seconds <= 0:
+            found.append("http idle_timeout_seconds must be > 0")
+        if self.body_timeout_seconds <= 0:
+            found.append("http body_timeout_seconds must be > 0")
+        return found
+
+
+@dataclass(frozen=True)
 class HousekeepingSettings:
     """Each service's housekeeping loop: what it deletes and how often (issue 12 item 10).
 

@@ -8,7 +8,11 @@ import subprocess
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 
-from services.runtime.config.operations import HousekeepingSettings, PipelineSettings
+from services.runtime.config.operations import (
+    HousekeepingSettings,
+    HttpServerSettings,
+    PipelineSettings,
+)
 from services.runtime.config.thresholds import Thresholds
 
 VALID_ENVIRONMENTS = frozenset({"development", "staging", "production"})
@@ -70,6 +74,8 @@ class AppConfig:
     pipeline: PipelineSettings = field(default_factory=PipelineSettings)
     # Every service's housekeeping loop (operations.py).
     housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
+    # Every service's HTTP server timeouts (operations.py).
+    http: HttpServerSettings = field(default_factory=HttpServerSettings)
     config_hash: str = ""
 
 
