@@ -90,57 +90,49 @@ async def _spawn(module_args: list[str], env: Mapping[str, str], log: Path) -> P
         )
 
 
-@dataclass
-class ServiceProcess:
-    """`python -m services.<name>` on fixed ports; restartable on the same ports."""
+async def _launch(
+    module_args: list[str], env: Mapping[str, str], log: Path, ready: Callable[[], Awaitable[bool]]
+) -> Process:
+    """Spawn `python -m MODULE ARGS` and wait until `ready()`; killed again if it never is."""
+    process = await _spawn(module_args, env, log)
 
-    name: str
-    env: dict[str, str]
-    log_dir: Path
-    grpc_port: int = field(default_factory=free_port)
-    http_port: int = field(default_factory=free_port)
-    process: Process | None = None
-    starts: int = 0
+    async def up() -> bool:
+        if process.returncode is not None:
+            raise AssertionError(f"exited with {process.returncode} (see {log})")
+        return await ready()
 
-    @property
-    def grpc_target(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
+    try:
+        await eventually(up, within=START_WITHIN_SECONDS, interval=0.1)
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
+    return process
 
-    @property
-    def http_base(self) -> str:
-        return f"http://127.0.0.1:{self.http_port}"
+
+class _Child:
+    """Signals shared by service and worker processes (attributes set by the dataclasses)."""
+
+    process: Process | None
+    kills: int
 
     @property
     def pid(self) -> int:
         assert self.process is not None
         return self.process.pid
 
-    async def start(self) -> None:
-        """Spawn the process and return once its gRPC health check answers SERVING."""
-        self.starts += 1
-        env = {
-            **self.env,
-            "PTF_GRPC_PORT": str(self.grpc_port),
-            "PTF_HTTP_PORT": str(self.http_port),
-        }
-        self.process = await _spawn(
-            [f"services.{self.name}"], env, self.log_dir / f"{self.name}.{self.starts}.log"
-        )
-        async with grpc.aio.insecure_channel(self.grpc_target) as channel:
-
-            async def serving() -> bool:
-                assert self.process is not None
-                if self.process.returncode is not None:
-                    raise AssertionError(f"{self.name} exited with {self.process.returncode}")
-                return await is_serving(channel)
-
-            await eventually(serving, within=START_WITHIN_SECONDS, interval=0.1)
-
     async def kill(self) -> None:
-        """SIGKILL: no shutdown code runs, as when a node or the OOM killer takes the pod."""
-        if self.process is not None and self.process.returncode is None:
-            self.process.kill()
-            await self.process.wait()
+        """SIGKILL: no shutdown code runs, as when a node or the OOM killer takes the pod.
+
+        A killed worker's claimed jobs stay RUNNING under a lease nobody renews. A
+        process that has already exited is left as it is (and not counted).
+        """
+        if self.process is None or self.process.returncode is not None:
+            return
+        self.process.kill()
+        await self.process.wait()
+        self.kills += 1
 
     async def terminate(self, within: float) -> tuple[int, float]:
         """SIGTERM, as Kubernetes sends it; (exit code, seconds until the process exited)."""
@@ -152,7 +144,42 @@ class ServiceProcess:
 
 
 @dataclass
-class WorkerProcess:
+class ServiceProcess(_Child):
+    """`python -m services.<name>` on fixed ports; restartable on the same ports."""
+
+    name: str
+    env: dict[str, str]
+    log_dir: Path
+    grpc_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    process: Process | None = None
+    starts: int = 0
+    kills: int = 0
+
+    @property
+    def grpc_target(self) -> str:
+        return f"127.0.0.1:{self.grpc_port}"
+
+    @property
+    def http_base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    async def start(self) -> None:
+        """Spawn the process and return once its gRPC health check answers SERVING."""
+        self.starts += 1
+        env = {**self.env, "PTF_GRPC_PORT": str(self.grpc_port)}
+        env["PTF_HTTP_PORT"] = str(self.http_port)
+        async with grpc.aio.insecure_channel(self.grpc_target) as channel:
+            self.process = await _launch(
+                [f"services.{self.name}"],
+                env,
+                self.log_dir / f"{self.name}.{self.starts}.log",
+                lambda: is_serving(channel),
+            )
+
+
+@dataclass
+class WorkerProcess(_Child):
     """`python -m services.pipeline worker`, with /health on its own port to know it runs."""
 
     env: dict[str, str]
@@ -164,11 +191,6 @@ class WorkerProcess:
     starts: int = 0
     kills: int = 0
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     async def start(self) -> None:
         """Spawn a worker and return once its worker loops run (/health says alive)."""
         self.starts += 1
@@ -176,29 +198,21 @@ class WorkerProcess:
         args = ["worker", "--concurrency", str(self.concurrency), "--http-port", str(port)]
         if self.relay:
             args.append("--relay")
-        self.process = await _spawn(
-            ["services.pipeline", *args], self.env, self.log_dir / f"{self.label}.{self.starts}.log"
-        )
         async with aiohttp.ClientSession(f"http://127.0.0.1:{port}") as http:
 
             async def alive() -> bool:
-                assert self.process is not None
-                if self.process.returncode is not None:
-                    raise AssertionError(f"worker exited with {self.process.returncode}")
                 try:
                     async with http.get("/health") as response:
                         return response.status == 200
                 except aiohttp.ClientConnectionError:
                     return False
 
-            await eventually(alive, within=START_WITHIN_SECONDS, interval=0.1)
-
-    async def kill(self) -> None:
-        """SIGKILL the worker: its claimed jobs stay RUNNING under a lease nobody renews."""
-        assert self.process is not None
-        self.process.kill()
-        await self.process.wait()
-        self.kills += 1
+            self.process = await _launch(
+                ["services.pipeline", *args],
+                self.env,
+                self.log_dir / f"{self.label}.{self.starts}.log",
+                alive,
+            )
 
     async def stop(self) -> int:
         """SIGTERM and wait: the graceful stop a deployment's rollout does."""

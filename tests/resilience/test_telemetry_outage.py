@@ -135,11 +135,13 @@ async def test_run_summary_after_a_telemetry_outage_equals_the_database_truth(
         "s2_count": summary.counts.s2_count,
         "total_requests": summary.errors.total_requests,
     }
-    outbox_events, telemetry_events = await pg.fetchrow(
-        "SELECT (SELECT count(*) FROM pipeline_outbox WHERE tenant_id = $1),"
-        " (SELECT count(*) FROM telemetry_events WHERE tenant_id = $1)",
+    stored = await pg.fetchrow(
+        "SELECT (SELECT count(*) FROM pipeline_outbox WHERE tenant_id = $1) AS outbox,"
+        " (SELECT count(*) FROM telemetry_events WHERE tenant_id = $1) AS telemetry",
         tenant.tenant_id,
     )
+    assert stored is not None
+    outbox_events, telemetry_events = stored["outbox"], stored["telemetry"]
     record_figures(
         tmp_path / "figures.json",
         {
