@@ -15,13 +15,14 @@ import asyncio
 import json
 import tempfile
 from collections import Counter
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import grpc
 
 from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
 from tests.resilience.processes import (
@@ -160,6 +161,10 @@ class Tally:
         return self.statuses[f"{kind} {status}"]
 
     def total(self, status: int) -> int:
+        return self.total_code(str(status))
+
+    def total_code(self, status: str) -> int:
+        """Responses with this HTTP status or gRPC code name, over every kind."""
         return sum(n for key, n in self.statuses.items() if key.endswith(f" {status}"))
 
     async def observe(self, kind: str, response: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -176,6 +181,21 @@ class Tally:
         if response.status >= 500 and response.status != 503:
             self.samples_of_500.append(f"{kind}: {json.dumps(body)[:300]}")
         return body
+
+    def observe_grpc(self, kind: str, error: grpc.aio.AioRpcError | None) -> None:
+        """Count one call: OK, or its status; UNAVAILABLE must carry `retry-after`."""
+        if error is None:
+            self.statuses[f"{kind} OK"] += 1
+            return
+        code = error.code()
+        trailers = dict(error.trailing_metadata() or ())
+        self.statuses[f"{kind} {code.name}"] += 1
+        self.error_codes[f"{kind} {code.name} {trailers.get('ptf-error-code')}"] += 1
+        if code is grpc.StatusCode.UNAVAILABLE and "retry-after" not in trailers:
+            # Also what a transport failure (the server gone) looks like: forbidden either way.
+            self.missing_retry_after += 1
+        if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+            self.samples_of_500.append(f"{kind}: {code.name} {error.details()}"[:300])
 
 
 class Clock:
@@ -304,3 +324,38 @@ def logged_errors(logs: Path) -> list[str]:
             if isinstance(record, dict) and record.get("level") in ("ERROR", "CRITICAL"):
                 found.append(f"{path.name}: {str(record.get('msg'))[:200]}")
     return found
+
+
+GrpcCall = Callable[[], Awaitable[Any]]
+
+
+@dataclass
+class GrpcLoad:
+    """gRPC calls made back to back until stopped, their status codes counted in `tally`.
+
+    A refused call must be UNAVAILABLE with a `retry-after` trailer; INTERNAL
+    and UNKNOWN are the gRPC twins of a 500 and are kept with their details.
+    """
+
+    calls: dict[str, GrpcCall]
+    tally: Tally = field(default_factory=Tally)
+    _stop: asyncio.Event = field(default_factory=asyncio.Event)
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def start(self) -> None:
+        self._tasks = [asyncio.create_task(self._loop(k, c)) for k, c in self.calls.items()]
+
+    async def stop(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._tasks)
+
+    async def _loop(self, kind: str, call: GrpcCall) -> None:
+        while not self._stop.is_set():
+            try:
+                await call()
+            except grpc.aio.AioRpcError as exc:
+                self.tally.observe_grpc(kind, exc)
+                await asyncio.sleep(0.1)
+            else:
+                self.tally.observe_grpc(kind, None)
+            await asyncio.sleep(0.05)

@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import pytest
+from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
+from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
+from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
+from services.runtime.keys.channels import keyed_channel
+from tests.gate.service_support import new_release, preflight_request
 from tests.pipeline.service_support import document, s2_document
 from tests.resilience.processes import record_figures
 from tests.resilience.stores import (
     Clock,
+    GrpcLoad,
     Load,
     ReadinessProbe,
+    Stack,
     logged_errors,
     own_stores,
     service_stack,
@@ -24,6 +34,9 @@ from tests.support.polling import eventually
 pytestmark = pytest.mark.slow
 
 TENANT = "default"
+TENANT_METADATA = (("x-api-key", "dev-tenant-key"),)
+ADMIN_METADATA = (("x-admin-key", "dev-admin-key"),)
+SERVICE_METADATA = (("x-api-key", "dev-service-key"),)
 MIN_OUTAGE_SECONDS = 4.0
 
 
@@ -93,29 +106,80 @@ async def _totals(url: str) -> dict[str, int]:
         await conn.close()
 
 
+def _async_submission() -> pipeline_pb2.SubmitInvoiceRequest:
+    request = pipeline_pb2.SubmitInvoiceRequest(
+        tenant_id=TENANT, extraction_json=json.dumps(document())
+    )
+    setattr(request, "async", True)  # a Python keyword, so not a constructor argument
+    return request
+
+
+@asynccontextmanager
+async def _grpc_load(stack: Stack) -> AsyncIterator[GrpcLoad]:
+    """gRPC calls to the pipeline, telemetry and gate, each with the key it needs."""
+    release = new_release()
+    async with (
+        keyed_channel(stack.services["pipeline"].grpc_target, TENANT_METADATA) as tenant,
+        keyed_channel(stack.services["pipeline"].grpc_target, ADMIN_METADATA) as admin,
+        keyed_channel(stack.services["telemetry"].grpc_target, SERVICE_METADATA) as service,
+        keyed_channel(stack.services["gate"].grpc_target, ADMIN_METADATA) as gate_admin,
+    ):
+        pipeline = pipeline_pb2_grpc.PipelineServiceStub(tenant)
+        pipeline_admin = pipeline_pb2_grpc.PipelineServiceStub(admin)
+        telemetry = telemetry_pb2_grpc.TelemetryServiceStub(service)
+        gate = gate_pb2_grpc.GateServiceStub(gate_admin)
+        preflight = preflight_request(release)
+        yield GrpcLoad(
+            {
+                "grpc SubmitInvoice": lambda: pipeline.SubmitInvoice(
+                    _async_submission(), timeout=30
+                ),
+                "grpc ListIncidents": lambda: pipeline_admin.ListIncidents(
+                    pipeline_pb2.ListIncidentsRequest(tenant_id=TENANT, limit=5), timeout=30
+                ),
+                "grpc GetRunSummary": lambda: telemetry.GetRunSummary(
+                    telemetry_pb2.GetRunSummaryRequest(tenant_id=TENANT), timeout=30
+                ),
+                "grpc Preflight": lambda: gate.Preflight(preflight, timeout=30),
+                "grpc Check": lambda: gate.Check(
+                    gate_pb2.CheckRequest(preflight=preflight, operator="load"), timeout=30
+                ),
+            }
+        )
+
+
 async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_recovers(
     tmp_path: Path,
 ) -> None:
     """Fault: PostgreSQL (the stack's own) is stopped while three clients submit invoices
-    synchronously and an admin reads incidents through the pipeline, with a worker process
-    and health, gate and telemetry running; it is started again once readiness has gone
-    not_ready, at least ten requests were refused and four seconds have passed.
+    synchronously over HTTP and an admin reads incidents, and gRPC clients call the
+    pipeline (SubmitInvoice, ListIncidents), telemetry (GetRunSummary) and the gate
+    (Preflight, Check), with a worker process and health running; it is started again
+    once readiness has gone not_ready, at least ten requests were refused and four
+    seconds have passed.
 
-    Must: every refused request is a 503 with Retry-After, none is a 500 and no connection
-    fails; health's readiness goes ready → not_ready → ready; once the database is back the
-    same worker process (never restarted) finishes every stored job; no row is half
+    Must: every refused HTTP request is a 503 with Retry-After and every refused call
+    UNAVAILABLE with a retry-after trailer; no 500, no INTERNAL or UNKNOWN, no connection
+    error; health's readiness goes ready → not_ready → ready; once the database is back
+    the same worker process (never restarted) finishes every stored job; no row is half
     written (no processed job without its result or event, no incident of an unfinished
     job, every S2 invoice has its incident and no clean one has); no process logs an
     ERROR (an exception nobody handled).
 
-    Figures (asserted, and written to postgres_outage.json): requests, outage seconds,
-    503s seen, 500s seen = 0, jobs stored and finished after the outage, incidents.
+    Figures (asserted, and written to postgres_outage.json): requests (HTTP and gRPC),
+    outage seconds, 503s / UNAVAILABLE seen, 500s / INTERNAL seen = 0, jobs stored and
+    finished after the outage (and unfinished when it ended), incidents.
     """
-    async with own_stores() as stores, service_stack(stores, tmp_path) as stack:
+    async with (
+        own_stores() as stores,
+        service_stack(stores, tmp_path) as stack,
+        _grpc_load(stack) as rpc,
+    ):
         load = Load(stack.http["pipeline"], TENANT, _documents)
         probe = ReadinessProbe(stack.http["health"])
         probe.start()
         load.start()
+        rpc.start()
         try:
             await eventually(lambda: _ready_with_traffic(load, probe, 10), within=60, interval=0.1)
             clock = Clock()
@@ -127,7 +191,7 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
             # Long enough for cached keys and pooled connections to go stale as well.
             await asyncio.sleep(max(0.0, MIN_OUTAGE_SECONDS - (clock() - stopped_at)))
             await stores.start_postgres()
-            outage_seconds = clock() - stopped_at
+            outage_seconds = round(clock() - stopped_at, 2)
             unfinished_at_restart = await _unfinished_jobs(stores.database_url)
             accepted_before = load.tally.count("submit", 200)
             await eventually(
@@ -138,17 +202,20 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
             recovered_after = clock()
         finally:
             await load.stop()
+            await rpc.stop()
             await probe.stop()
         await eventually(lambda: _none_unfinished(stores.database_url), within=60, interval=0.2)
         half_written = await _half_written(stores.database_url)
         totals = await _totals(stores.database_url)
         worker_restarts = stack.worker.starts - 1
-        errors_logged = logged_errors(tmp_path)
         worker_alive = stack.worker.process is not None and stack.worker.process.returncode is None
 
-    tally = load.tally
+    errors_logged = logged_errors(tmp_path)
+    tally, calls = load.tally, rpc.tally
     figures = {
-        "requests": tally.requests,
+        "requests": tally.requests + calls.requests,
+        "http_requests": tally.requests,
+        "grpc_calls": calls.requests,
         "outage_seconds": outage_seconds,
         "recovered_seconds_after_stop": recovered_after,
         "responses": dict(tally.statuses),
@@ -157,6 +224,11 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
         "503s_without_retry_after": tally.missing_retry_after,
         "500s_seen": len(tally.samples_of_500),
         "connection_errors": tally.connection_errors,
+        "grpc_responses": dict(calls.statuses),
+        "grpc_refusals": dict(calls.error_codes),
+        "grpc_unavailable_seen": calls.total_code("UNAVAILABLE"),
+        "grpc_unavailable_without_retry_after": calls.missing_retry_after,
+        "grpc_internal_or_unknown_seen": len(calls.samples_of_500),
         "errors_logged": len(errors_logged),
         "readiness_states": probe.states,
         "failing_checks_seen": dict(probe.failing),
@@ -169,6 +241,8 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
     assert tally.samples_of_500 == [], tally.samples_of_500
     assert (tally.connection_errors, tally.missing_retry_after) == (0, 0)
     assert tally.total(503) >= 10
+    assert calls.samples_of_500 == [], calls.samples_of_500
+    assert calls.missing_retry_after == 0
     assert errors_logged == []
     assert _in_order(probe.states, ["ready", "not_ready", "ready"]), probe.states
     assert half_written == dict.fromkeys(half_written, 0)

@@ -146,7 +146,7 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
             during = await _post(pipeline, confirm_path, confirm_body)
             await asyncio.sleep(max(0.0, MIN_OUTAGE_SECONDS - (clock() - stopped_at)))
             await stores.start_redis()
-            outage_seconds = clock() - stopped_at
+            outage_seconds = round(clock() - stopped_at, 2)
             at_return = await _job_counts(stores.database_url)
             before = (regular.tally.count("submit", 200), pilot.tally.count("submit", 200))
             await eventually(
