@@ -17,7 +17,7 @@ from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 from services.runtime.keys.channels import keyed_channel
-from tests.pipeline.service_support import document, new_tenant
+from tests.pipeline.service_support import document, load_sample_tables, new_tenant
 from tests.resilience.processes import (
     DEV_ADMIN_KEY,
     DEV_SERVICE_KEY,
@@ -26,9 +26,11 @@ from tests.resilience.processes import (
     LoadRun,
     Request,
     ServiceProcess,
+    WorkerProcess,
     process_env,
     record_figures,
     stop_all,
+    submit_all,
 )
 from tests.support.polling import eventually
 
@@ -37,6 +39,7 @@ pytestmark = pytest.mark.slow
 SERVICES = ("gate", "telemetry", "pipeline", "health")
 WARM_UP_REQUESTS = 100  # answered before the signal, so the load is really running
 RPC_TIMEOUT_SECONDS = 30.0
+WORKER_JOBS = 200  # the backlog a stopping worker is busy with
 
 
 def termination_grace_seconds(service: str) -> float:
@@ -202,4 +205,81 @@ async def test_sigterm_under_load_completes_accepted_requests_and_exits_in_grace
     )
     assert run.in_flight_at_stop >= 1, "nothing was in flight at the signal"
     assert errors == {}
+    assert code == 0
+
+
+async def test_sigterm_to_a_busy_worker_finishes_its_jobs_and_exits_in_grace(
+    database_url: str, redis_url: str, redis_prefix: str, pg: asyncpg.Pool, tmp_path: Path
+) -> None:
+    """Fault: SIGTERM to a `ptf-pipeline worker` process (2 loops) while it works through
+    a backlog of 200 invoices; a second worker runs on.
+
+    Expected: the worker stops taking messages, commits every job it holds (none is
+    left RUNNING under its lease for another worker to reclaim after the visibility
+    timeout), exits 0 within its pod's terminationGracePeriodSeconds (45 s), and the
+    other worker finishes the backlog: every invoice DONE.
+
+    Figures (tmp_path/figures.json): invoices, jobs the worker had finished and held at
+    the signal, jobs left RUNNING under its lease, exit code and seconds to exit.
+    """
+    grace = termination_grace_seconds("pipeline-worker")
+    env = process_env(database_url, redis_url, redis_prefix, tmp_path, PTF_TELEMETRY_ADDR=NOWHERE)
+    pipeline = ServiceProcess("pipeline", {**env, "PTF_PIPELINE_INPROCESS_WORKERS": "0"}, tmp_path)
+    stopping = WorkerProcess(env, tmp_path, label="stopping")
+    other = WorkerProcess(env, tmp_path, label="other")
+    try:
+        await pipeline.start()
+        await load_sample_tables(pg)
+        tenant = await new_tenant(pg, "worker-sigterm")
+        await asyncio.gather(stopping.start(), other.start())
+        owner = f"%:{stopping.pid}:%"
+        async with aiohttp.ClientSession(pipeline.http_base) as http:
+            await submit_all(
+                http, tenant.tenant_id, tenant.headers, [document() for _ in range(WORKER_JOBS)]
+            )
+
+        async def holding() -> asyncpg.Record | None:
+            row = await pg.fetchrow(
+                "SELECT count(*) FILTER (WHERE state = 'RUNNING') AS held,"
+                " count(*) FILTER (WHERE state = 'DONE') AS finished"
+                " FROM pipeline_jobs WHERE tenant_id = $1 AND"
+                " coalesce(lease_owner, finished_by) LIKE $2",
+                tenant.tenant_id,
+                owner,
+            )
+            return row if row is not None and row["held"] else None
+
+        at_signal = await eventually(holding, within=60, interval=0.005)
+        assert at_signal is not None
+        code, seconds = await stopping.terminate(within=grace)
+        left_running = await pg.fetchval(
+            "SELECT count(*) FROM pipeline_jobs WHERE tenant_id = $1 AND state = 'RUNNING'"
+            " AND lease_owner LIKE $2",
+            tenant.tenant_id,
+            owner,
+        )
+
+        async def all_done() -> bool:
+            done = await pg.fetchval(
+                "SELECT count(*) FROM pipeline_jobs WHERE tenant_id = $1 AND state = 'DONE'",
+                tenant.tenant_id,
+            )
+            return bool(done == WORKER_JOBS)
+
+        await eventually(all_done, within=60, interval=0.1)
+    finally:
+        await stop_all([stopping, other, pipeline])
+    record_figures(
+        tmp_path / "figures.json",
+        {
+            "invoices": WORKER_JOBS,
+            "jobs_finished_by_worker_before_signal": at_signal["finished"],
+            "jobs_held_at_signal": at_signal["held"],
+            "jobs_left_running_under_its_lease": left_running,
+            "exit_code": code,
+            "seconds_to_exit": round(seconds, 2),
+            "grace_seconds": grace,
+        },
+    )
+    assert left_running == 0
     assert code == 0
