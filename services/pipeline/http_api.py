@@ -35,7 +35,7 @@ from services.pipeline.requests import (
     json_object,
 )
 from services.runtime.config import parse_boolean
-from services.runtime.errors import InvalidInput, PtfError
+from services.runtime.errors import ClientClosedRequest, InvalidInput, PtfError
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -68,8 +68,21 @@ def _attribute(request: web.Request, tenant_id: str) -> None:
         request[_TENANT_KEY] = tenant_id
 
 
+def _hung_up() -> ClientClosedRequest:
+    """The client closed the connection mid-body: its failure, not the server's (nor the
+    database's: a bare ConnectionResetError would pass for the database going away)."""
+    return ClientClosedRequest("CLIENT_CLOSED_REQUEST", "the client closed the connection")
+
+
+async def _body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except ConnectionResetError as exc:
+        raise _hung_up() from exc
+
+
 async def _json_body(request: web.Request) -> Fields:
-    return json_object(await request.read())
+    return json_object(await _body(request))
 
 
 async def _read_submission(request: web.Request, limit: int) -> Submission:
@@ -78,7 +91,7 @@ async def _read_submission(request: web.Request, limit: int) -> Submission:
         raise too_large(limit)
     if request.content_type.startswith("multipart/"):
         return await _read_multipart(request, limit)
-    raw = await request.read()
+    raw = await _body(request)
     if len(raw) > _THREAD_PARSE_BYTES:
         return await asyncio.to_thread(body_submission, raw, request.content_type, limit)
     return body_submission(raw, request.content_type, limit)
@@ -100,6 +113,8 @@ async def _read_multipart(request: web.Request, limit: int) -> Submission:
             if len(data) > _THREAD_PARSE_BYTES:
                 return await asyncio.to_thread(file_submission, data, declared, part.filename or "")
             return file_submission(data, declared, part.filename or "")
+    except ConnectionResetError as exc:
+        raise _hung_up() from exc
     except (ValueError, aiohttp.ClientPayloadError, BadHttpMessage) as exc:
         # BadHttpMessage: a part's header block does not parse (InvalidHeader, LineTooLong).
         raise InvalidInput("INVALID_MULTIPART", "the multipart body is malformed") from exc

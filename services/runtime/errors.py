@@ -112,6 +112,17 @@ class RequestTimeout(PtfError):
     http_status = 408
 
 
+class ClientClosedRequest(PtfError):
+    """The client hung up before its request was read (HTTP 499, nginx's convention).
+
+    Its own status, never a 5xx: the server did nothing wrong, and the gate's
+    error rate must not count it.
+    """
+
+    status = grpc.StatusCode.CANCELLED
+    http_status = 499
+
+
 class Unavailable(PtfError):
     status = grpc.StatusCode.UNAVAILABLE
 

@@ -13,8 +13,8 @@ import json
 
 import asyncpg
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
+from tests.hostile.accounting import request_events, requests_by_class
 from tests.hostile.raw_http import raw_request, request_bytes
 from tests.support.polling import eventually
 from tests.support.services import ServiceHandle
@@ -54,51 +54,27 @@ async def test_non_utf8_key_header_is_401_on_every_telemetry_route(
     assert (response.status, json.loads(response.body)["error_code"]) == (401, "INVALID_API_KEY")
 
 
-async def _requests_by_class(svc: ServiceHandle) -> dict[str, float]:
-    """`ptf_http_requests_total` summed by status class (`4xx`, `5xx`) from a real scrape."""
-    async with svc.http.get("/metrics") as response:
-        text = await response.text()
-    totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == "ptf_http_requests_total":
-                kind = sample.labels["code"][0] + "xx"
-                totals[kind] = totals.get(kind, 0.0) + sample.value
-    return totals
-
-
-async def _request_events(pg: asyncpg.Pool, statuses: range) -> int:
-    """The pipeline's HTTP_REQUEST outbox events (what telemetry's 5xx rate counts) by status."""
-    count: int = await pg.fetchval(
-        "SELECT count(*) FROM pipeline_outbox WHERE event_type = 'HTTP_REQUEST'"
-        " AND (payload->>'status')::int >= $1 AND (payload->>'status')::int < $2",
-        statuses.start,
-        statuses.stop,
-    )
-    return count
-
-
 async def test_bad_key_flood_does_not_move_the_5xx_count(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
     """50 requests with a non-UTF-8 key: 50 more 4xx in the metric and the events, no 5xx."""
     port = pipeline.running.http_port
-    metric_before = await _requests_by_class(pipeline)
+    metric_before = await requests_by_class(pipeline)
     events_4xx, events_5xx = (
-        await _request_events(pg, range(400, 500)),
-        await _request_events(pg, range(500, 600)),
+        await request_events(pg, range(400, 500)),
+        await request_events(pg, range(500, 600)),
     )
     for _ in range(FLOOD):
         response = await raw_request(port, request_bytes("GET", "/admin/incidents", BAD_KEY))
         assert response.status == 401
-    await eventually(lambda: _has_at_least(pg, events_4xx + FLOOD))
-    metric_after = await _requests_by_class(pipeline)
+    await eventually(lambda: _at_least(pg, range(400, 500), events_4xx + FLOOD))
+    metric_after = await requests_by_class(pipeline)
     assert (
         metric_after.get("4xx", 0.0) - metric_before.get("4xx", 0.0),
         metric_after.get("5xx", 0.0) - metric_before.get("5xx", 0.0),
-        await _request_events(pg, range(500, 600)) - events_5xx,
+        await request_events(pg, range(500, 600)) - events_5xx,
     ) == (FLOOD, 0, 0)
 
 
-async def _has_at_least(pg: asyncpg.Pool, count: int) -> bool:
-    return await _request_events(pg, range(400, 500)) >= count
+async def _at_least(pg: asyncpg.Pool, statuses: range, count: int) -> bool:
+    return await request_events(pg, statuses) >= count
