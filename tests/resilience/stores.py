@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import tempfile
+import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -226,9 +227,11 @@ class Load:
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
     _sent: int = 0
 
-    def start(self, submitters: int = 3, readers: int = 1) -> None:
+    def start(self, submitters: int = 3, readers: int = 1, strangers: int = 0) -> None:
+        """`strangers` read with a new, unknown key each time (never cached: a lookup)."""
         self._tasks = [asyncio.create_task(self._submit_loop()) for _ in range(submitters)]
         self._tasks += [asyncio.create_task(self._read_loop()) for _ in range(readers)]
+        self._tasks += [asyncio.create_task(self._stranger_loop()) for _ in range(strangers)]
 
     async def stop(self) -> None:
         self._stop.set()
@@ -266,6 +269,17 @@ class Load:
                 "/admin/incidents",
                 params={"tenant_id": self.tenant_id, "limit": "5"},
                 headers=ADMIN_KEY,
+            )
+            await asyncio.sleep(0.05)
+
+    async def _stranger_loop(self) -> None:
+        while not self._stop.is_set():
+            await self._guarded(
+                "stranger",
+                "GET",
+                "/admin/incidents",
+                params={"tenant_id": self.tenant_id},
+                headers={"X-Admin-Key": f"stranger-{uuid.uuid4().hex}"},
             )
             await asyncio.sleep(0.05)
 

@@ -152,7 +152,8 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
     tmp_path: Path,
 ) -> None:
     """Fault: PostgreSQL (the stack's own) is stopped while three clients submit invoices
-    synchronously over HTTP and an admin reads incidents, and gRPC clients call the
+    synchronously over HTTP, an admin reads incidents (with the dev key, and with a new
+    unknown key each time, which only the key store can judge), and gRPC clients call the
     pipeline (SubmitInvoice, ListIncidents), telemetry (GetRunSummary) and the gate
     (Preflight, Check), with a worker process and health running; it is started again
     once readiness has gone not_ready, at least ten requests were refused and four
@@ -178,7 +179,7 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
         load = Load(stack.http["pipeline"], TENANT, _documents)
         probe = ReadinessProbe(stack.http["health"])
         probe.start()
-        load.start()
+        load.start(strangers=1)
         rpc.start()
         try:
             await eventually(lambda: _ready_with_traffic(load, probe, 10), within=60, interval=0.1)
@@ -241,6 +242,8 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
     assert tally.samples_of_500 == [], tally.samples_of_500
     assert (tally.connection_errors, tally.missing_retry_after) == (0, 0)
     assert tally.total(503) >= 10
+    # An uncached key cannot be checked: refused with 503, neither let in nor called unknown.
+    assert tally.error_codes["stranger 503 KEY_STORE_UNAVAILABLE"] >= 1
     assert calls.samples_of_500 == [], calls.samples_of_500
     assert calls.missing_retry_after == 0
     assert errors_logged == []
