@@ -30,7 +30,9 @@ LATENCY_SECONDS = 4
 FINISH_TIMEOUT_SECONDS = 120
 
 
-def _document() -> bytes:
+def invoice_document() -> bytes:
+    """A clean invoice made unique by an `invoice_number` the pipeline ignores (bench, soak)."""
+
     def field(value: float) -> dict[str, float]:
         return {"value": value, "confidence": 0.95}
 
@@ -53,7 +55,7 @@ async def _throughput(session: aiohttp.ClientSession, base: str) -> float:
     headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
 
     async def submit() -> None:
-        async with session.post(url, data=_document(), headers=headers) as response:
+        async with session.post(url, data=invoice_document(), headers=headers) as response:
             await response.read()
             if response.status != 202:
                 raise RuntimeError(f"intake answered {response.status}")
@@ -76,7 +78,7 @@ async def _latency_p95(session: aiohttp.ClientSession, base: str, rate: float) -
 
     async def submit() -> None:
         began = time.perf_counter()
-        async with session.post(url, data=_document(), headers=headers) as response:
+        async with session.post(url, data=invoice_document(), headers=headers) as response:
             await response.read()
         latencies.append((time.perf_counter() - began) * 1000)
 
