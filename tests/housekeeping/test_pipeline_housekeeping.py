@@ -1,4 +1,4 @@
-"""The pipeline's housekeeping loop: expired tokens, relayed outbox rows, acknowledged entries."""
+"""The pipeline's housekeeping loop: relayed outbox rows and acknowledged stream entries."""
 
 from __future__ import annotations
 
@@ -10,19 +10,8 @@ import redis.asyncio as aioredis
 
 from services.pipeline.queue import GROUP
 from tests.housekeeping.conftest import OUTBOX_RETENTION_SECONDS
-from tests.housekeeping.rows import PLANTED, count_tokens, marker, plant_tokens, settles_at
+from tests.housekeeping.rows import PLANTED, marker, settles_at
 from tests.support.services import ServiceHandle
-
-
-async def test_expired_confirmation_tokens_are_purged(
-    pipeline: ServiceHandle, pg: asyncpg.Pool
-) -> None:
-    """Fault: 60 purge-confirmation tokens, 30 past `retain_until`. Expected: the pipeline's
-    loop deletes those 30 and keeps the retained 30 (60 rows, then 30)."""
-    purpose = marker()
-    before = await plant_tokens(pg, purpose)
-    after = await settles_at(lambda: count_tokens(pg, purpose), PLANTED)
-    assert (before, after) == (2 * PLANTED, PLANTED)
 
 
 async def test_relayed_outbox_rows_past_retention_are_pruned(

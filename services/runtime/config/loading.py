@@ -244,31 +244,26 @@ def _pipeline_settings(environ: Mapping[str, str], problems: list[str]) -> Pipel
     return settings
 
 
-def _housekeeping_settings(environ: Mapping[str, str], problems: list[str]) -> HousekeepingSettings:
-    """Defaults, then `PTF_HOUSEKEEPING_INTERVAL_SECONDS` / `PTF_OUTBOX_RETENTION_SECONDS`."""
-    base = HousekeepingSettings()
-    settings = HousekeepingSettings(
-        interval_seconds=_setting(
-            environ, "PTF_HOUSEKEEPING_INTERVAL_SECONDS", base.interval_seconds, float, problems
-        ),
-        outbox_retention_seconds=_setting(
-            environ, "PTF_OUTBOX_RETENTION_SECONDS", base.outbox_retention_seconds, float, problems
-        ),
-    )
-    problems.extend(settings.problems())
-    return settings
+_SecondsSettings = TypeVar("_SecondsSettings", HousekeepingSettings, HttpServerSettings)
 
 
-def _http_settings(environ: Mapping[str, str], problems: list[str]) -> HttpServerSettings:
-    """Defaults, then `PTF_HTTP_IDLE_TIMEOUT_SECONDS` / `PTF_HTTP_BODY_TIMEOUT_SECONDS`."""
-    base = HttpServerSettings()
-    settings = HttpServerSettings(
-        idle_timeout_seconds=_setting(
-            environ, "PTF_HTTP_IDLE_TIMEOUT_SECONDS", base.idle_timeout_seconds, float, problems
-        ),
-        body_timeout_seconds=_setting(
-            environ, "PTF_HTTP_BODY_TIMEOUT_SECONDS", base.body_timeout_seconds, float, problems
-        ),
+def _seconds_settings(
+    environ: Mapping[str, str],
+    settings_type: type[_SecondsSettings],
+    variables: Mapping[str, str],
+    problems: list[str],
+) -> _SecondsSettings:
+    """Defaults of `settings_type`, then each field's environment variable (`variables`).
+
+    For the settings groups whose fields are all seconds (floats) with a `problems()` check.
+    """
+    base = settings_type()
+    settings = replace(
+        base,
+        **{
+            name: _setting(environ, variable, getattr(base, name), float, problems)
+            for name, variable in variables.items()
+        },
     )
     problems.extend(settings.problems())
     return settings
@@ -334,8 +329,24 @@ def load_config(service: str, environ: Mapping[str, str] | None = None) -> AppCo
             health=env_map.get("PTF_HEALTH_ADDR", "127.0.0.1:50054"),
         ),
         pipeline=_pipeline_settings(env_map, problems),
-        housekeeping=_housekeeping_settings(env_map, problems),
-        http=_http_settings(env_map, problems),
+        housekeeping=_seconds_settings(
+            env_map,
+            HousekeepingSettings,
+            {
+                "interval_seconds": "PTF_HOUSEKEEPING_INTERVAL_SECONDS",
+                "outbox_retention_seconds": "PTF_OUTBOX_RETENTION_SECONDS",
+            },
+            problems,
+        ),
+        http=_seconds_settings(
+            env_map,
+            HttpServerSettings,
+            {
+                "idle_timeout_seconds": "PTF_HTTP_IDLE_TIMEOUT_SECONDS",
+                "body_timeout_seconds": "PTF_HTTP_BODY_TIMEOUT_SECONDS",
+            },
+            problems,
+        ),
     )
     if config.token_store not in {"redis", "postgres"}:
         problems.append(
