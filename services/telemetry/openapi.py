@@ -99,23 +99,33 @@ _SYSTEM_HEALTH: Json = obj(
     }
 )
 
+
+def _window_read(operation_id: str, summary: str, report: str, schema: Json) -> Json:
+    """A keyed GET over a window (`since`, `until`, `tenant_id`): both routes take the same."""
+    return operation(
+        operation_id,
+        summary,
+        {"200": json_body(report, schema), "400": _BAD_QUERY},
+        parameters=_WINDOW,
+        keyed=True,
+    )
+
+
 PATHS: Paths = {
     "/run-summary": {
-        "get": operation(
+        "get": _window_read(
             "getRunSummary",
             "Counts, rates, latency and errors of the invoices processed in a window.",
-            {"200": json_body("The run summary.", _SUMMARY), "400": _BAD_QUERY},
-            parameters=_WINDOW,
-            keyed=True,
+            "The run summary.",
+            _SUMMARY,
         )
     },
     "/admin/system-health": {
-        "get": operation(
+        "get": _window_read(
             "getSystemHealth",
             "Mismatch histogram, drift and error rates against a baseline window.",
-            {"200": json_body("The system health report.", _SYSTEM_HEALTH), "400": _BAD_QUERY},
-            parameters=_WINDOW,
-            keyed=True,
+            "The system health report.",
+            _SYSTEM_HEALTH,
         )
     },
 }

@@ -7,10 +7,13 @@ SPEC §11: every HTTP API is described by an OpenAPI 3.1 document served at
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 import pytest
+from jsonschema import Draft202012Validator
 
 from services.runtime.openapi import ERROR_REF, documented_operations
 from tests.conftest import StartService
@@ -18,11 +21,16 @@ from tests.contract.services import SERVICES, service_starter
 from tests.support.services import ServiceHandle
 
 
-def _registered(svc: ServiceHandle) -> set[tuple[str, str]]:
-    """(METHOD, path template) of every route the service's HTTP app serves.
+@dataclass(frozen=True)
+class Served:
+    """One running service's /openapi.json and the routes its HTTP app registered."""
 
-    aiohttp adds a HEAD for every GET by itself; the document describes the GET.
-    """
+    document: dict[str, Any]
+    # (METHOD, path template); aiohttp adds a HEAD for every GET, the document has the GET.
+    routes: set[tuple[str, str]]
+
+
+def _registered(svc: ServiceHandle) -> set[tuple[str, str]]:
     router = svc.running.http_router
     assert router is not None
     return {
@@ -32,33 +40,50 @@ def _registered(svc: ServiceHandle) -> set[tuple[str, str]]:
     }
 
 
-async def _document(svc: ServiceHandle) -> dict[str, Any]:
-    async with svc.http.get("/openapi.json") as response:
-        assert response.status == 200
-        assert response.content_type == "application/json"
-        document: dict[str, Any] = await response.json()
-    return document
+@pytest.fixture(params=SERVICES)
+async def served(
+    request: pytest.FixtureRequest, start_service: StartService, pg: asyncpg.Pool
+) -> AsyncIterator[Served]:
+    async with service_starter(start_service, pg)(request.param) as svc:
+        async with svc.http.get("/openapi.json") as response:
+            assert response.status == 200
+            assert response.content_type == "application/json"
+            document: dict[str, Any] = await response.json()
+        yield Served(document, _registered(svc))
 
 
-@pytest.mark.parametrize("name", SERVICES)
+def _operations(document: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
+    return [
+        (method.upper(), path, operation)
+        for path, methods in document["paths"].items()
+        for method, operation in methods.items()
+    ]
+
+
 async def test_every_route_is_documented_and_every_documented_operation_is_served(
-    name: str, start_service: StartService, pg: asyncpg.Pool
+    served: Served,
 ) -> None:
-    async with service_starter(start_service, pg)(name) as svc:
-        document = await _document(svc)
-        assert documented_operations(document) == _registered(svc)
+    assert documented_operations(served.document) == served.routes
 
 
-def _error_schemas(document: dict[str, Any]) -> list[tuple[str, str, str, Any]]:
-    """(METHOD, path, status, JSON schema) of every 4xx/5xx response in the document."""
-    found = []
-    for path, methods in document["paths"].items():
-        for method, operation in methods.items():
-            for status, response in operation["responses"].items():
-                if status.startswith(("4", "5")):
-                    schema = response.get("content", {}).get("application/json", {}).get("schema")
-                    found.append((method.upper(), path, status, schema))
-    return found
+def _schemas(value: Any) -> list[dict[str, Any]]:
+    """Every `schema` object in a part of the document (parameters, bodies, responses)."""
+    if isinstance(value, list):
+        return [found for item in value for found in _schemas(item)]
+    if not isinstance(value, dict):
+        return []
+    own = [value["schema"]] if isinstance(value.get("schema"), dict) else []
+    return own + [
+        found for key, item in value.items() if key != "schema" for found in _schemas(item)
+    ]
+
+
+async def test_the_document_is_openapi_3_1_with_valid_json_schemas(served: Served) -> None:
+    document = served.document
+    schemas = [*document["components"]["schemas"].values(), *_schemas(document["paths"])]
+    assert document["openapi"] == "3.1.0"
+    for schema in schemas:
+        Draft202012Validator.check_schema(schema)
 
 
 def _names_error_body(schema: Any) -> bool:
@@ -69,35 +94,35 @@ def _names_error_body(schema: Any) -> bool:
     )
 
 
-@pytest.mark.parametrize("name", SERVICES)
-async def test_every_documented_error_response_is_the_error_body(
-    name: str, start_service: StartService, pg: asyncpg.Pool
-) -> None:
-    """4xx/5xx answers carry `{error_code, message, field?}` (health's 503 is its report)."""
-    async with service_starter(start_service, pg)(name) as svc:
-        document = await _document(svc)
-    reports = {("GET", "/health", "503"), ("GET", "/health/ready", "503")}
+async def test_every_documented_error_response_is_the_error_body(served: Served) -> None:
+    """4xx/5xx answers carry `{error_code, message, field?}` (the 503 of a probe is its report)."""
+    probes = {("GET", "/health"), ("GET", "/health/ready")}
     wrong = [
         (method, path, status)
-        for method, path, status, schema in _error_schemas(document)
-        if (method, path, status) not in reports and not _names_error_body(schema)
+        for method, path, operation in _operations(served.document)
+        for status, response in operation["responses"].items()
+        if status.startswith(("4", "5"))
+        and (method, path) not in probes
+        and not _names_error_body(
+            response.get("content", {}).get("application/json", {}).get("schema")
+        )
     ]
-    assert document["openapi"] == "3.1.0"
     assert wrong == []
 
 
-@pytest.mark.parametrize("name", SERVICES)
-async def test_every_keyed_operation_documents_its_key_schemes_and_401(
-    name: str, start_service: StartService, pg: asyncpg.Pool
-) -> None:
-    async with service_starter(start_service, pg)(name) as svc:
-        document = await _document(svc)
-    schemes = document["components"]["securitySchemes"]
-    keyed = [
-        (path, method, operation)
-        for path, methods in document["paths"].items()
-        for method, operation in methods.items()
-        if operation.get("security")
-    ]
+async def test_every_keyed_operation_documents_its_key_schemes_and_401(served: Served) -> None:
+    schemes = served.document["components"]["securitySchemes"]
+    keyed = [(m, p, op) for m, p, op in _operations(served.document) if op.get("security")]
     assert {s["name"] for s in schemes.values()} == {"X-API-Key", "X-Admin-Key"}
-    assert [(p, m) for p, m, op in keyed if "401" not in op["responses"]] == []
+    assert [(m, p) for m, p, op in keyed if "401" not in op["responses"]] == []
+
+
+async def test_every_business_operation_needs_a_key(served: Served) -> None:
+    """Only probes, metrics and the document itself are open (SPEC §11: reads need a key too)."""
+    open_paths = {"/health", "/health/ready", "/metrics", "/openapi.json"}
+    unkeyed = [
+        (method, path)
+        for method, path, operation in _operations(served.document)
+        if path not in open_paths and not operation.get("security")
+    ]
+    assert unkeyed == []
