@@ -3,8 +3,9 @@
 Each case is a request no well-behaved client sends: malformed multipart,
 bodies shorter than their Content-Length, bodies over the limit, invalid
 UTF-8, numbers no float or int holds, JSON nested 100,000 deep, 10,000-element
-arrays, absurd query parameters. Keys are the development keys of the stack
-(`ADMIN`), or a tenant's, filled in when the request is built.
+arrays, absurd query parameters and request lines. The keys (a tenant's, the
+stack's development admin key) are filled in when the request is built, so
+each request reaches the parsing behind authorization.
 """
 
 from __future__ import annotations
@@ -31,12 +32,17 @@ class Keys:
 
 @dataclass(frozen=True)
 class Case:
-    """One hostile request to service `service`; `body_cut` sends only that many body bytes."""
+    """One hostile request to service `service`; `body_cut` sends only that many body bytes.
+
+    `transport`: aiohttp's HTTP parser refuses the request before any route or
+    middleware sees it, so its 4xx carries aiohttp's plain-text reason, not our JSON.
+    """
 
     name: str
     service: str
     build: Callable[[Keys], bytes]
     body_cut: int | None = None
+    transport: bool = False
 
 
 def _doc(**values: object) -> dict[str, object]:
@@ -174,6 +180,14 @@ CASES: tuple[Case, ...] = (
     Case("incidents-float-limit", "pipeline", _admin("GET", "/admin/incidents?limit=1e400")),
     Case("incidents-garbage-cursor", "pipeline", _admin("GET", "/admin/incidents?cursor=%00%ff")),
     Case("job-id-not-a-uuid", "pipeline", _admin("GET", "/jobs/" + "9" * 400)),
+    Case("ready-oversized-post", "health", _admin("POST", "/health/ready", b"x" * (2 * MEBIBYTE))),
+    Case("gate-invalid-utf8-path", "gate", _admin("GET", "/%ff%fe%00")),
+    Case(
+        "gate-request-line-too-long",
+        "gate",
+        _admin("GET", "/openapi.json?x=" + "9" * 20_000),
+        transport=True,
+    ),
     Case("run-summary-huge-since", "telemetry", _admin("GET", f"/run-summary?since={10**30}")),
     Case("run-summary-invalid-utf8", "telemetry", _admin("GET", "/run-summary?since=%ff%fe")),
     Case(
