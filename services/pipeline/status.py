@@ -18,14 +18,17 @@ from typing import Any
 
 import asyncpg
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from services.pipeline.errors import STORE_ERRORS
 from services.pipeline.events import queue_sample
 from services.pipeline.extractors import ExtractorRateLimit, RateLimitState
+from services.pipeline.intake import RETRY_AFTER_SECONDS
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.outbox import write_events
 from services.pipeline.pilot import INVOICE_LIMITER, pilot_limiter
 from services.runtime.config import AppConfig, Thresholds
+from services.runtime.errors import Unavailable
 from services.runtime.ratelimit import WindowUsage
 from services.runtime.redis_client import RedisKeys
 
@@ -154,12 +157,26 @@ class ReadinessSource:
         self._invoices = pilot_limiter(INVOICE_LIMITER, redis, keys, config.thresholds)
 
     async def status(self) -> ReadinessStatus:
+        """The status, or 503 QUEUE_UNAVAILABLE while Redis (queue, budgets) is unreachable.
+
+        Without the mapping a Redis outage made every readiness probe an
+        INTERNAL error with a logged traceback (and a server error in the
+        pipeline's error rate) instead of the outage it is.
+        """
         config = self._config
-        snapshot, rate_limit, budget = await asyncio.gather(
-            pipeline_snapshot(self._pool, config.thresholds),
-            self._rate_limit.current(),
-            self._invoices.usage(config.pilot_tenant_id),
-        )
+        try:
+            snapshot, rate_limit, budget = await asyncio.gather(
+                pipeline_snapshot(self._pool, config.thresholds),
+                self._rate_limit.current(),
+                self._invoices.usage(config.pilot_tenant_id),
+            )
+        except RedisError as exc:
+            log.warning("readiness status: Redis unavailable (%s)", type(exc).__name__)
+            raise Unavailable(
+                "QUEUE_UNAVAILABLE",
+                "the job queue (Redis) is unavailable; retry later",
+                retry_after_seconds=RETRY_AFTER_SECONDS,
+            ) from exc
         openai = config.extractor != "json"
         extractor = ExtractorState(
             mode=config.extractor,

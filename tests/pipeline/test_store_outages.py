@@ -1,4 +1,5 @@
-"""Store outages at the pipeline API (SPEC §11): a clear 503 with Retry-After, then recovery."""
+"""Store outages at the pipeline API (SPEC §11): a clear 503 / UNAVAILABLE with Retry-After,
+then recovery."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import grpc
 import pytest
+from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 from services.pipeline.service import make_definition
 from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
@@ -112,5 +115,44 @@ async def test_redis_outage_refuses_submissions_with_503_and_the_stored_job_runs
             await eventually(done, within=30, interval=0.2)
             assert (await business_rows(pg, tenant.tenant_id))["jobs"] == 1
             assert svc.running.runtime.background_failures == {}
+    finally:
+        await asyncio.to_thread(server.stop)
+
+
+@pytest.mark.slow
+async def test_redis_outage_makes_readiness_status_unavailable_not_internal(
+    start_service: StartService, store_dir: Path
+) -> None:
+    """Fault: Redis stops while the service runs. Must: GetReadinessStatus (what health's
+    readiness asks) is UNAVAILABLE QUEUE_UNAVAILABLE with a retry-after trailer, not
+    INTERNAL with a logged traceback; it answers again once Redis is back."""
+    server = EmbeddedRedis(store_dir)
+    url = await asyncio.to_thread(server.start)
+    try:
+        async with start_service(
+            make_definition(fast_settings()), REDIS_URL=url, PTF_TELEMETRY_ADDR=NO_TELEMETRY
+        ) as svc:
+            stub = pipeline_pb2_grpc.PipelineServiceStub(svc.service_channel)
+            request = pipeline_pb2.GetReadinessStatusRequest()
+            await stub.GetReadinessStatus(request)
+            await asyncio.to_thread(server.stop)
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.GetReadinessStatus(request)
+            trailers = dict(caught.value.trailing_metadata() or ())
+            assert (caught.value.code(), trailers.get("ptf-error-code")) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "QUEUE_UNAVAILABLE",
+            )
+            assert trailers.get("retry-after") == "5"
+            await asyncio.to_thread(server.start)
+
+            async def answers() -> bool:
+                try:
+                    await stub.GetReadinessStatus(request)
+                except grpc.aio.AioRpcError:
+                    return False
+                return True
+
+            await eventually(answers, within=30, interval=0.2)
     finally:
         await asyncio.to_thread(server.stop)

@@ -19,13 +19,20 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import grpc
+from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
+from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
+from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
+from services.runtime.keys.channels import keyed_channel
+from tests.gate.service_support import new_release, preflight_request
+from tests.pipeline.service_support import document
 from tests.resilience.processes import (
     ServiceProcess,
     WorkerProcess,
@@ -38,6 +45,9 @@ SERVICES = ("gate", "telemetry", "pipeline", "health")
 # The development keys every service seeds in ENV=development (README, SPEC §9).
 TENANT_KEY = {"X-API-Key": "dev-tenant-key"}
 ADMIN_KEY = {"X-Admin-Key": "dev-admin-key"}
+TENANT_METADATA = (("x-api-key", "dev-tenant-key"),)
+ADMIN_METADATA = (("x-admin-key", "dev-admin-key"),)
+SERVICE_METADATA = (("x-api-key", "dev-service-key"),)
 # Short queue timings so a lost or abandoned job is re-sent within a test, not after 30 s.
 FAST_QUEUE = {
     "PTF_QUEUE_VISIBILITY_TIMEOUT_SECONDS": "3",
@@ -158,7 +168,7 @@ class Tally:
     def requests(self) -> int:
         return sum(self.statuses.values()) + self.connection_errors
 
-    def count(self, kind: str, status: int) -> int:
+    def count(self, kind: str, status: int | str) -> int:
         return self.statuses[f"{kind} {status}"]
 
     def total(self, status: int) -> int:
@@ -286,11 +296,12 @@ class Load:
 
 @dataclass
 class ReadinessProbe:
-    """Polls health's `/health/ready` and keeps the sequence of distinct states it saw."""
+    """Polls health's `/health/ready`: the sequence of distinct states, and any 5xx but 503."""
 
     health: aiohttp.ClientSession
     states: list[str] = field(default_factory=list)
     failing: Counter[str] = field(default_factory=Counter)
+    server_errors: list[str] = field(default_factory=list)
     _stop: asyncio.Event = field(default_factory=asyncio.Event)
     _task: asyncio.Task[None] | None = None
 
@@ -314,6 +325,8 @@ class ReadinessProbe:
                 state = str(body.get("status"))
                 for check in body.get("failing_checks", []):
                     self.failing[check] += 1
+                if response.status >= 500 and response.status != 503:
+                    self.server_errors.append(f"{response.status}: {json.dumps(body)[:300]}")
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 state = "unreachable"
             if state != self.current:
@@ -373,3 +386,75 @@ class GrpcLoad:
             else:
                 self.tally.observe_grpc(kind, None)
             await asyncio.sleep(0.05)
+
+
+def _submission(tenant_id: str) -> pipeline_pb2.SubmitInvoiceRequest:
+    """An asynchronous SubmitInvoice of a new clean document."""
+    request = pipeline_pb2.SubmitInvoiceRequest(
+        tenant_id=tenant_id, extraction_json=json.dumps(document())
+    )
+    setattr(request, "async", True)  # a Python keyword, so not a constructor argument
+    return request
+
+
+def _submitter(stub: pipeline_pb2_grpc.PipelineServiceAsyncStub, tenant_id: str) -> GrpcCall:
+    """Each call submits a new document (a resubmission would be a read, not an intake)."""
+
+    async def submit() -> Any:
+        return await stub.SubmitInvoice(_submission(tenant_id), timeout=30)
+
+    return submit
+
+
+@asynccontextmanager
+async def grpc_load(stack: Stack, *tenants: str) -> AsyncIterator[GrpcLoad]:
+    """gRPC calls to the pipeline, telemetry and gate, each with the key it needs.
+
+    SubmitInvoice for each of `tenants` (dev tenant key), ListIncidents of the
+    first (admin), GetReadinessStatus (service key, what health asks), telemetry
+    GetRunSummary (service key), gate Preflight and Check (admin).
+    """
+    release = new_release()
+    pipeline_target = stack.services["pipeline"].grpc_target
+    async with (
+        keyed_channel(pipeline_target, TENANT_METADATA) as tenant,
+        keyed_channel(pipeline_target, ADMIN_METADATA) as admin,
+        keyed_channel(pipeline_target, SERVICE_METADATA) as service,
+        keyed_channel(stack.services["telemetry"].grpc_target, SERVICE_METADATA) as reader,
+        keyed_channel(stack.services["gate"].grpc_target, ADMIN_METADATA) as gate_admin,
+    ):
+        pipeline = pipeline_pb2_grpc.PipelineServiceStub(tenant)
+        pipeline_admin = pipeline_pb2_grpc.PipelineServiceStub(admin)
+        pipeline_service = pipeline_pb2_grpc.PipelineServiceStub(service)
+        telemetry = telemetry_pb2_grpc.TelemetryServiceStub(reader)
+        gate = gate_pb2_grpc.GateServiceStub(gate_admin)
+        preflight = preflight_request(release)
+        calls: dict[str, GrpcCall] = {
+            f"grpc SubmitInvoice {t}": _submitter(pipeline, t) for t in tenants
+        }
+        calls.update(
+            {
+                "grpc ListIncidents": partial(
+                    pipeline_admin.ListIncidents,
+                    pipeline_pb2.ListIncidentsRequest(tenant_id=tenants[0], limit=5),
+                    timeout=30,
+                ),
+                "grpc GetReadinessStatus": partial(
+                    pipeline_service.GetReadinessStatus,
+                    pipeline_pb2.GetReadinessStatusRequest(),
+                    timeout=30,
+                ),
+                "grpc GetRunSummary": partial(
+                    telemetry.GetRunSummary,
+                    telemetry_pb2.GetRunSummaryRequest(tenant_id=tenants[0]),
+                    timeout=30,
+                ),
+                "grpc Preflight": partial(gate.Preflight, preflight, timeout=30),
+                "grpc Check": partial(
+                    gate.Check,
+                    gate_pb2.CheckRequest(preflight=preflight, operator="load"),
+                    timeout=30,
+                ),
+            }
+        )
+        yield GrpcLoad(calls)

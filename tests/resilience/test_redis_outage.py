@@ -17,8 +17,11 @@ from tests.resilience.stores import (
     ADMIN_KEY,
     TENANT_KEY,
     Clock,
+    GrpcLoad,
     Load,
     OwnStores,
+    ReadinessProbe,
+    grpc_load,
     logged_errors,
     own_stores,
     service_stack,
@@ -98,26 +101,32 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
     tmp_path: Path,
 ) -> None:
     """Fault: Redis (the stack's own, no persistence) is stopped while clients submit for
-    the pilot and a regular tenant, and comes back empty: the job stream, its consumer
-    group, the pilot budget and every confirmation token are gone. Just before the stop
-    the worker process is frozen (SIGSTOP) and a batch of jobs is submitted, so those jobs
-    exist only as stream messages and job rows when Redis goes; the worker is let go
-    again during the outage.
+    the pilot and a regular tenant over HTTP and gRPC, an admin reads incidents, and gRPC
+    clients call GetReadinessStatus, telemetry and the gate; it comes back empty: the job
+    stream, its consumer group, the pilot budget and every confirmation token are gone.
+    Just before the stop the worker process is frozen (SIGSTOP) and a batch of jobs is
+    submitted, so those jobs exist only as stream messages and job rows when Redis goes;
+    the worker is let go again during the outage.
 
-    Must: pilot submissions are refused with 503 (the budget cannot be checked) and leave
-    no job; a regular submission is 503 QUEUE_UNAVAILABLE with its job stored; a tenant
-    purge confirmed with a token issued before the outage is 503 TOKEN_STORE_UNAVAILABLE
-    (fail closed: nothing purged), and after the outage the lost token is refused (409),
-    never honoured; every 503 has Retry-After, no 500, no connection error; once Redis is
-    back every job queued before or during the outage is processed (the sweeper re-sends
-    them from PostgreSQL), each exactly once; no process logs an ERROR.
+    Must: pilot submissions are refused with 503 / UNAVAILABLE RATE_LIMIT_UNAVAILABLE (the
+    budget cannot be checked) and leave no job; a regular submission is 503 /
+    UNAVAILABLE QUEUE_UNAVAILABLE with its job stored; a tenant purge confirmed with a
+    token issued before the outage is 503 TOKEN_STORE_UNAVAILABLE (fail closed: nothing
+    purged), and after the outage the lost token is refused (409), never honoured; every
+    503 has Retry-After and every UNAVAILABLE a retry-after trailer; no 500, no INTERNAL
+    (GetReadinessStatus was INTERNAL until fixed), no connection error, no 500 from
+    /health/ready; once Redis is back every job queued before or during the outage is
+    processed (the sweeper re-sends them from PostgreSQL), each exactly once; no process
+    logs an ERROR.
 
     Figures (asserted, and written to redis_outage.json): requests, outage seconds, 503s
-    seen, 500s seen = 0, jobs recovered (unfinished when Redis returned, all DONE after).
+    and UNAVAILABLE seen, 500s / INTERNAL seen = 0, jobs recovered (unfinished when Redis
+    returned, all DONE after), readiness states.
     """
     async with (
         own_stores() as stores,
         service_stack(stores, tmp_path, **WIDE_PILOT_BUDGET) as stack,
+        grpc_load(stack, TENANT, PILOT) as rpc,
     ):
         pipeline = stack.http["pipeline"]
         victim = await _victim(stores, pipeline)
@@ -128,8 +137,11 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
 
         regular = Load(pipeline, TENANT, _documents)
         pilot = Load(pipeline, PILOT, lambda n: document())
+        probe = ReadinessProbe(stack.http["health"])
         regular.start(submitters=2, readers=1)
         pilot.start(submitters=1, readers=0)
+        rpc.start()
+        probe.start()
         try:
             await eventually(lambda: _accepted(regular, pilot, 5, 5), within=60, interval=0.1)
             assert stack.worker.process is not None
@@ -142,7 +154,7 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
             finally:
                 stack.worker.process.send_signal(signal.SIGCONT)
             stopped_at = clock()
-            await eventually(lambda: _refused(regular, pilot, 5), within=60, interval=0.1)
+            await eventually(lambda: _refused(regular, pilot, rpc, 5), within=60, interval=0.1)
             during = await _post(pipeline, confirm_path, confirm_body)
             await asyncio.sleep(max(0.0, MIN_OUTAGE_SECONDS - (clock() - stopped_at)))
             await stores.start_redis()
@@ -157,6 +169,8 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
         finally:
             await regular.stop()
             await pilot.stop()
+            await rpc.stop()
+            await probe.stop()
         await eventually(lambda: _all_finished(stores.database_url), within=60, interval=0.2)
         final = await _job_counts(stores.database_url)
         after = await _post(pipeline, confirm_path, confirm_body)
@@ -165,17 +179,20 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
         batch_done = await _done(stores.database_url, batch_jobs)
     errors_logged = logged_errors(tmp_path)
 
-    tallies = {"regular": regular.tally, "pilot": pilot.tally}
+    tallies = {"regular": regular.tally, "pilot": pilot.tally, "grpc": rpc.tally}
     figures = {
         "requests": sum(t.requests for t in tallies.values()) + BATCH + 4,
         "outage_seconds": outage_seconds,
         "responses": {name: dict(t.statuses) for name, t in tallies.items()},
         "refusals": {name: dict(t.error_codes) for name, t in tallies.items()},
         "503s_seen": sum(t.total(503) for t in tallies.values()) + int(during[0] == 503),
-        "500s_seen": sum(len(t.samples_of_500) for t in tallies.values()),
+        "grpc_unavailable_seen": rpc.tally.total_code("UNAVAILABLE"),
+        "500s_or_internal_seen": sum(len(t.samples_of_500) for t in tallies.values()),
         "connection_errors": sum(t.connection_errors for t in tallies.values()),
         "purge_confirm_during_outage": [during[0], during[1].get("error_code"), during[2]],
         "purge_confirm_after_outage": [after[0], after[1].get("error_code")],
+        "readiness_states": probe.states,
+        "failing_checks_seen": dict(probe.failing),
         "victim_invoices_left": victim_rows,
         "pilot_invoices_stored": pilot_rows,
         "pilot_submissions_accepted": len(pilot.accepted_jobs),
@@ -189,12 +206,20 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
     for tally in tallies.values():
         assert tally.samples_of_500 == [], tally.samples_of_500
         assert (tally.connection_errors, tally.missing_retry_after) == (0, 0)
+    assert probe.server_errors == []
     assert pilot.tally.error_codes["submit 503 RATE_LIMIT_UNAVAILABLE"] >= 5
     # A pilot job is stored only when its budget slot was granted: accepted, or refused
     # with QUEUE_UNAVAILABLE because Redis went between the slot and the XADD.
-    queued_later = pilot.tally.error_codes["submit 503 QUEUE_UNAVAILABLE"]
-    assert pilot_rows == len(pilot.accepted_jobs) + queued_later
+    queued_later = (
+        pilot.tally.error_codes["submit 503 QUEUE_UNAVAILABLE"]
+        + (rpc.tally.error_codes[f"grpc SubmitInvoice {PILOT} UNAVAILABLE QUEUE_UNAVAILABLE"])
+    )
+    accepted_over_grpc = rpc.tally.count(f"grpc SubmitInvoice {PILOT}", "OK")
+    assert pilot_rows == len(pilot.accepted_jobs) + accepted_over_grpc + queued_later
     assert regular.tally.error_codes["submit 503 QUEUE_UNAVAILABLE"] >= 5
+    refused_over_grpc = rpc.tally.error_codes
+    assert refused_over_grpc[f"grpc SubmitInvoice {PILOT} UNAVAILABLE RATE_LIMIT_UNAVAILABLE"] >= 1
+    assert refused_over_grpc[f"grpc SubmitInvoice {TENANT} UNAVAILABLE QUEUE_UNAVAILABLE"] >= 1
     assert during == (503, during[1], "5")
     assert during[1]["error_code"] == "TOKEN_STORE_UNAVAILABLE"
     assert (after[0], after[1]["error_code"], victim_rows) == (409, "TOKEN_INVALID", 1)
@@ -212,8 +237,16 @@ async def _accepted(regular: Load, pilot: Load, regular_ok: int, pilot_ok: int) 
     )
 
 
-async def _refused(regular: Load, pilot: Load, refused: int) -> bool:
-    return regular.tally.total(503) >= refused and pilot.tally.total(503) >= refused
+async def _refused(regular: Load, pilot: Load, rpc: GrpcLoad, refused: int) -> bool:
+    """Enough refusals over HTTP, and at least one gRPC submission refused per tenant."""
+    grpc_refused = [
+        rpc.tally.count(f"grpc SubmitInvoice {t}", "UNAVAILABLE") for t in (TENANT, PILOT)
+    ]
+    return (
+        regular.tally.total(503) >= refused
+        and pilot.tally.total(503) >= refused
+        and min(grpc_refused) >= 1
+    )
 
 
 async def _all_finished(url: str) -> bool:
