@@ -39,7 +39,8 @@ pytestmark = pytest.mark.slow
 SERVICES = ("gate", "telemetry", "pipeline", "health")
 WARM_UP_REQUESTS = 100  # answered before the signal, so the load is really running
 RPC_TIMEOUT_SECONDS = 30.0
-WORKER_JOBS = 200  # the backlog a stopping worker is busy with
+WORKER_JOBS = 200  # submitted while a worker is stopped
+WARM_UP_JOBS = 20  # finished by the worker before its SIGTERM, so it is really busy
 
 
 def termination_grace_seconds(service: str) -> float:
@@ -211,8 +212,8 @@ async def test_sigterm_under_load_completes_accepted_requests_and_exits_in_grace
 async def test_sigterm_to_a_busy_worker_finishes_its_jobs_and_exits_in_grace(
     database_url: str, redis_url: str, redis_prefix: str, pg: asyncpg.Pool, tmp_path: Path
 ) -> None:
-    """Fault: SIGTERM to a `ptf-pipeline worker` process (2 loops) while it works through
-    a backlog of 200 invoices; a second worker runs on.
+    """Fault: SIGTERM to a `ptf-pipeline worker` process (2 loops) while 200 invoices
+    stream in, once it has finished 20 jobs and holds one; a second worker runs on.
 
     Expected: the worker stops taking messages, commits every job it holds (none is
     left RUNNING under its lease for another worker to reclaim after the visibility
@@ -233,10 +234,6 @@ async def test_sigterm_to_a_busy_worker_finishes_its_jobs_and_exits_in_grace(
         tenant = await new_tenant(pg, "worker-sigterm")
         await asyncio.gather(stopping.start(), other.start())
         owner = f"%:{stopping.pid}:%"
-        async with aiohttp.ClientSession(pipeline.http_base) as http:
-            await submit_all(
-                http, tenant.tenant_id, tenant.headers, [document() for _ in range(WORKER_JOBS)]
-            )
 
         async def holding() -> asyncpg.Record | None:
             row = await pg.fetchrow(
@@ -247,11 +244,18 @@ async def test_sigterm_to_a_busy_worker_finishes_its_jobs_and_exits_in_grace(
                 tenant.tenant_id,
                 owner,
             )
-            return row if row is not None and row["held"] else None
+            busy = row is not None and row["held"] and row["finished"] >= WARM_UP_JOBS
+            return row if busy else None
 
-        at_signal = await eventually(holding, within=60, interval=0.005)
-        assert at_signal is not None
-        code, seconds = await stopping.terminate(within=grace)
+        documents = [document() for _ in range(WORKER_JOBS)]
+        async with aiohttp.ClientSession(pipeline.http_base) as http:
+            submitting = asyncio.create_task(
+                submit_all(http, tenant.tenant_id, tenant.headers, documents)
+            )
+            at_signal = await eventually(holding, within=60, interval=0.005)
+            assert at_signal is not None
+            code, seconds = await stopping.terminate(within=grace)
+            await submitting
         left_running = await pg.fetchval(
             "SELECT count(*) FROM pipeline_jobs WHERE tenant_id = $1 AND state = 'RUNNING'"
             " AND lease_owner LIKE $2",
