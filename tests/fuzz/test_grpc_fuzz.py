@@ -23,6 +23,8 @@ from tests.fuzz.grpc_fuzzer import fuzz_service
 from tests.fuzz.logs import tracebacks
 from tests.support.services import ServiceHandle
 
+log = logging.getLogger(__name__)
+
 EXAMPLES_PER_METHOD = 20
 SERVICES = {
     "gate": gate_pb2.DESCRIPTOR.services_by_name["GateService"],
@@ -37,10 +39,17 @@ async def _fuzz(
 ) -> None:
     name, svc = target
     service = SERVICES[name]
-    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.WARNING, logger="services")
     loop = asyncio.get_running_loop()
     report = await asyncio.to_thread(
         fuzz_service, svc, service, loop, EXAMPLES_PER_METHOD, malformed=malformed
+    )
+    log.info(
+        "%s: %d calls over %d RPCs, codes %s",
+        name,
+        report.examples,
+        len(service.methods),
+        dict(report.codes),
     )
     assert report.examples >= len(service.methods)
     assert report.faults == [], (

@@ -80,7 +80,7 @@ async def test_every_hostile_request_gets_a_clear_client_error(
 ) -> None:
     """All cases against one stack (one start instead of one per case); every unclear answer
     is listed by case name."""
-    caplog.set_level(logging.WARNING)
+    caplog.set_level(logging.WARNING, logger="services")
     unclear = {}
     for case in CASES:
         reason = _unclear(case, *await stack.send(case))
