@@ -38,19 +38,23 @@ TELEMETRY_ROUTES = [("GET", "/run-summary"), ("GET", "/admin/system-health")]
 FLOOD = 50
 
 
-@pytest.mark.parametrize(("method", "path"), PIPELINE_ROUTES)
-async def test_non_utf8_key_header_is_401_on_every_pipeline_route(
-    pipeline: ServiceHandle, method: str, path: str
-) -> None:
-    response = await raw_request(pipeline.running.http_port, request_bytes(method, path, BAD_KEY))
-    assert (response.status, json.loads(response.body)["error_code"]) == (401, "INVALID_API_KEY")
+@pytest.fixture
+def service(request: pytest.FixtureRequest) -> ServiceHandle:
+    """The running service a parameter names (`pipeline` or `telemetry`)."""
+    handle: ServiceHandle = request.getfixturevalue(request.param)
+    return handle
 
 
-@pytest.mark.parametrize(("method", "path"), TELEMETRY_ROUTES)
-async def test_non_utf8_key_header_is_401_on_every_telemetry_route(
-    telemetry: ServiceHandle, method: str, path: str
+@pytest.mark.parametrize(
+    ("service", "method", "path"),
+    [("pipeline", *route) for route in PIPELINE_ROUTES]
+    + [("telemetry", *route) for route in TELEMETRY_ROUTES],
+    indirect=["service"],
+)
+async def test_non_utf8_key_header_is_401_on_every_key_checked_route(
+    service: ServiceHandle, method: str, path: str
 ) -> None:
-    response = await raw_request(telemetry.running.http_port, request_bytes(method, path, BAD_KEY))
+    response = await raw_request(service.running.http_port, request_bytes(method, path, BAD_KEY))
     assert (response.status, json.loads(response.body)["error_code"]) == (401, "INVALID_API_KEY")
 
 
