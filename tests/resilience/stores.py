@@ -25,13 +25,14 @@ from typing import Any
 
 import aiohttp
 import grpc
+from ptf.common.v1 import common_pb2
 from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
 from services.runtime.keys.channels import keyed_channel
-from tests.gate.service_support import new_release, preflight_request
+from tests.gate.service_support import new_release, override_result, preflight_request, verdict
 from tests.pipeline.service_support import document
 from tests.resilience.processes import (
     ServiceProcess,
@@ -458,3 +459,11 @@ async def grpc_load(stack: Stack, *tenants: str) -> AsyncIterator[GrpcLoad]:
             }
         )
         yield GrpcLoad(calls)
+
+
+def override_outcome(result: gate_pb2.PreflightResult) -> str:
+    """`APPLIED/<verdict>`, or `<token error>/<verdict>` (e.g. TOKEN_USED/RELEASE_HOLD)."""
+    if override_result(result) == "APPLIED":
+        return f"APPLIED/{verdict(result)}"
+    error = str(common_pb2.TokenError.Name(result.token_error)).removeprefix("TOKEN_ERROR_")
+    return f"{error}/{verdict(result)}"

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import grpc
 import pytest
-from ptf.common.v1 import common_pb2
 from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
 
 from services.gate.domain.spec import parse_spec
@@ -16,16 +15,14 @@ from services.runtime.keys.channels import keyed_channel
 from tests.gate.service_support import (
     SignalServers,
     new_release,
-    override_result,
     preflight_request,
     request_override,
     s1_high_summary,
     signal_servers,
     spec_yaml,
-    verdict,
 )
 from tests.resilience.processes import DEV_ADMIN_KEY, ServiceProcess, process_env, record_figures
-from tests.resilience.stores import logged_errors
+from tests.resilience.stores import logged_errors, override_outcome
 
 pytestmark = pytest.mark.slow
 
@@ -35,20 +32,12 @@ APPLIED = "APPLIED/RELEASE_OK"
 USED = "TOKEN_USED/RELEASE_HOLD"
 
 
-def _outcome(result: gate_pb2.PreflightResult) -> str:
-    """`APPLIED/<verdict>`, or `<token error>/<verdict>` (e.g. TOKEN_USED/RELEASE_HOLD)."""
-    if override_result(result) == "APPLIED":
-        return f"APPLIED/{verdict(result)}"
-    error = str(common_pb2.TokenError.Name(result.token_error)).removeprefix("TOKEN_ERROR_")
-    return f"{error}/{verdict(result)}"
-
-
 async def _use(stub: gate_pb2_grpc.GateServiceAsyncStub, release: str, token: str) -> str:
     try:
         result = await stub.Preflight(preflight_request(release, token=token), timeout=30)
     except grpc.aio.AioRpcError as exc:
         return f"rpc:{exc.code().name}"
-    return _outcome(result)
+    return override_outcome(result)
 
 
 def _gate(

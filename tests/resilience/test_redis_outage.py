@@ -4,17 +4,31 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
+import grpc
 import pytest
+from ptf.gate.v1 import gate_pb2_grpc
 
+from services.gate.domain.spec import parse_spec
+from services.runtime.keys.channels import keyed_channel
+from tests.gate.service_support import (
+    new_release,
+    preflight_request,
+    request_override,
+    s1_high_summary,
+    signal_servers,
+    spec_yaml,
+)
 from tests.pipeline.service_support import Tenant, document, new_tenant, s2_document
-from tests.resilience.processes import record_figures, submit_all
+from tests.resilience.processes import ServiceProcess, record_figures, submit_all
 from tests.resilience.stores import (
     ADMIN_KEY,
+    ADMIN_METADATA,
     TENANT_KEY,
     Clock,
     GrpcLoad,
@@ -23,8 +37,10 @@ from tests.resilience.stores import (
     ReadinessProbe,
     grpc_load,
     logged_errors,
+    override_outcome,
     own_stores,
     service_stack,
+    stack_env,
 )
 from tests.support.polling import eventually
 
@@ -34,6 +50,9 @@ pytestmark = pytest.mark.slow
 TENANT = "default"
 PILOT = "pilot"
 BATCH = 20
+# Preflights presenting the override token while its Redis is down.
+USES = 5
+MIN_GATE_OUTAGE_SECONDS = 2.0
 MIN_OUTAGE_SECONDS = 3.0
 # The pilot's hourly budget is not what this test is about: wide enough for the load.
 WIDE_PILOT_BUDGET = {
@@ -263,3 +282,71 @@ async def _done(url: str, job_ids: list[str]) -> int:
         return count
     finally:
         await conn.close()
+
+
+async def test_gate_override_with_redis_down_fails_closed_and_the_lost_token_stays_refused(
+    tmp_path: Path,
+) -> None:
+    """Fault: the Redis holding the gate's override tokens (a gate process on the stack's
+    own stores, PTF_TOKEN_STORE=redis) is stopped after a token was issued for a held
+    release, and comes back empty.
+
+    Must: during the outage (at least 2 s), Preflights presenting the token are rejected with
+    TOKEN_STORE_UNAVAILABLE and the release stays held (RELEASE_HOLD: fail closed, never
+    applied unchecked), and a new RequestOverride is UNAVAILABLE TOKEN_STORE_UNAVAILABLE
+    with a retry-after trailer; after it the token Redis lost is TOKEN_INVALID, still
+    held; no RPC fails otherwise, the gate logs no ERROR.
+
+    Figures (asserted, and written to gate_redis_outage.json): requests, outage seconds,
+    uses rejected with TOKEN_STORE_UNAVAILABLE, applied = 0.
+    """
+    async with own_stores() as stores, signal_servers() as signals:
+        signals.summary.reply = s1_high_summary()
+        env = {**stack_env(stores), **signals.env(), "PTF_TOKEN_STORE": "redis"}
+        gate = ServiceProcess("gate", {**env, "PTF_METRICS_DIR": str(tmp_path)}, tmp_path)
+        await gate.start()
+        try:
+            async with keyed_channel(gate.grpc_target, ADMIN_METADATA) as channel:
+                stub = gate_pb2_grpc.GateServiceStub(channel)
+                release = new_release()
+                spec_hash = parse_spec(spec_yaml(release)).spec_hash
+                issued = await request_override(stub, release, spec_hash, "S1_RATE_HIGH")
+                token = issued.token.token
+                clock = Clock()
+                await stores.stop_redis()
+                during: list[str] = []
+                while len(during) < USES or clock() < MIN_GATE_OUTAGE_SECONDS:
+                    during.append(await _use_token(stub, release, token))
+                    await asyncio.sleep(0.1)
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await request_override(stub, release, spec_hash, "S1_RATE_HIGH")
+                await stores.start_redis()
+                outage_seconds = clock()
+                after = await _use_token(stub, release, token)
+        finally:
+            await gate.kill()
+    trailers = dict(refused.value.trailing_metadata() or ())
+    errors_logged = logged_errors(tmp_path)
+    figures = {
+        "requests": 1 + len(during) + 1 + 1,
+        "outage_seconds": outage_seconds,
+        "uses_during_outage": dict(Counter(during)),
+        "request_override_during_outage": [refused.value.code().name, trailers],
+        "use_after_outage": after,
+        "applied": Counter([*during, after])["APPLIED/RELEASE_OK"],
+        "errors_logged": len(errors_logged),
+    }
+    record_figures(tmp_path / "gate_redis_outage.json", figures)
+    assert Counter(during) == {"TOKEN_STORE_UNAVAILABLE/RELEASE_HOLD": len(during)}
+    assert refused.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert (trailers.get("ptf-error-code"), trailers.get("retry-after")) == (
+        "TOKEN_STORE_UNAVAILABLE",
+        "5",
+    )
+    assert after == "TOKEN_INVALID/RELEASE_HOLD"
+    assert errors_logged == []
+
+
+async def _use_token(stub: gate_pb2_grpc.GateServiceAsyncStub, release: str, token: str) -> str:
+    result = await stub.Preflight(preflight_request(release, token=token), timeout=30)
+    return override_outcome(result)
