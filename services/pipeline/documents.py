@@ -153,6 +153,7 @@ def _sniff(content: bytes) -> tuple[SourceKind, str] | None:
 
 def file_submission(content: bytes, declared_type: str = "", file_name: str = "") -> Submission:
     """A multipart file: an extraction JSON document, or a PDF/image for the extractor."""
+    storable_text(file_name, "file_name")  # stored with the invoice
     if not content:
         raise InvalidInput("EMPTY_FILE", "the uploaded file is empty", field="file")
     sniffed = _sniff(content)

@@ -2,7 +2,7 @@
 
 Probes that once reached the database or the enum tables and came back as
 500 / INTERNAL: a NUL (`\\u0000`) or a lone surrogate (`\\ud800`) in a JSON
-string, `ListIncidents(severity=99)` or `status=3`, a well-formed cursor
+string or a NUL in a gRPC text field (an operator, a file name), `ListIncidents(severity=99)` or `status=3`, a well-formed cursor
 pointing before year 1 in UTC, a gate audit cursor past the bigint range.
 """
 
@@ -94,6 +94,24 @@ async def test_nul_in_grpc_resolution_operator_is_invalid_argument(
         grpc.StatusCode.INVALID_ARGUMENT,
         "INVALID_TEXT",
         "operator",
+    )
+
+
+async def test_nul_in_grpc_file_name_is_invalid_argument(
+    pipeline: ServiceHandle, pg: asyncpg.Pool
+) -> None:
+    tenant = await new_tenant(pg)
+    request = pipeline_pb2.SubmitInvoiceRequest(
+        tenant_id=tenant.tenant_id, file_content=_json(document()), file_name="a\x00.json"
+    )
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await pipeline_pb2_grpc.PipelineServiceStub(pipeline.channel).SubmitInvoice(
+            request, metadata=tenant.metadata
+        )
+    assert (caught.value.code(), error_code(caught.value), error_field(caught.value)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_TEXT",
+        "file_name",
     )
 
 
