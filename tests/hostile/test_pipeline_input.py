@@ -2,8 +2,9 @@
 
 Probes that once reached the database or the enum tables and came back as
 500 / INTERNAL: a NUL (`\\u0000`) or a lone surrogate (`\\ud800`) in a JSON
-string or a NUL in a gRPC text field (an operator, a file name), `ListIncidents(severity=99)` or `status=3`, a well-formed cursor
-pointing before year 1 in UTC, a gate audit cursor past the bigint range.
+string or a NUL in a gRPC text field (an operator, a file name),
+`ListIncidents(severity=99)` or `status=3`, a well-formed cursor pointing
+before year 1 in UTC, a gate audit cursor past the bigint range.
 """
 
 from __future__ import annotations
