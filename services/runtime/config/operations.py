@@ -78,8 +78,9 @@ class HttpServerSettings:
     # A connection without a complete request for this long is closed: an idle
     # keep-alive socket, or request headers still trickling in.
     idle_timeout_seconds: float = 15.0
-    # Receiving a request's body may take this long; then 408 REQUEST_TIMEOUT.
-    body_timeout_seconds: float = 30.0
+    # Receiving a whole request body may take this long; then 408 REQUEST_TIMEOUT.
+    # A 10 MiB intake body in 60 s needs about 175 KiB/s from the client.
+    body_timeout_seconds: float = 60.0
 
     def problems(self) -> list[str]:
         """Every invalid value (checked by `load_config` with the rest)."""
