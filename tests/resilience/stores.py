@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import grpc
 from ptf.common.v1 import common_pb2
 from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
@@ -33,7 +34,7 @@ from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
 from services.runtime.keys.channels import keyed_channel
 from tests.gate.service_support import new_release, override_result, preflight_request, verdict
-from tests.pipeline.service_support import document
+from tests.pipeline.service_support import document, s2_document
 from tests.resilience.processes import (
     ServiceProcess,
     WorkerProcess,
@@ -241,8 +242,14 @@ class Load:
     def start(self, submitters: int = 3, readers: int = 1, strangers: int = 0) -> None:
         """`strangers` read with a new, unknown key each time (never cached: a lookup)."""
         self._tasks = [asyncio.create_task(self._submit_loop()) for _ in range(submitters)]
-        self._tasks += [asyncio.create_task(self._read_loop()) for _ in range(readers)]
-        self._tasks += [asyncio.create_task(self._stranger_loop()) for _ in range(strangers)]
+        self._tasks += [
+            asyncio.create_task(self._read_loop("incidents", ADMIN_KEY.copy))
+            for _ in range(readers)
+        ]
+        self._tasks += [
+            asyncio.create_task(self._read_loop("stranger", _stranger_key))
+            for _ in range(strangers)
+        ]
 
     async def stop(self) -> None:
         self._stop.set()
@@ -272,27 +279,22 @@ class Load:
             if "job_id" in body:
                 self.accepted_jobs.add(str(body["job_id"]))
 
-    async def _read_loop(self) -> None:
+    async def _read_loop(self, kind: str, key: Callable[[], dict[str, str]]) -> None:
+        """Admin reads of the tenant's incidents, with the header `key()` gives each time."""
         while not self._stop.is_set():
             await self._guarded(
-                "incidents",
+                kind,
                 "GET",
                 "/admin/incidents",
                 params={"tenant_id": self.tenant_id, "limit": "5"},
-                headers=ADMIN_KEY,
+                headers=key(),
             )
             await asyncio.sleep(0.05)
 
-    async def _stranger_loop(self) -> None:
-        while not self._stop.is_set():
-            await self._guarded(
-                "stranger",
-                "GET",
-                "/admin/incidents",
-                params={"tenant_id": self.tenant_id},
-                headers={"X-Admin-Key": f"stranger-{uuid.uuid4().hex}"},
-            )
-            await asyncio.sleep(0.05)
+
+def _stranger_key() -> dict[str, str]:
+    """A well-formed admin key nobody created: never cached, so every use is a lookup."""
+    return {"X-Admin-Key": f"stranger-{uuid.uuid4().hex}"}
 
 
 @dataclass
@@ -355,6 +357,23 @@ def logged_errors(logs: Path) -> list[str]:
 
 
 GrpcCall = Callable[[], Awaitable[Any]]
+
+
+def mixed_documents(n: int) -> dict[str, Any]:
+    """The n-th document of a load: every third an S2 mismatch, so incidents are written too."""
+    return s2_document() if n % 3 == 0 else document()
+
+
+async def query_row(url: str, sql: str, *args: Any) -> dict[str, Any]:
+    """One row of `sql` on a connection of its own (the test's pools would not survive the
+    outage the test causes)."""
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(sql, *args)
+    finally:
+        await conn.close()
+    assert row is not None
+    return dict(row)
 
 
 @dataclass

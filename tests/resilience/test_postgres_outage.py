@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
-import asyncpg
 import pytest
 
-from tests.pipeline.service_support import document, s2_document
 from tests.resilience.processes import record_figures
 from tests.resilience.stores import (
     Clock,
@@ -17,7 +14,9 @@ from tests.resilience.stores import (
     ReadinessProbe,
     grpc_load,
     logged_errors,
+    mixed_documents,
     own_stores,
+    query_row,
     service_stack,
 )
 from tests.support.polling import eventually
@@ -28,20 +27,13 @@ TENANT = "default"
 MIN_OUTAGE_SECONDS = 4.0
 
 
-def _documents(n: int) -> dict[str, Any]:
-    """Every third invoice is an S2 mismatch, so incidents are written under load too."""
-    return s2_document() if n % 3 == 0 else document()
-
-
 async def _unfinished_jobs(url: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM pipeline_jobs WHERE state NOT IN ('DONE', 'FAILED', 'EXHAUSTED')"
-        )
-        return count
-    finally:
-        await conn.close()
+    row = await query_row(
+        url,
+        "SELECT count(*) AS n FROM pipeline_jobs"
+        " WHERE state NOT IN ('DONE', 'FAILED', 'EXHAUSTED')",
+    )
+    return int(row["n"])
 
 
 async def _half_written(url: str) -> dict[str, int]:
@@ -73,25 +65,17 @@ async def _half_written(url: str) -> dict[str, int]:
         " AND (SELECT count(*) FROM pipeline_outbox o WHERE o.event_type = 'INVOICE_PROCESSED'"
         "      AND o.payload ->> 'job_id' = j.job_id::text) <> 1",
     }
-    conn = await asyncpg.connect(url)
-    try:
-        return {name: int(await conn.fetchval(query)) for name, query in queries.items()}
-    finally:
-        await conn.close()
+    columns = ", ".join(f"({query}) AS {name}" for name, query in queries.items())
+    return await query_row(url, f"SELECT {columns}")
 
 
 async def _totals(url: str) -> dict[str, int]:
-    conn = await asyncpg.connect(url)
-    try:
-        row = await conn.fetchrow(
-            "SELECT (SELECT count(*) FROM pipeline_jobs WHERE state = 'DONE') AS jobs_done,"
-            " (SELECT count(*) FROM pipeline_jobs) AS jobs,"
-            " (SELECT count(*) FROM pipeline_incidents) AS incidents"
-        )
-        assert row is not None
-        return dict(row)
-    finally:
-        await conn.close()
+    return await query_row(
+        url,
+        "SELECT (SELECT count(*) FROM pipeline_jobs WHERE state = 'DONE') AS jobs_done,"
+        " (SELECT count(*) FROM pipeline_jobs) AS jobs,"
+        " (SELECT count(*) FROM pipeline_incidents) AS incidents",
+    )
 
 
 async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_recovers(
@@ -122,7 +106,7 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
         service_stack(stores, tmp_path) as stack,
         grpc_load(stack, TENANT) as rpc,
     ):
-        load = Load(stack.http["pipeline"], TENANT, _documents)
+        load = Load(stack.http["pipeline"], TENANT, mixed_documents)
         probe = ReadinessProbe(stack.http["health"])
         probe.start()
         load.start(strangers=1)

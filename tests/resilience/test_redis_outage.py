@@ -24,7 +24,7 @@ from tests.gate.service_support import (
     signal_servers,
     spec_yaml,
 )
-from tests.pipeline.service_support import Tenant, document, new_tenant, s2_document
+from tests.pipeline.service_support import Tenant, document, new_tenant
 from tests.resilience.processes import ServiceProcess, record_figures, submit_all
 from tests.resilience.stores import (
     ADMIN_KEY,
@@ -37,8 +37,10 @@ from tests.resilience.stores import (
     ReadinessProbe,
     grpc_load,
     logged_errors,
+    mixed_documents,
     override_outcome,
     own_stores,
+    query_row,
     service_stack,
     stack_env,
 )
@@ -61,38 +63,23 @@ WIDE_PILOT_BUDGET = {
 }
 
 
-def _documents(n: int) -> dict[str, Any]:
-    return s2_document() if n % 3 == 0 else document()
-
-
 async def _job_counts(url: str) -> dict[str, int]:
     """Jobs by outcome, and DONE jobs without exactly one processing event (processed twice)."""
-    conn = await asyncpg.connect(url)
-    try:
-        row = await conn.fetchrow(
-            "SELECT count(*) AS jobs,"
-            " count(*) FILTER (WHERE state = 'DONE') AS done,"
-            " count(*) FILTER (WHERE state IN ('QUEUED', 'RUNNING')) AS unfinished,"
-            " count(*) FILTER (WHERE state = 'DONE' AND (SELECT count(*) FROM pipeline_outbox o"
-            "   WHERE o.event_type = 'INVOICE_PROCESSED' AND o.payload ->> 'job_id'"
-            "   = j.job_id::text) <> 1) AS done_not_once"
-            " FROM pipeline_jobs j"
-        )
-        assert row is not None
-        return dict(row)
-    finally:
-        await conn.close()
+    return await query_row(
+        url,
+        "SELECT count(*) AS jobs,"
+        " count(*) FILTER (WHERE state = 'DONE') AS done,"
+        " count(*) FILTER (WHERE state IN ('QUEUED', 'RUNNING')) AS unfinished,"
+        " count(*) FILTER (WHERE state = 'DONE' AND (SELECT count(*) FROM pipeline_outbox o"
+        "   WHERE o.event_type = 'INVOICE_PROCESSED' AND o.payload ->> 'job_id'"
+        "   = j.job_id::text) <> 1) AS done_not_once"
+        " FROM pipeline_jobs j",
+    )
 
 
 async def _rows_of(url: str, tenant_id: str) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM pipeline_invoices WHERE tenant_id = $1", tenant_id
-        )
-        return count
-    finally:
-        await conn.close()
+    sql = "SELECT count(*) AS n FROM pipeline_invoices WHERE tenant_id = $1"
+    return int((await query_row(url, sql, tenant_id))["n"])
 
 
 async def _victim(stores: OwnStores, pipeline: aiohttp.ClientSession) -> Tenant:
@@ -154,7 +141,7 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
         confirm_path = f"/admin/tenants/{victim.tenant_id}/purge/confirm"
         confirm_body = {"confirmation_token": purge["confirmation_token"]}
 
-        regular = Load(pipeline, TENANT, _documents)
+        regular = Load(pipeline, TENANT, mixed_documents)
         pilot = Load(pipeline, PILOT, lambda n: document())
         probe = ReadinessProbe(stack.http["health"])
         regular.start(submitters=2, readers=1)
@@ -273,22 +260,17 @@ async def _all_finished(url: str) -> bool:
 
 
 async def _done(url: str, job_ids: list[str]) -> int:
-    conn = await asyncpg.connect(url)
-    try:
-        count: int = await conn.fetchval(
-            "SELECT count(*) FROM pipeline_jobs WHERE job_id = ANY($1::uuid[]) AND state = 'DONE'",
-            job_ids,
-        )
-        return count
-    finally:
-        await conn.close()
+    sql = (
+        "SELECT count(*) AS n FROM pipeline_jobs WHERE job_id = ANY($1::uuid[]) AND state = 'DONE'"
+    )
+    return int((await query_row(url, sql, job_ids))["n"])
 
 
 async def test_gate_override_with_redis_down_fails_closed_and_the_lost_token_stays_refused(
     tmp_path: Path,
 ) -> None:
-    """Fault: the Redis holding the gate's override tokens (a gate process on the stack's
-    own stores, PTF_TOKEN_STORE=redis) is stopped after a token was issued for a held
+    """Fault: the Redis holding the gate's override tokens (a gate process on the test's own
+    stores, PTF_TOKEN_STORE=redis) is stopped after a token was issued for a held
     release, and comes back empty.
 
     Must: during the outage (at least 2 s), Preflights presenting the token are rejected with
