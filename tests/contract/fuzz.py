@@ -45,17 +45,20 @@ def fuzz_service(
     headers: Mapping[str, str],
     max_examples: int,
     modes: Sequence[GenerationMode] = (GenerationMode.POSITIVE,),
+    generate_keys: bool = False,
 ) -> FuzzTotals:
     """Every operation of `base_url`'s /openapi.json with schemathesis' default checks.
 
-    `headers` are sent with every request (the key, or nothing); schemathesis
-    generates no key values of its own, so a run without a key really sends none.
+    `headers` are sent with every request (the key, or nothing). Unless
+    `generate_keys`, schemathesis sends no key values of its own, so a run
+    without a key really sends none; with it, it makes up X-API-Key /
+    X-Admin-Key values, which no key store knows.
     """
     # from_dict, not from_url: from_url leaves out the operation it loaded the document from.
     with urllib.request.urlopen(f"{base_url}/openapi.json", timeout=10) as response:
         document = json.load(response)
     schema = schemathesis.openapi.from_dict(document, config=Config.from_path(_CONFIG))
-    schema.config.generation.update(with_security_parameters=False)
+    schema.config.generation.update(with_security_parameters=generate_keys)
     totals = FuzzTotals()
     for result in schema.get_all_operations():
         if isinstance(result, Err):
