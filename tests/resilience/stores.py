@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import tempfile
 import uuid
 from collections import Counter
@@ -75,7 +76,14 @@ class OwnStores:
     def redis_url(self) -> str:
         return self.redis.url
 
-    async def stop_postgres(self) -> None:
+    async def stop_postgres(self, mode: str = "fast") -> None:
+        """`fast`: PostgreSQL's fast shutdown (SIGINT: open transactions roll back).
+        `immediate`: SIGQUIT, what a crash looks like to clients; it recovers from its
+        WAL on the next start (committed work kept, the rest gone)."""
+        process = self.postgres.process
+        if mode == "immediate" and process is not None and process.poll() is None:
+            process.send_signal(signal.SIGQUIT)
+            await asyncio.to_thread(process.wait, 30)
         await asyncio.to_thread(self.postgres.stop)
 
     async def start_postgres(self) -> None:

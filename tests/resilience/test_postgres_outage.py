@@ -78,10 +78,12 @@ async def _totals(url: str) -> dict[str, int]:
     )
 
 
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_recovers(
-    tmp_path: Path,
+    mode: str, tmp_path: Path
 ) -> None:
-    """Fault: PostgreSQL (the stack's own) is stopped while three clients submit invoices
+    """Fault: PostgreSQL (the stack's own) is stopped (fast shutdown, or an immediate one:
+    a crash, recovered from the WAL at the next start) while three clients submit invoices
     synchronously over HTTP, an admin reads incidents (with the dev key, and with a new
     unknown key each time, which only the key store can judge), and gRPC clients call the
     pipeline (SubmitInvoice, ListIncidents), telemetry (GetRunSummary) and the gate
@@ -97,7 +99,7 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
     job, every S2 invoice has its incident and no clean one has); no process logs an
     ERROR (an exception nobody handled).
 
-    Figures (asserted, and written to postgres_outage.json): requests (HTTP and gRPC),
+    Figures (asserted, and written to postgres_outage_<mode>.json): requests (HTTP and gRPC),
     outage seconds, 503s / UNAVAILABLE seen, 500s / INTERNAL seen = 0, jobs stored and
     finished after the outage (and unfinished when it ended), incidents.
     """
@@ -114,7 +116,7 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
         try:
             await eventually(lambda: _ready_with_traffic(load, probe, 10), within=60, interval=0.1)
             clock = Clock()
-            await stores.stop_postgres()
+            await stores.stop_postgres(mode)
             stopped_at = clock()
             await eventually(
                 lambda: _refused_and_not_ready(load, probe, 10), within=60, interval=0.1
@@ -144,6 +146,7 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
     errors_logged = logged_errors(tmp_path)
     tally, calls = load.tally, rpc.tally
     figures = {
+        "shutdown": mode,
         "requests": tally.requests + calls.requests,
         "http_requests": tally.requests,
         "grpc_calls": calls.requests,
@@ -168,7 +171,7 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
         "jobs_unfinished_at_restart": unfinished_at_restart,
         **totals,
     }
-    record_figures(tmp_path / "postgres_outage.json", figures)
+    record_figures(tmp_path / f"postgres_outage_{mode}.json", figures)
     assert tally.samples_of_500 == [], tally.samples_of_500
     assert (tally.connection_errors, tally.missing_retry_after) == (0, 0)
     assert tally.total(503) >= 10
