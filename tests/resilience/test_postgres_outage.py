@@ -138,6 +138,7 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
             await rpc.stop()
             await probe.stop()
         await eventually(lambda: _none_unfinished(stores.database_url), within=60, interval=0.2)
+        drained_after_restart = round(clock() - stopped_at - outage_seconds, 2)
         half_written = await _half_written(stores.database_url)
         totals = await _totals(stores.database_url)
         worker_restarts = stack.worker.starts - 1
@@ -169,6 +170,7 @@ async def test_postgres_outage_under_load_is_503_with_retry_after_and_the_stack_
         "half_written_rows": half_written,
         "worker_restarts": worker_restarts,
         "jobs_unfinished_at_restart": unfinished_at_restart,
+        "all_jobs_done_seconds_after_restart": drained_after_restart,
         **totals,
     }
     record_figures(tmp_path / f"postgres_outage_{mode}.json", figures)

@@ -178,6 +178,7 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
             await rpc.stop()
             await probe.stop()
         await eventually(lambda: _all_finished(stores.database_url), within=60, interval=0.2)
+        drained_after_return = round(clock() - stopped_at - outage_seconds, 2)
         final = await _job_counts(stores.database_url)
         after = await _post(pipeline, confirm_path, confirm_body)
         victim_rows = await _rows_of(stores.database_url, victim.tenant_id)
@@ -205,6 +206,7 @@ async def test_redis_outage_under_load_fails_closed_and_every_job_runs_after_it(
         "batch_submitted_while_worker_frozen": BATCH,
         "batch_done": batch_done,
         "jobs_recovered": at_return["unfinished"],
+        "all_jobs_done_seconds_after_return": drained_after_return,
         "jobs": final,
         "errors_logged": len(errors_logged),
     }
