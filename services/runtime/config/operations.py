@@ -76,8 +76,10 @@ class HttpServerSettings:
     """
 
     # A connection without a complete request for this long is closed: an idle
-    # keep-alive socket, or request headers still trickling in.
-    idle_timeout_seconds: float = 15.0
+    # keep-alive socket, or request headers still trickling in. Longer than the
+    # clients' own idle timeouts (aiohttp's 15 s) and a 15-60 s scrape interval, so
+    # a client rarely reuses a connection the server is closing at that moment.
+    idle_timeout_seconds: float = 75.0
     # Receiving a whole request body may take this long; then 408 REQUEST_TIMEOUT.
     # A 10 MiB intake body in 60 s needs about 175 KiB/s from the client.
     body_timeout_seconds: float = 60.0
