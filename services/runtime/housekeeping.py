@@ -44,8 +44,13 @@ class Housekeeping:
                 log.warning(
                     "housekeeping %s skipped: store unavailable (%s)", name, type(exc).__name__
                 )
-                continue
-            if removed[name]:
+            if _cancelling():
+                # redis-py can swallow the cancellation of a call in flight (seen with
+                # the stream trim at shutdown): the chore then returns as if Redis had
+                # answered, and the loop would sleep a whole interval, holding up the
+                # service's stop. Honour the cancellation here.
+                raise asyncio.CancelledError
+            if removed.get(name):
                 log.info("housekeeping %s removed %d item(s)", name, removed[name])
         return removed
 
@@ -54,6 +59,11 @@ class Housekeeping:
         while True:
             await self.run_once()
             await asyncio.sleep(self._interval)
+
+
+def _cancelling() -> bool:
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 def spawn_housekeeping(runtime: Runtime, chores: Mapping[str, Chore]) -> Housekeeping:
