@@ -381,8 +381,11 @@ async def _start(
         stack.push_async_callback(parts.on_shutdown)
     stack.push_async_callback(health_servicer.enter_graceful_shutdown)
 
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    parts.register_grpc(ErrorMappingServer(server))
+    # grpc.health.v1 goes through the error mapping too, so a malformed request to it is
+    # INVALID_ARGUMENT like everywhere else (reflection is a bidi stream: left as it is).
+    mapped = ErrorMappingServer(server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, mapped)
+    parts.register_grpc(mapped)
     names = [*parts.grpc_service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
     grpc_port = server.add_insecure_port(f"{config.bind_host}:{config.grpc_port}")

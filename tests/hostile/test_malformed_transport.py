@@ -63,6 +63,16 @@ async def test_malformed_protobuf_is_invalid_argument_with_one_warning(
     )
 
 
+async def test_malformed_protobuf_to_the_grpc_health_check_is_invalid_argument(
+    telemetry: ServiceHandle,
+) -> None:
+    """grpc.health.v1 (kubelet's gRPC probe) goes through the same error mapping."""
+    call = telemetry.channel.unary_unary("/grpc.health.v1.Health/Check")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call(TRUNCATED_PROTOBUF)
+    assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
 async def test_unparsable_http_request_is_400_with_one_warning(
     telemetry: ServiceHandle, caplog: pytest.LogCaptureFixture
 ) -> None:
