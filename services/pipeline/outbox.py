@@ -53,6 +53,22 @@ async def write_events(conn: Connection, events: Sequence[OutboxEvent]) -> None:
         await conn.execute(_INSERT_MANY, *[list(c) for c in columns])
 
 
+def _events(
+    rows: list[asyncpg.Record],
+) -> tuple[list[tuple[int, telemetry_pb2.Event]], dict[int, str]]:
+    """The rows as telemetry events by seq, and the rows no event can carry (an event
+    type telemetry's contract does not know): those are kept as rejected, so one such
+    row cannot stop the relay for every row behind it."""
+    events: list[tuple[int, telemetry_pb2.Event]] = []
+    unsendable: dict[int, str] = {}
+    for row in rows:
+        try:
+            events.append((row["seq"], _to_proto(row)))
+        except ValueError as exc:
+            unsendable[row["seq"]] = f"UNKNOWN_EVENT_TYPE: {exc}"
+    return events, unsendable
+
+
 def _to_proto(row: asyncpg.Record) -> telemetry_pb2.Event:
     occurred = Timestamp()
     occurred.FromDatetime(row["occurred_at"])
@@ -113,17 +129,22 @@ class OutboxRelay:
             )
             if not rows:
                 return RelayResult(0, 0)
-            try:
-                response = await self._send(
-                    [_to_proto(r) for r in rows], self._settings.rpc_timeout_seconds
+            events, unsendable = _events(rows)
+            rejected = dict(unsendable)
+            if events:
+                try:
+                    response = await self._send(
+                        [event for _, event in events], self._settings.rpc_timeout_seconds
+                    )
+                except grpc.aio.AioRpcError as exc:
+                    raise RelayError(f"{exc.code().name}: {exc.details()}") from exc
+                rejected.update(
+                    {
+                        events[r.index][0]: f"{r.error.error_code}: {r.error.message}"
+                        for r in response.rejected
+                        if 0 <= r.index < len(events)
+                    }
                 )
-            except grpc.aio.AioRpcError as exc:
-                raise RelayError(f"{exc.code().name}: {exc.details()}") from exc
-            rejected = {
-                rows[r.index]["seq"]: f"{r.error.error_code}: {r.error.message}"
-                for r in response.rejected
-                if 0 <= r.index < len(rows)
-            }
             await conn.execute(
                 "UPDATE pipeline_outbox SET delivered_at = now(), attempts = attempts + 1"
                 " WHERE seq = ANY($1::bigint[])",

@@ -41,11 +41,15 @@ async def test_relayed_outbox_rows_past_retention_are_pruned(
         )
         return count
 
-    after = await settles_at(remaining, 2 * PLANTED)
-    pending: int = await pg.fetchval(
-        "SELECT count(*) FROM pipeline_outbox WHERE tenant_id = $1 AND delivered_at IS NULL",
-        tenant,
-    )
+    try:
+        after = await settles_at(remaining, 2 * PLANTED)
+        pending: int = await pg.fetchval(
+            "SELECT count(*) FROM pipeline_outbox WHERE tenant_id = $1 AND delivered_at IS NULL",
+            tenant,
+        )
+    finally:
+        # The never-relayed rows would otherwise be sent by every later test's relay.
+        await pg.execute("DELETE FROM pipeline_outbox WHERE tenant_id = $1", tenant)
     assert (3 * PLANTED, after, pending) == (90, 60, PLANTED)
 
 

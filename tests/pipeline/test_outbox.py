@@ -218,3 +218,49 @@ async def test_events_rejected_by_telemetry_are_kept_as_rejected_and_not_resent(
     assert rows[EventType.HTTP_REQUEST.value]["last_error"].startswith("INVALID_EVENT")
     assert rows[EventType.JOB_EXHAUSTED.value]["rejected"] is False
     assert fake.received[str(bad.event_id)] == 1
+
+
+async def test_a_row_no_event_can_carry_is_kept_as_rejected_and_the_rest_are_delivered(
+    migrated: asyncpg.Pool,
+) -> None:
+    """Fault: an outbox row whose event type telemetry's contract does not know (a row from
+    a newer release read by an older relay, or written by hand). Must: that row is marked
+    rejected without being sent and the relay keeps delivering the rows around it; before,
+    the relay task crashed on it, and on it again after every restart."""
+    pg = migrated
+    port = free_port()
+    fake = FakeTelemetry()
+    tenant_id = f"outbox-{uuid.uuid4().hex[:12]}"
+    good: OutboxEvent = job_exhausted(tenant_id, uuid.uuid4())
+    async with pg.acquire() as conn:
+        await conn.execute(
+            "INSERT INTO pipeline_outbox (event_id, tenant_id, event_type, occurred_at, payload)"
+            " VALUES ($1, $2, 'FROM_THE_FUTURE', now(), '{}')",
+            uuid.uuid4(),
+            tenant_id,
+        )
+        await write_events(conn, [good])
+    async with (
+        fake.serving(port),
+        grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
+    ):
+        relay = OutboxRelay(
+            pg, TelemetryClient(channel).record_events, RelaySettings(batch_size=1000)
+        )
+        while await pg.fetchval(
+            "SELECT count(*) FROM pipeline_outbox WHERE tenant_id = $1 AND delivered_at IS NULL",
+            tenant_id,
+        ):
+            await relay.deliver_once()
+    rows = {
+        r["event_type"]: (r["rejected"], (r["last_error"] or "").split(":")[0])
+        for r in await pg.fetch(
+            "SELECT event_type, rejected, last_error FROM pipeline_outbox WHERE tenant_id = $1",
+            tenant_id,
+        )
+    }
+    assert rows == {
+        "FROM_THE_FUTURE": (True, "UNKNOWN_EVENT_TYPE"),
+        EventType.JOB_EXHAUSTED.value: (False, ""),
+    }
+    assert fake.received[str(good.event_id)] == 1
