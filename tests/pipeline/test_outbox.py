@@ -180,20 +180,9 @@ async def test_a_failed_batch_is_resent_with_the_same_event_ids(
     assert pending == 0
 
 
-async def test_events_rejected_by_telemetry_are_kept_as_rejected_and_not_resent(
-    migrated: asyncpg.Pool,
-) -> None:
-    """Fault: telemetry rejects an event as invalid. Must: the row is marked rejected with
-    telemetry's error and is not sent again; the valid events of the batch are delivered."""
-    pg = migrated
+async def _relay_until_delivered(pg: asyncpg.Pool, fake: FakeTelemetry, tenant_id: str) -> None:
+    """Relay batches to `fake` until none of the tenant's rows is pending, then once more."""
     port = free_port()
-    fake = FakeTelemetry()
-    fake.reject_types = {telemetry_pb2.EVENT_TYPE_HTTP_REQUEST}
-    tenant_id = f"outbox-{uuid.uuid4().hex[:12]}"
-    bad: OutboxEvent = http_request(tenant_id, "/full-process", "POST", 200, 1.0)
-    good: OutboxEvent = job_exhausted(tenant_id, uuid.uuid4())
-    async with pg.acquire() as conn:
-        await write_events(conn, [bad, good])
     async with (
         fake.serving(port),
         grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
@@ -207,6 +196,22 @@ async def test_events_rejected_by_telemetry_are_kept_as_rejected_and_not_resent(
         ):
             await relay.deliver_once()
         await relay.deliver_once()
+
+
+async def test_events_rejected_by_telemetry_are_kept_as_rejected_and_not_resent(
+    migrated: asyncpg.Pool,
+) -> None:
+    """Fault: telemetry rejects an event as invalid. Must: the row is marked rejected with
+    telemetry's error and is not sent again; the valid events of the batch are delivered."""
+    pg = migrated
+    fake = FakeTelemetry()
+    fake.reject_types = {telemetry_pb2.EVENT_TYPE_HTTP_REQUEST}
+    tenant_id = f"outbox-{uuid.uuid4().hex[:12]}"
+    bad: OutboxEvent = http_request(tenant_id, "/full-process", "POST", 200, 1.0)
+    good: OutboxEvent = job_exhausted(tenant_id, uuid.uuid4())
+    async with pg.acquire() as conn:
+        await write_events(conn, [bad, good])
+    await _relay_until_delivered(pg, fake, tenant_id)
     rows: dict[str, Any] = {
         r["event_type"]: r
         for r in await pg.fetch(
@@ -228,7 +233,6 @@ async def test_a_row_no_event_can_carry_is_kept_as_rejected_and_the_rest_are_del
     rejected without being sent and the relay keeps delivering the rows around it; before,
     the relay task crashed on it, and on it again after every restart."""
     pg = migrated
-    port = free_port()
     fake = FakeTelemetry()
     tenant_id = f"outbox-{uuid.uuid4().hex[:12]}"
     good: OutboxEvent = job_exhausted(tenant_id, uuid.uuid4())
@@ -240,18 +244,7 @@ async def test_a_row_no_event_can_carry_is_kept_as_rejected_and_the_rest_are_del
             tenant_id,
         )
         await write_events(conn, [good])
-    async with (
-        fake.serving(port),
-        grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel,
-    ):
-        relay = OutboxRelay(
-            pg, TelemetryClient(channel).record_events, RelaySettings(batch_size=1000)
-        )
-        while await pg.fetchval(
-            "SELECT count(*) FROM pipeline_outbox WHERE tenant_id = $1 AND delivered_at IS NULL",
-            tenant_id,
-        ):
-            await relay.deliver_once()
+    await _relay_until_delivered(pg, fake, tenant_id)
     rows = {
         r["event_type"]: (r["rejected"], (r["last_error"] or "").split(":")[0])
         for r in await pg.fetch(
