@@ -114,18 +114,10 @@ PERMISSIONS: Mapping[Operation, Permission] = MappingProxyType(
 
 @dataclass(frozen=True)
 class PresentedKeys:
-    """The raw keys a caller presented, as its transport carried them; never shown in a repr.
+    """The raw key a caller presented (`services.runtime.keys.key_from_headers` /
+    `key_from_metadata` pick it); never shown in a repr."""
 
-    Which slot carried a key does not matter: its role in the key store does.
-    """
-
-    api_key: str | None = field(default=None, repr=False)
-    admin_key: str | None = field(default=None, repr=False)
-
-    @property
-    def authenticating(self) -> str:
-        """The key `_authorize` checks: the admin key when one is presented."""
-        return self.admin_key or self.api_key or ""
+    key: str | None = field(default=None, repr=False)
 
 
 # Called with the tenant a call concerns once the caller is authorized for it
@@ -217,7 +209,7 @@ class PipelineApp:
         The only place keys are checked (codes of `services.runtime.keys.access`).
         """
         permission = PERMISSIONS[operation]
-        principal = await self._access.authorize(keys.authenticating, permission.roles)
+        principal = await self._access.authorize(keys.key, permission.roles)
         tenant = _scoped_tenant(principal, permission.scope, tenant_id)
         if tenant:
             attribute(tenant)

@@ -27,15 +27,9 @@ from services.pipeline.incidents import FeedbackStats, Incident
 from services.pipeline.jobs import JobView
 from services.pipeline.requests import IncidentQuery, given, message_submission
 from services.pipeline.status import ReadinessStatus
+from services.runtime.keys import key_from_metadata
 
 Context = grpc.aio.ServicerContext[Any, Any]
-
-
-def _metadata(context: Context, key: str) -> str | None:
-    for name, value in context.invocation_metadata() or ():
-        if name == key and isinstance(value, str):
-            return value
-    return None
 
 
 def _timestamp(value: datetime | None) -> Timestamp | None:
@@ -146,9 +140,7 @@ def readiness_proto(status: ReadinessStatus) -> pipeline_pb2.ReadinessStatus:
 
 def _keys(context: Context) -> PresentedKeys:
     """`x-api-key` / `x-admin-key` metadata: both are read; the key's role decides."""
-    return PresentedKeys(
-        api_key=_metadata(context, "x-api-key"), admin_key=_metadata(context, "x-admin-key")
-    )
+    return PresentedKeys(key_from_metadata(context.invocation_metadata()))
 
 
 def _enum_value(enum: EnumTypeWrapper, number: int, prefix: str) -> str | None:

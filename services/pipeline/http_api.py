@@ -36,6 +36,7 @@ from services.pipeline.requests import (
 )
 from services.runtime.config import parse_boolean
 from services.runtime.errors import ClientClosedRequest, InvalidInput, PtfError
+from services.runtime.keys import key_from_headers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -57,9 +58,7 @@ def _flag(raw: str | None) -> bool:
 
 def _keys(request: web.Request) -> PresentedKeys:
     """`X-API-Key` / `X-Admin-Key`: every route reads both; the key's role decides."""
-    return PresentedKeys(
-        api_key=request.headers.get("X-API-Key"), admin_key=request.headers.get("X-Admin-Key")
-    )
+    return PresentedKeys(key_from_headers(request.headers))
 
 
 def _attribute(request: web.Request, tenant_id: str) -> None:

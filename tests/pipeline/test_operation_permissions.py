@@ -166,5 +166,5 @@ async def test_admin_rpc_without_a_valid_key_is_unauthenticated(
 
 def test_presented_keys_never_show_in_a_repr() -> None:
     """Keys must not reach logs: a logged or raised `PresentedKeys` shows no key."""
-    keys = PresentedKeys(api_key="tenant-secret", admin_key="admin-secret")
+    keys = PresentedKeys("tenant-secret")
     assert "secret" not in repr(keys)

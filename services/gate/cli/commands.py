@@ -32,6 +32,7 @@ from services.gate.cli.metrics_dir import record_run
 from services.gate.domain.errors import SpecError
 from services.gate.domain.spec import parse_spec
 from services.gate.mapping import audit_record, reason_code
+from services.runtime.keys import API_KEY_METADATA
 from services.runtime.keys.channels import keyed_channel
 from services.runtime.tokens.errors import token_hash
 
@@ -40,7 +41,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 TOKEN_ENV = "GATECTL_OVERRIDE_TOKEN"
-KEY_METADATA = "x-api-key"
 
 
 @asynccontextmanager
@@ -48,7 +48,7 @@ async def gate(args: argparse.Namespace) -> AsyncIterator[GateStub]:
     """An async stub on a channel to `--gate` presenting `--key`, closed afterwards."""
     if not args.key:
         raise CliExit(NO_PERMISSION, f"an API key is required (--key or {KEY_ENV})")
-    async with keyed_channel(args.gate, ((KEY_METADATA, args.key),)) as channel:
+    async with keyed_channel(args.gate, ((API_KEY_METADATA, args.key),)) as channel:
         stub: GateStub = gate_pb2_grpc.GateServiceStub(channel)
         yield stub
 

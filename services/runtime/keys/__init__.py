@@ -1,6 +1,7 @@
 """One credential system for every service: a shared key store and one set of rules."""
 
 from services.runtime.keys.access import (
+    API_KEY_METADATA,
     KEY_HEADERS,
     KEY_METADATA,
     Access,
@@ -18,6 +19,7 @@ from services.runtime.keys.principal import Principal, Role, validate_tenant_id
 from services.runtime.keys.store import KEY_MIGRATIONS, KeyInfo, KeyStore, key_id_of
 
 __all__ = [
+    "API_KEY_METADATA",
     "KEY_HEADERS",
     "KEY_METADATA",
     "KEY_MIGRATIONS",

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 KEY_HEADERS = ("X-Admin-Key", "X-API-Key")
 KEY_METADATA = tuple(name.lower() for name in KEY_HEADERS)
-SERVICE_KEY_METADATA = "x-api-key"
+API_KEY_METADATA = "x-api-key"
 DEV_TENANTS = ("default",)
 DEV_OPERATORS = {Role.TENANT: "dev-tenant", Role.ADMIN: "dev-admin", Role.SERVICE: "dev-service"}
 
@@ -81,7 +81,7 @@ def service_key(config: AppConfig) -> str:
 def service_metadata(config: AppConfig) -> tuple[tuple[str, str], ...]:
     """gRPC metadata carrying this service's key (nothing when it has none)."""
     key = service_key(config)
-    return ((SERVICE_KEY_METADATA, key),) if key else ()
+    return ((API_KEY_METADATA, key),) if key else ()
 
 
 async def seed_dev_keys(store: KeyStore, config: AppConfig) -> None:
