@@ -275,6 +275,13 @@ def _body_deadline(seconds: float) -> Middleware:
             return await handler(request)
         finally:
             timer.cancel()
+            if isinstance(request.content.exception(), RequestTimeout):
+                # The 408 is answered; aiohttp's lingering close now reads and drops the
+                # rest of the body before closing. Left set, the timeout would fail that
+                # read ("Unhandled exception") and the socket would close with unread
+                # client bytes, a TCP reset that can destroy the 408 before the client
+                # reads it. StreamReader has no public way to clear it.
+                request.content._exception = None
 
     return middleware
 
