@@ -4,7 +4,9 @@ All SQL is parameterized. A tenant-scoped query adds one fixed clause
 (`tenant_id = ANY($n)` with the tenant and `''`, the system-wide events); no
 caller text is ever spliced into SQL. Aggregates of one report run in one
 read-only REPEATABLE READ transaction so their numbers agree with each other.
-Percentiles are computed by PostgreSQL (`percentile_cont`).
+A run summary reads per-hour rollups kept by triggers (migration 0002) plus the raw
+rows of its partial edge hours; its percentiles are exact `percentile_cont` figures
+(domain/ranks.py), with only the histogram buckets that hold the wanted ranks read.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import Unavailable
 from services.telemetry.domain.events import ValidEvent
 from services.telemetry.domain.health import DigestInputs, HealthInputs, ProviderStats
+from services.telemetry.domain.ranks import locate, percentiles, wanted_ranks
+from services.telemetry.domain.rollup import split_window
 from services.telemetry.domain.summary import (
     ErrorCounts,
     Percentiles,
@@ -47,49 +51,106 @@ RETURNING event_id
 _WINDOW = "occurred_at >= $1 AND occurred_at < $2"
 _TENANT = " AND tenant_id = ANY($3::text[])"
 
+# A run summary adds the rollups' whole hours ($5..$6) to an aggregate of the raw
+# rows at the window's partial edges ($1..$2 and $3..$4); see migration 0002.
+_EDGES = "((occurred_at >= $1 AND occurred_at < $2) OR (occurred_at >= $3 AND occurred_at < $4))"
+_HOURS = "hour >= $5 AND hour < $6"
+_SUMMARY_TENANT = " AND tenant_id = ANY($7::text[])"
+
 _SUMMARY_COUNTS = """
 SELECT
-  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED') AS total_invoices,
-  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED'
-                     AND (payload->>'accept_rounding')::boolean) AS accept_rounding_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED') AS incident_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
-                     AND payload->>'severity' = 'S1') AS s1_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
-                     AND payload->>'severity' = 'S2') AS s2_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
-                     AND (payload->>'ocr_suspect')::boolean) AS ocr_suspect_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_RESOLVED') AS resolved_count,
-  count(*) FILTER (WHERE event_type = 'FEEDBACK_SUBMITTED') AS feedback_count,
-  count(*) FILTER (WHERE event_type = 'FEEDBACK_SUBMITTED'
-                     AND (payload->>'hint_correct')::boolean) AS hint_correct_count,
-  count(*) FILTER (WHERE event_type = 'HTTP_REQUEST') AS total_requests,
-  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
-      (ORDER BY (payload->>'pipeline_total_ms')::float8)
-      FILTER (WHERE event_type = 'INVOICE_PROCESSED') AS pipeline_pct,
-  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED'
-                     AND payload->>'extraction_ms' IS NOT NULL) AS extraction_samples,
-  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
-      (ORDER BY (payload->>'extraction_ms')::float8)
-      FILTER (WHERE event_type = 'INVOICE_PROCESSED'
-                AND payload->>'extraction_ms' IS NOT NULL) AS extraction_pct,
-  coalesce(max((payload->>'depth')::bigint)
-      FILTER (WHERE event_type = 'QUEUE_SAMPLE'), 0) AS max_depth,
-  coalesce(bool_or((payload->>'stuck')::boolean)
-      FILTER (WHERE event_type = 'QUEUE_SAMPLE'), false) AS stuck
-FROM telemetry_events
-WHERE event_type = ANY(ARRAY['INVOICE_PROCESSED', 'INCIDENT_CREATED', 'INCIDENT_RESOLVED',
-                             'FEEDBACK_SUBMITTED', 'HTTP_REQUEST', 'QUEUE_SAMPLE'])
-  AND {window}{tenant}
+  sum(invoices)::bigint AS total_invoices, sum(accept_rounding)::bigint AS accept_rounding_count,
+  sum(incidents)::bigint AS incident_count, sum(s1)::bigint AS s1_count,
+  sum(s2)::bigint AS s2_count, sum(ocr_suspects)::bigint AS ocr_suspect_count,
+  sum(resolved)::bigint AS resolved_count, sum(feedback)::bigint AS feedback_count,
+  sum(hint_correct)::bigint AS hint_correct_count, sum(requests)::bigint AS total_requests,
+  max(max_depth) AS max_depth, bool_or(stuck) AS stuck
+FROM (
+  SELECT
+    count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED') AS invoices,
+    count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED'
+                       AND (payload->>'accept_rounding')::boolean) AS accept_rounding,
+    count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED') AS incidents,
+    count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
+                       AND payload->>'severity' = 'S1') AS s1,
+    count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
+                       AND payload->>'severity' = 'S2') AS s2,
+    count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED'
+                       AND (payload->>'ocr_suspect')::boolean) AS ocr_suspects,
+    count(*) FILTER (WHERE event_type = 'INCIDENT_RESOLVED') AS resolved,
+    count(*) FILTER (WHERE event_type = 'FEEDBACK_SUBMITTED') AS feedback,
+    count(*) FILTER (WHERE event_type = 'FEEDBACK_SUBMITTED'
+                       AND (payload->>'hint_correct')::boolean) AS hint_correct,
+    count(*) FILTER (WHERE event_type = 'HTTP_REQUEST') AS requests,
+    coalesce(max((payload->>'depth')::bigint)
+        FILTER (WHERE event_type = 'QUEUE_SAMPLE'), 0) AS max_depth,
+    coalesce(bool_or((payload->>'stuck')::boolean)
+        FILTER (WHERE event_type = 'QUEUE_SAMPLE'), false) AS stuck
+  FROM telemetry_events
+  WHERE event_type = ANY(ARRAY['INVOICE_PROCESSED', 'INCIDENT_CREATED', 'INCIDENT_RESOLVED',
+                               'FEEDBACK_SUBMITTED', 'HTTP_REQUEST', 'QUEUE_SAMPLE'])
+    AND {edges}{tenant}
+  UNION ALL
+  SELECT invoices, accept_rounding, incidents, s1, s2, ocr_suspects, resolved, feedback,
+         hint_correct, requests, max_depth, stuck
+  FROM telemetry_rollup_hours
+  WHERE {hours}{tenant}
+) AS parts
 """
 
 _ERRORS_BY_CODE = """
-SELECT (payload->>'status')::int AS status, count(*) AS n
-FROM telemetry_events
-WHERE event_type = 'HTTP_REQUEST' AND {window}{tenant}
-  AND (payload->>'status')::int >= 400
+SELECT status, sum(n)::bigint AS n
+FROM (
+  SELECT (payload->>'status')::int AS status, count(*) AS n
+  FROM telemetry_events
+  WHERE event_type = 'HTTP_REQUEST' AND {edges}{tenant}
+    AND (payload->>'status')::int >= 400
+  GROUP BY 1
+  UNION ALL
+  SELECT status, n FROM telemetry_rollup_errors WHERE {hours}{tenant}
+) AS parts
 GROUP BY 1
 """
+
+_LATENCY_HISTOGRAM = """
+SELECT metric, bucket, sum(n)::bigint AS n
+FROM (
+  SELECT m.metric, m.bucket, count(*) AS n
+  FROM telemetry_events
+  CROSS JOIN LATERAL (VALUES ('pipeline_total_ms', pipeline_bucket),
+                             ('extraction_ms', extraction_bucket)) AS m(metric, bucket)
+  WHERE event_type = 'INVOICE_PROCESSED' AND {edges}{tenant} AND m.bucket IS NOT NULL
+  GROUP BY 1, 2
+  UNION ALL
+  SELECT metric, bucket, n FROM telemetry_rollup_latency WHERE {hours}{tenant}
+) AS parts
+GROUP BY 1, 2
+ORDER BY 1, 2
+"""
+
+# The values at positions first..first+count-1 of each bucket's ascending values in
+# the window, read from that bucket's raw rows only. One text per metric: column
+# names are fixed here, never taken from a caller.
+_RANKED_VALUES = """
+SELECT w.bucket, w.first, v.sorted
+FROM unnest($3::int[], $4::bigint[], $5::bigint[]) AS w(bucket, first, count)
+CROSS JOIN LATERAL (
+  SELECT array_agg(value ORDER BY value) AS sorted
+  FROM (
+    SELECT {column} AS value
+    FROM telemetry_events
+    WHERE event_type = 'INVOICE_PROCESSED' AND {bucket} = w.bucket
+      AND occurred_at >= $1 AND occurred_at < $2{tenant}
+    ORDER BY {column}
+    OFFSET w.first LIMIT w.count
+  ) AS ranked
+) AS v
+"""
+_RANKED_COLUMNS = {
+    "pipeline_total_ms": ("pipeline_total_ms", "pipeline_bucket"),
+    "extraction_ms": ("extraction_ms", "extraction_bucket"),
+}
+_TENANT_AFTER_RANKS = " AND tenant_id = ANY($6::text[])"
 
 _CURRENT_DEPTH = """
 SELECT (payload->>'depth')::bigint AS depth
@@ -197,11 +258,48 @@ def _scope_args(window: TimeWindow, tenant_id: str | None) -> list[Any]:
     return args
 
 
-def _percentiles(values: Sequence[float] | None, samples: int) -> Percentiles:
-    if not values or samples == 0:
+def _summary_sql(template: str, tenants: list[str] | None) -> str:
+    """A run-summary query: edges $1..$4, whole hours $5..$6, tenants $7 when scoped."""
+    return template.format(
+        edges=_EDGES, hours=_HOURS, tenant=_SUMMARY_TENANT if tenants is not None else ""
+    )
+
+
+async def _exact_percentiles(
+    conn: asyncpg.pool.PoolConnectionProxy,
+    metric: str,
+    histogram: Sequence[tuple[int, int]],
+    window: TimeWindow,
+    tenants: list[str] | None,
+) -> Percentiles:
+    """percentile_cont of `metric` over `window`, reading only the buckets of its ranks."""
+    samples = sum(n for _, n in histogram)
+    located = locate(histogram, wanted_ranks(samples))
+    if not located:
         return Percentiles()
-    p50, p95, p99 = values
-    return Percentiles(p50=p50, p95=p95, p99=p99, sample_count=samples)
+    column, bucket = _RANKED_COLUMNS[metric]
+    sql = _RANKED_VALUES.format(
+        column=column, bucket=bucket, tenant=_TENANT_AFTER_RANKS if tenants is not None else ""
+    )
+    spans: dict[int, tuple[int, int]] = {}
+    for place_bucket, position in located.values():
+        low, high = spans.get(place_bucket, (position, position))
+        spans[place_bucket] = (min(low, position), max(high, position))
+    buckets = sorted(spans)
+    args: list[Any] = [
+        window.start,
+        window.end,
+        buckets,
+        [spans[b][0] for b in buckets],
+        [spans[b][1] - spans[b][0] + 1 for b in buckets],
+    ]
+    if tenants is not None:
+        args.append(tenants)
+    by_place: dict[tuple[int, int], float] = {}
+    for r in await conn.fetch(sql, *args):
+        for offset, value in enumerate(r["sorted"]):
+            by_place[(r["bucket"], r["first"] + offset)] = value
+    return percentiles({rank: by_place[place] for rank, place in located.items()}, samples)
 
 
 @dataclass(frozen=True)
@@ -246,36 +344,62 @@ class EventRepository:
                 yield conn
 
     async def summary(self, window: TimeWindow, tenant_id: str | None) -> SummaryAggregates:
-        """Counts, percentiles, errors and queue stats of `window` (tenant: plus system-wide)."""
-        args = _scope_args(window, tenant_id)
+        """Counts, percentiles, errors and queue stats of `window` (tenant: plus system-wide).
+
+        Whole hours come from the rollups, partial edge hours from raw rows, and the
+        percentiles are exact: the histogram locates each wanted rank's bucket, and only
+        those buckets' raw values are read (`services/telemetry/domain/ranks.py`).
+        """
+        split = split_window(window)
+        args: list[Any] = [
+            split.head.start,
+            split.head.end,
+            split.tail.start,
+            split.tail.end,
+            split.hours.start,
+            split.hours.end,
+        ]
+        tenants = None if tenant_id is None else [tenant_id, ""]
+        if tenants is not None:
+            args.append(tenants)
         async with self._snapshot() as conn:
-            row = await conn.fetchrow(_scoped(_SUMMARY_COUNTS, tenant_id), *args)
-            error_rows = await conn.fetch(_scoped(_ERRORS_BY_CODE, tenant_id), *args)
-            depth = await conn.fetchval(_scoped(_CURRENT_DEPTH, tenant_id), *args)
+            row = await conn.fetchrow(_summary_sql(_SUMMARY_COUNTS, tenants), *args)
+            error_rows = await conn.fetch(_summary_sql(_ERRORS_BY_CODE, tenants), *args)
+            histogram_rows = await conn.fetch(_summary_sql(_LATENCY_HISTOGRAM, tenants), *args)
+            depth = await conn.fetchval(
+                _scoped(_CURRENT_DEPTH, tenant_id), *_scope_args(window, tenant_id)
+            )
+            histograms: dict[str, list[tuple[int, int]]] = {name: [] for name in _RANKED_COLUMNS}
+            for r in histogram_rows:
+                histograms[r["metric"]].append((r["bucket"], r["n"]))
+            latency = {
+                metric: await _exact_percentiles(conn, metric, histogram, window, tenants)
+                for metric, histogram in histograms.items()
+            }
         assert row is not None
         counts = SummaryCounts(
-            total_invoices=row["total_invoices"],
-            incident_count=row["incident_count"],
-            s1_count=row["s1_count"],
-            s2_count=row["s2_count"],
-            ocr_suspect_count=row["ocr_suspect_count"],
-            resolved_count=row["resolved_count"],
-            feedback_count=row["feedback_count"],
-            hint_correct_count=row["hint_correct_count"],
-            accept_rounding_count=row["accept_rounding_count"],
+            total_invoices=row["total_invoices"] or 0,
+            incident_count=row["incident_count"] or 0,
+            s1_count=row["s1_count"] or 0,
+            s2_count=row["s2_count"] or 0,
+            ocr_suspect_count=row["ocr_suspect_count"] or 0,
+            resolved_count=row["resolved_count"] or 0,
+            feedback_count=row["feedback_count"] or 0,
+            hint_correct_count=row["hint_correct_count"] or 0,
+            accept_rounding_count=row["accept_rounding_count"] or 0,
         )
         return SummaryAggregates(
             counts=counts,
-            pipeline_total_ms=_percentiles(row["pipeline_pct"], row["total_invoices"]),
-            extraction_ms=_percentiles(row["extraction_pct"], row["extraction_samples"]),
+            pipeline_total_ms=latency["pipeline_total_ms"],
+            extraction_ms=latency["extraction_ms"],
             errors=ErrorCounts(
                 by_code={r["status"]: r["n"] for r in error_rows},
-                total_requests=row["total_requests"],
+                total_requests=row["total_requests"] or 0,
             ),
             queue=QueueStats(
                 current_depth=depth or 0,
-                max_depth_in_period=row["max_depth"],
-                stuck_detected=row["stuck"],
+                max_depth_in_period=row["max_depth"] or 0,
+                stuck_detected=bool(row["stuck"]),
             ),
         )
 
