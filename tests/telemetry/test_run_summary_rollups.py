@@ -28,6 +28,7 @@ from tests.telemetry.factories import (
     mismatch_invoice,
     new_tenant,
     queue_sample,
+    record,
     record_all,
     resolved,
 )
@@ -211,3 +212,16 @@ async def test_deleting_events_recomputes_the_hours_they_were_in(
     assert served == await _recomputed(pg, start, end, [tenant, ""])
     assert served["counts"]["total_invoices"] == 61
     assert served["latency"]["pipeline_total_ms"]["p50"] == pytest.approx(90.0)
+
+
+async def test_an_event_repeated_inside_one_batch_is_rolled_up_once(
+    telemetry: ServiceHandle, pg: asyncpg.Pool, slot: Slot
+) -> None:
+    tenant = new_tenant()
+    twice = event("INVOICE_PROCESSED", tenant, invoice(pipeline_total_ms=7.0), slot.at(30))
+    response = await record(telemetry.service_channel, [twice, twice])
+    assert (response.accepted, response.duplicates) == (1, 1)
+    start, end = slot.start, slot.start + timedelta(hours=2)
+    served = await _served(telemetry, start, end, tenant)
+    assert served["counts"]["total_invoices"] == 1
+    assert served == await _recomputed(pg, start, end, [tenant, ""])
