@@ -4,8 +4,8 @@ All SQL is parameterized. A tenant-scoped query adds one fixed clause
 (`tenant_id = ANY($n)` with the tenant and `''`, the system-wide events); no
 caller text is ever spliced into SQL. Aggregates of one report run in one
 read-only REPEATABLE READ transaction so their numbers agree with each other.
-A run summary reads per-hour rollups kept by triggers (migration 0002) plus the raw
-rows of its partial edge hours; its percentiles are exact `percentile_cont` figures
+A run summary reads per-hour and per-minute rollups kept by triggers (migrations
+0002, 0003) plus the raw rows at its edges; its percentiles are exact `percentile_cont` figures
 (domain/ranks.py), with only the histogram buckets that hold the wanted ranks read.
 """
 
@@ -26,7 +26,7 @@ from services.runtime.errors import Unavailable
 from services.telemetry.domain.events import ValidEvent
 from services.telemetry.domain.health import DigestInputs, HealthInputs, ProviderStats
 from services.telemetry.domain.ranks import locate, percentiles, wanted_ranks
-from services.telemetry.domain.rollup import split_window
+from services.telemetry.domain.rollup import plan_summary
 from services.telemetry.domain.summary import (
     ErrorCounts,
     Percentiles,
@@ -51,11 +51,17 @@ RETURNING event_id
 _WINDOW = "occurred_at >= $1 AND occurred_at < $2"
 _TENANT = " AND tenant_id = ANY($3::text[])"
 
-# A run summary adds the rollups' whole hours ($5..$6) to an aggregate of the raw
-# rows at the window's partial edges ($1..$2 and $3..$4); see migration 0002.
-_EDGES = "((occurred_at >= $1 AND occurred_at < $2) OR (occurred_at >= $3 AND occurred_at < $4))"
-_HOURS = "hour >= $5 AND hour < $6"
-_SUMMARY_TENANT = " AND tenant_id = ANY($7::text[])"
+# A run summary adds the rollups' whole hours and minutes to an aggregate of the raw
+# rows at the window's very edges (domain/rollup.py, migrations 0002 and 0003). Each
+# kind of piece is at most two ranges, passed as plain bounds so that the planner
+# sees them (an unnest join of ranges made it scan the whole table).
+# Counts and errors: $1..$4 raw ranges, $5..$8 minute ranges, $9..$10 whole hours,
+# $11 tenants. Latency histogram: $1..$4 partial hours, $5..$6 whole hours, $7.
+_RAW_SPANS = """telemetry_events
+  WHERE ((occurred_at >= $1 AND occurred_at < $2) OR (occurred_at >= $3 AND occurred_at < $4))"""
+_MINUTE_SPANS = """{table}
+  WHERE ((minute >= $5 AND minute < $6) OR (minute >= $7 AND minute < $8))"""
+_SPAN_PAIRS = 2
 
 _SUMMARY_COUNTS = """
 SELECT
@@ -86,15 +92,18 @@ FROM (
         FILTER (WHERE event_type = 'QUEUE_SAMPLE'), 0) AS max_depth,
     coalesce(bool_or((payload->>'stuck')::boolean)
         FILTER (WHERE event_type = 'QUEUE_SAMPLE'), false) AS stuck
-  FROM telemetry_events
-  WHERE event_type = ANY(ARRAY['INVOICE_PROCESSED', 'INCIDENT_CREATED', 'INCIDENT_RESOLVED',
-                               'FEEDBACK_SUBMITTED', 'HTTP_REQUEST', 'QUEUE_SAMPLE'])
-    AND {edges}{tenant}
+  FROM {raw}
+    AND event_type = ANY(ARRAY['INVOICE_PROCESSED', 'INCIDENT_CREATED', 'INCIDENT_RESOLVED',
+                               'FEEDBACK_SUBMITTED', 'HTTP_REQUEST', 'QUEUE_SAMPLE']){tenant}
+  UNION ALL
+  SELECT invoices, accept_rounding, incidents, s1, s2, ocr_suspects, resolved, feedback,
+         hint_correct, requests, max_depth, stuck
+  FROM {minutes}{tenant}
   UNION ALL
   SELECT invoices, accept_rounding, incidents, s1, s2, ocr_suspects, resolved, feedback,
          hint_correct, requests, max_depth, stuck
   FROM telemetry_rollup_hours
-  WHERE {hours}{tenant}
+  WHERE hour >= $9 AND hour < $10{tenant}
 ) AS parts
 """
 
@@ -102,12 +111,13 @@ _ERRORS_BY_CODE = """
 SELECT status, sum(n)::bigint AS n
 FROM (
   SELECT (payload->>'status')::int AS status, count(*) AS n
-  FROM telemetry_events
-  WHERE event_type = 'HTTP_REQUEST' AND {edges}{tenant}
-    AND (payload->>'status')::int >= 400
+  FROM {raw}
+    AND event_type = 'HTTP_REQUEST' AND (payload->>'status')::int >= 400{tenant}
   GROUP BY 1
   UNION ALL
-  SELECT status, n FROM telemetry_rollup_errors WHERE {hours}{tenant}
+  SELECT status, n FROM {minutes}{tenant}
+  UNION ALL
+  SELECT status, n FROM telemetry_rollup_errors WHERE hour >= $9 AND hour < $10{tenant}
 ) AS parts
 GROUP BY 1
 """
@@ -116,13 +126,20 @@ _LATENCY_HISTOGRAM = """
 SELECT metric, bucket, sum(n)::bigint AS n
 FROM (
   SELECT m.metric, m.bucket, count(*) AS n
-  FROM telemetry_events
+  FROM (
+    SELECT pipeline_bucket, extraction_bucket FROM telemetry_events
+    WHERE event_type = 'INVOICE_PROCESSED' AND occurred_at >= $1 AND occurred_at < $2{tenant}
+    UNION ALL
+    SELECT pipeline_bucket, extraction_bucket FROM telemetry_events
+    WHERE event_type = 'INVOICE_PROCESSED' AND occurred_at >= $3 AND occurred_at < $4{tenant}
+  ) AS edges
   CROSS JOIN LATERAL (VALUES ('pipeline_total_ms', pipeline_bucket),
                              ('extraction_ms', extraction_bucket)) AS m(metric, bucket)
-  WHERE event_type = 'INVOICE_PROCESSED' AND {edges}{tenant} AND m.bucket IS NOT NULL
+  WHERE m.bucket IS NOT NULL
   GROUP BY 1, 2
   UNION ALL
-  SELECT metric, bucket, n FROM telemetry_rollup_latency WHERE {hours}{tenant}
+  SELECT metric, bucket, n FROM telemetry_rollup_latency
+  WHERE hour >= $5 AND hour < $6{tenant}
 ) AS parts
 GROUP BY 1, 2
 ORDER BY 1, 2
@@ -258,11 +275,20 @@ def _scope_args(window: TimeWindow, tenant_id: str | None) -> list[Any]:
     return args
 
 
-def _summary_sql(template: str, tenants: list[str] | None) -> str:
-    """A run-summary query: edges $1..$4, whole hours $5..$6, tenants $7 when scoped."""
+def _summary_sql(template: str, tenant_param: int | None, minutes_table: str = "") -> str:
+    """A run-summary query over its spans, tenant-scoped by `$tenant_param` when given."""
+    tenant = "" if tenant_param is None else f" AND tenant_id = ANY(${tenant_param}::text[])"
     return template.format(
-        edges=_EDGES, hours=_HOURS, tenant=_SUMMARY_TENANT if tenants is not None else ""
+        raw=_RAW_SPANS, minutes=_MINUTE_SPANS.format(table=minutes_table), tenant=tenant
     )
+
+
+def _bounds(parts: Sequence[TimeWindow], empty_at: datetime) -> list[datetime]:
+    """`_SPAN_PAIRS` (start, end) pairs, flattened; missing ones are empty ranges."""
+    if len(parts) > _SPAN_PAIRS:
+        raise ValueError(f"a summary piece has at most {_SPAN_PAIRS} ranges, got {len(parts)}")
+    bounds = [instant for part in parts for instant in (part.start, part.end)]
+    return bounds + [empty_at] * (2 * _SPAN_PAIRS - len(bounds))
 
 
 async def _exact_percentiles(
@@ -350,22 +376,27 @@ class EventRepository:
         percentiles are exact: the histogram locates each wanted rank's bucket, and only
         those buckets' raw values are read (`services/telemetry/domain/ranks.py`).
         """
-        split = split_window(window)
-        args: list[Any] = [
-            split.head.start,
-            split.head.end,
-            split.tail.start,
-            split.tail.end,
-            split.hours.start,
-            split.hours.end,
-        ]
+        plan = plan_summary(window)
         tenants = None if tenant_id is None else [tenant_id, ""]
-        if tenants is not None:
-            args.append(tenants)
+        scope = [] if tenants is None else [tenants]
+        hours = [plan.hours.start, plan.hours.end]
+        end = window.end
+        counts_args = [*_bounds(plan.raw, end), *_bounds(plan.minutes, end), *hours, *scope]
+        histogram_args = [*_bounds(plan.partial_hours, end), *hours, *scope]
+        tenant_param = None if tenants is None else 11
         async with self._snapshot() as conn:
-            row = await conn.fetchrow(_summary_sql(_SUMMARY_COUNTS, tenants), *args)
-            error_rows = await conn.fetch(_summary_sql(_ERRORS_BY_CODE, tenants), *args)
-            histogram_rows = await conn.fetch(_summary_sql(_LATENCY_HISTOGRAM, tenants), *args)
+            row = await conn.fetchrow(
+                _summary_sql(_SUMMARY_COUNTS, tenant_param, "telemetry_rollup_minutes"),
+                *counts_args,
+            )
+            error_rows = await conn.fetch(
+                _summary_sql(_ERRORS_BY_CODE, tenant_param, "telemetry_rollup_minute_errors"),
+                *counts_args,
+            )
+            histogram_rows = await conn.fetch(
+                _summary_sql(_LATENCY_HISTOGRAM, None if tenants is None else 7),
+                *histogram_args,
+            )
             depth = await conn.fetchval(
                 _scoped(_CURRENT_DEPTH, tenant_id), *_scope_args(window, tenant_id)
             )
