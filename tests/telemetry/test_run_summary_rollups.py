@@ -8,6 +8,7 @@ percentile_cont percentiles, errors by code and queue figures, all tenants and p
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,53 +33,10 @@ from tests.telemetry.factories import (
     record_all,
     resolved,
 )
+from tests.telemetry.raw_summary import recomputed_summary, summary_shape
 
 EVENTS = 1500
 HOURS = 5
-
-_RAW_SUMMARY = """
-SELECT
-  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED') AS total_invoices,
-  count(*) FILTER (WHERE event_type = 'INVOICE_PROCESSED'
-                     AND (payload->>'accept_rounding')::boolean) AS accept_rounding_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED') AS incident_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED' AND payload->>'severity' = 'S1')
-      AS s1_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED' AND payload->>'severity' = 'S2')
-      AS s2_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_CREATED' AND (payload->>'ocr_suspect')::boolean)
-      AS ocr_suspect_count,
-  count(*) FILTER (WHERE event_type = 'INCIDENT_RESOLVED') AS resolved_count,
-  count(*) FILTER (WHERE event_type = 'FEEDBACK_SUBMITTED') AS feedback_count,
-  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
-      (ORDER BY (payload->>'pipeline_total_ms')::float8)
-      FILTER (WHERE event_type = 'INVOICE_PROCESSED') AS pipeline,
-  percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP
-      (ORDER BY (payload->>'extraction_ms')::float8)
-      FILTER (WHERE event_type = 'INVOICE_PROCESSED'
-                AND payload->>'extraction_ms' IS NOT NULL) AS extraction,
-  coalesce(max((payload->>'depth')::bigint) FILTER (WHERE event_type = 'QUEUE_SAMPLE'), 0)
-      AS max_depth,
-  coalesce(bool_or((payload->>'stuck')::boolean) FILTER (WHERE event_type = 'QUEUE_SAMPLE'),
-           false) AS stuck
-FROM telemetry_events
-WHERE occurred_at >= $1 AND occurred_at < $2 AND tenant_id = ANY($3::text[])
-"""
-
-_RAW_ERRORS = """
-SELECT (payload->>'status')::int AS status, count(*) AS n
-FROM telemetry_events
-WHERE event_type = 'HTTP_REQUEST' AND occurred_at >= $1 AND occurred_at < $2
-  AND tenant_id = ANY($3::text[]) AND (payload->>'status')::int >= 400
-GROUP BY 1
-"""
-
-_RAW_DEPTH = """
-SELECT (payload->>'depth')::bigint FROM telemetry_events
-WHERE event_type = 'QUEUE_SAMPLE' AND occurred_at >= $1 AND occurred_at < $2
-  AND tenant_id = ANY($3::text[])
-ORDER BY occurred_at DESC, event_id DESC LIMIT 1
-"""
 
 
 def _random_events(rng: random.Random, tenants: list[str], slot: Slot) -> list[Any]:
@@ -117,45 +75,6 @@ def _random_events(rng: random.Random, tenants: list[str], slot: Slot) -> list[A
     return events
 
 
-async def _recomputed(
-    pg: asyncpg.Pool, start: datetime, end: datetime, tenants: list[str]
-) -> dict[str, Any]:
-    row = await pg.fetchrow(_RAW_SUMMARY, start, end, tenants)
-    assert row is not None
-    errors = await pg.fetch(_RAW_ERRORS, start, end, tenants)
-    depth = await pg.fetchval(_RAW_DEPTH, start, end, tenants)
-
-    def latency(values: list[float] | None) -> dict[str, float | None]:
-        p50, p95, p99 = values or (None, None, None)
-        return {"p50": p50, "p95": p95, "p99": p99}
-
-    return {
-        "counts": {
-            key: row[key]
-            for key in (
-                "total_invoices",
-                "incident_count",
-                "s1_count",
-                "s2_count",
-                "ocr_suspect_count",
-                "resolved_count",
-                "feedback_count",
-                "accept_rounding_count",
-            )
-        },
-        "latency": {
-            "pipeline_total_ms": latency(row["pipeline"]),
-            "extraction_ms": latency(row["extraction"]),
-        },
-        "by_code": {str(r["status"]): r["n"] for r in sorted(errors, key=lambda r: r["status"])},
-        "queue": {
-            "current_depth": depth or 0,
-            "max_depth_in_period": row["max_depth"],
-            "stuck_detected": row["stuck"],
-        },
-    }
-
-
 async def _served(
     svc: ServiceHandle, start: datetime, end: datetime, tenant: str | None
 ) -> dict[str, Any]:
@@ -165,12 +84,7 @@ async def _served(
     async with svc.http.get("/run-summary", params=params, headers=SERVICE_HEADERS) as response:
         assert response.status == 200, await response.text()
         body: dict[str, Any] = await response.json()
-    return {
-        "counts": body["counts"],
-        "latency": body["latency"],
-        "by_code": body["errors"]["by_code"],
-        "queue": body["queue"],
-    }
+    return summary_shape(body)
 
 
 async def test_rollup_summary_equals_a_recomputation_over_raw_rows(
@@ -189,7 +103,7 @@ async def test_rollup_summary_equals_a_recomputation_over_raw_rows(
     for start, end in windows:
         for tenant in [None, *tenants]:
             scope = [*tenants, ""] if tenant is None else [tenant, ""]
-            expected = await _recomputed(pg, start, end, scope)
+            expected = await recomputed_summary(pg, start, end, scope)
             assert await _served(telemetry, start, end, tenant) == expected, (start, end, tenant)
 
 
@@ -209,7 +123,7 @@ async def test_deleting_events_recomputes_the_hours_they_were_in(
     )
     start, end = slot.start, slot.start + timedelta(hours=3)
     served = await _served(telemetry, start, end, tenant)
-    assert served == await _recomputed(pg, start, end, [tenant, ""])
+    assert served == await recomputed_summary(pg, start, end, [tenant, ""])
     assert served["counts"]["total_invoices"] == 61
     assert served["latency"]["pipeline_total_ms"]["p50"] == pytest.approx(90.0)
 
@@ -224,4 +138,20 @@ async def test_an_event_repeated_inside_one_batch_is_rolled_up_once(
     start, end = slot.start, slot.start + timedelta(hours=2)
     served = await _served(telemetry, start, end, tenant)
     assert served["counts"]["total_invoices"] == 1
-    assert served == await _recomputed(pg, start, end, [tenant, ""])
+    assert served == await recomputed_summary(pg, start, end, [tenant, ""])
+
+
+async def test_concurrent_batches_into_the_same_hour_are_all_rolled_up(
+    telemetry: ServiceHandle, pg: asyncpg.Pool, slot: Slot
+) -> None:
+    rng = random.Random(7)
+    tenants = [new_tenant() for _ in range(2)]
+    events = _random_events(rng, tenants, slot)
+    batches = [events[first : first + 100] for first in range(0, len(events), 100)]
+    responses = await asyncio.gather(
+        *(record(telemetry.service_channel, batch) for batch in batches)
+    )
+    assert [r.accepted for r in responses] == [len(batch) for batch in batches]
+    start, end = slot.at(0), slot.at(HOURS * 60)
+    expected = await recomputed_summary(pg, start, end, [*tenants, ""])
+    assert await _served(telemetry, start, end, None) == expected
