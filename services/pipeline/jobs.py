@@ -73,6 +73,26 @@ class JobView:
             "result": self.result,
         }
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobView:
+        """The inverse of `to_dict` (a job notification carries the view in this form)."""
+        finished = data["finished_at"]
+        incident = data["incident_id"]
+        return cls(
+            job_id=UUID(data["job_id"]),
+            tenant_id=data["tenant_id"],
+            invoice_id=UUID(data["invoice_id"]),
+            state=JobState(data["state"]),
+            attempts=int(data["attempts"]),
+            error_code=data["error_code"],
+            error_message=data["error_message"],
+            created_at=datetime.fromisoformat(data["created_at"]),
+            updated_at=datetime.fromisoformat(data["updated_at"]),
+            finished_at=datetime.fromisoformat(finished) if finished else None,
+            result=data["result"],
+            incident_id=UUID(incident) if incident else None,
+        )
+
 
 @dataclass(frozen=True)
 class InvoiceSource:
@@ -133,15 +153,21 @@ RETURNING job_id, tenant_id, invoice_id, state, attempts, error_code, error_mess
           created_at, updated_at, finished_at
 """
 
-_CLAIM = """
-WITH claimed AS (
-    UPDATE pipeline_jobs
-    SET state = 'RUNNING', attempts = attempts + 1, lease_owner = $3,
+# Every message of a batch in one statement; each row keeps the single-job
+# conditions (attempts left, QUEUED and due or RUNNING with an expired lease).
+_CLAIM_MANY = """
+WITH wanted AS (
+    SELECT DISTINCT w.job_id, w.tenant_id
+    FROM unnest($1::uuid[], $2::text[]) AS w(job_id, tenant_id)
+), claimed AS (
+    UPDATE pipeline_jobs j
+    SET state = 'RUNNING', attempts = j.attempts + 1, lease_owner = $3,
         lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-    WHERE job_id = $1 AND tenant_id = $2 AND attempts < $5
-      AND ((state = 'QUEUED' AND next_attempt_at <= now())
-           OR (state = 'RUNNING' AND lease_expires_at < now()))
-    RETURNING job_id, tenant_id, invoice_id, attempts, received_at
+    FROM wanted w
+    WHERE j.job_id = w.job_id AND j.tenant_id = w.tenant_id AND j.attempts < $5
+      AND ((j.state = 'QUEUED' AND j.next_attempt_at <= now())
+           OR (j.state = 'RUNNING' AND j.lease_expires_at < now()))
+    RETURNING j.job_id, j.tenant_id, j.invoice_id, j.attempts, j.received_at
 )
 SELECT c.job_id, c.tenant_id, c.invoice_id, c.attempts, c.received_at,
        i.source_kind, i.document::text AS document, i.file_bytes, i.content_type, i.file_name
@@ -179,46 +205,77 @@ WHERE job_id = $1 AND tenant_id = $2 AND state = 'RUNNING' AND lease_owner = $3
 RETURNING state
 """
 
-# The whole outcome of a processed job in one statement (one round trip, atomic):
-# DONE fenced on the lease; every other part only happens when the fence held.
-# The INCIDENT_CREATED event is written only if the incident row was inserted.
-_COMPLETE = """
-WITH fenced AS (
-    UPDATE pipeline_jobs
-    SET state = 'DONE', finished_at = now(), updated_at = now(), finished_by = $3,
+# The whole outcome of a batch of processed jobs in one statement (one round
+# trip, atomic): DONE fenced per row on the lease; a job whose lease another
+# worker took is simply not in `fenced`, and every other part of it (invoice
+# result, incident, events) is dropped with it. At most one incident per invoice
+# (DISTINCT ON, and ON CONFLICT for one committed earlier); an INCIDENT_CREATED
+# event is written only if its incident row was inserted. The final SELECT sees
+# the snapshot from before the statement, so an incident committed earlier is
+# found by the LEFT JOIN and a new one through `incident`.
+_COMPLETE_MANY = """
+WITH outcome AS (
+    SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::float8[])
+         AS o(job_id, tenant_id, document, result, quality_grade, provider, invoice_period,
+              extraction_ms)
+), fenced AS (
+    UPDATE pipeline_jobs j
+    SET state = 'DONE', finished_at = now(), updated_at = now(), finished_by = $1,
         lease_owner = NULL, lease_expires_at = NULL, error_code = NULL, error_message = NULL
-    WHERE job_id = $1 AND tenant_id = $2 AND state = 'RUNNING' AND lease_owner = $3
-    RETURNING invoice_id, tenant_id
+    FROM outcome o
+    WHERE j.job_id = o.job_id AND j.tenant_id = o.tenant_id
+      AND j.state = 'RUNNING' AND j.lease_owner = $1
+    RETURNING j.job_id, j.tenant_id, j.invoice_id, j.attempts, j.created_at, j.updated_at,
+              j.finished_at
 ), saved AS (
     UPDATE pipeline_invoices i
-    SET document = coalesce($4::jsonb, i.document), result = $5::jsonb, quality_grade = $6,
-        provider = $7, invoice_period = $8, extraction_ms = $9, processed_at = now()
-    FROM fenced f
+    SET document = coalesce(o.document::jsonb, i.document), result = o.result::jsonb,
+        quality_grade = o.quality_grade, provider = o.provider,
+        invoice_period = o.invoice_period, extraction_ms = o.extraction_ms,
+        processed_at = now()
+    FROM fenced f JOIN outcome o ON o.job_id = f.job_id
     WHERE i.invoice_id = f.invoice_id AND i.tenant_id = f.tenant_id
     RETURNING i.invoice_id
+), drafted AS (
+    SELECT * FROM unnest($10::uuid[], $11::uuid[], $12::text[], $13::text[], $14::text[],
+                         $15::text[], $16::text[], $17::text[], $18::text[])
+         AS d(job_id, incident_id, provider, severity, primary_flag, flags, action_class,
+              primary_suspect, mismatch_info)
 ), incident AS (
     INSERT INTO pipeline_incidents (incident_id, tenant_id, invoice_id, provider, severity,
                                     primary_flag, flags, action_class, primary_suspect,
                                     mismatch_info)
-    SELECT $10::uuid, f.tenant_id, f.invoice_id, $11, $12, $13, $14::text[], $15, $16, $17::jsonb
-    FROM fenced f
-    WHERE $10::uuid IS NOT NULL
+    SELECT DISTINCT ON (f.invoice_id)
+           d.incident_id, f.tenant_id, f.invoice_id, d.provider, d.severity, d.primary_flag,
+           ARRAY(SELECT jsonb_array_elements_text(d.flags::jsonb)), d.action_class,
+           d.primary_suspect, d.mismatch_info::jsonb
+    FROM drafted d JOIN fenced f ON f.job_id = d.job_id
+    ORDER BY f.invoice_id, d.incident_id
     ON CONFLICT (invoice_id) DO NOTHING
-    RETURNING incident_id
+    RETURNING incident_id, invoice_id
 ), events AS (
     INSERT INTO pipeline_outbox (event_id, tenant_id, event_type, occurred_at, payload)
     SELECT e.event_id, e.tenant_id, e.event_type, e.occurred_at, e.payload
-    FROM unnest($18::uuid[], $19::text[], $20::text[], $21::timestamptz[], $22::jsonb[],
-                $23::boolean[])
-         AS e(event_id, tenant_id, event_type, occurred_at, payload, needs_incident)
-    WHERE EXISTS (SELECT 1 FROM fenced)
-      AND (NOT e.needs_incident OR EXISTS (SELECT 1 FROM incident))
+    FROM unnest($19::uuid[], $20::uuid[], $21::text[], $22::text[], $23::timestamptz[],
+                $24::jsonb[], $25::uuid[])
+         AS e(job_id, event_id, tenant_id, event_type, occurred_at, payload, incident_id)
+    WHERE EXISTS (SELECT 1 FROM fenced f WHERE f.job_id = e.job_id)
+      AND (e.incident_id IS NULL
+           OR EXISTS (SELECT 1 FROM incident n WHERE n.incident_id = e.incident_id))
     RETURNING 1
 )
-SELECT (SELECT count(*) FROM fenced) AS fenced,
-       (SELECT incident_id FROM incident) AS incident_id,
-       (SELECT count(*) FROM saved) AS saved,
-       (SELECT count(*) FROM events) AS events
+SELECT f.job_id, f.tenant_id, f.invoice_id, 'DONE' AS state, f.attempts,
+       NULL::text AS error_code, NULL::text AS error_message, f.created_at, f.updated_at,
+       f.finished_at, o.result,
+       coalesce(n.incident_id, old.incident_id) AS incident_id,
+       n.incident_id IS NOT NULL AS incident_created,
+       (SELECT count(*) FROM saved) AS saved, (SELECT count(*) FROM events) AS events
+FROM fenced f
+JOIN outcome o ON o.job_id = f.job_id
+LEFT JOIN incident n ON n.invoice_id = f.invoice_id
+LEFT JOIN pipeline_incidents old
+       ON old.invoice_id = f.invoice_id AND old.tenant_id = f.tenant_id
 """
 
 # Kill switch (docs/SPEC.md §3.6): a job nobody is running becomes SKIPPED instead of running.
@@ -281,6 +338,56 @@ class JobResult:
     extraction_ms: float | None
 
 
+@dataclass(frozen=True)
+class Completion:
+    """A processed job's outcome, to be committed with the rest of its batch.
+
+    `incident_events` are written only when `incident` is inserted (a retried
+    job finds its invoice's incident already there).
+    """
+
+    job: ClaimedJob
+    result: JobResult
+    incident: IncidentRow | None
+    events: Sequence[OutboxEvent]
+    incident_events: Sequence[OutboxEvent] = ()
+
+
+@dataclass(frozen=True)
+class Completed:
+    """A committed job as clients now see it, and whether its incident was created."""
+
+    view: JobView
+    incident_created: bool
+
+
+def _columns(rows: Sequence[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Column lists of `rows` for unnest() parameters (`width` empty lists for no rows)."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+def _claimed(row: asyncpg.Record) -> ClaimedJob:
+    source = None
+    if row["source_kind"] is not None:
+        source = InvoiceSource(
+            kind=SourceKind(row["source_kind"]),
+            document_json=row["document"],
+            file_bytes=row["file_bytes"],
+            content_type=row["content_type"],
+            file_name=row["file_name"],
+        )
+    return ClaimedJob(
+        job_id=row["job_id"],
+        tenant_id=row["tenant_id"],
+        invoice_id=row["invoice_id"],
+        attempts=row["attempts"],
+        received_at=row["received_at"],
+        source=source,
+    )
+
+
 class LeaseLost(PipelineError):
     """Another worker took the job over; this worker's outcome must not be committed."""
 
@@ -337,31 +444,30 @@ class JobStore:
         )
         return _view(row) if row else None
 
-    async def claim(
-        self, job_id: UUID, tenant_id: str, owner: str, lease_seconds: float, max_attempts: int
-    ) -> ClaimedJob | None:
-        row = await self._pool.fetchrow(
-            _CLAIM, job_id, tenant_id, owner, lease_seconds, max_attempts
+    async def claim_many(
+        self,
+        jobs: Sequence[tuple[UUID, str]],
+        owner: str,
+        lease_seconds: float,
+        max_attempts: int,
+    ) -> dict[UUID, ClaimedJob]:
+        """Claim every (job_id, tenant_id) that is claimable, in one statement, by job id.
+
+        A job missing from the answer could not be claimed (another worker runs
+        it, it is final, backing off, out of attempts or gone); a job named twice
+        is claimed once.
+        """
+        if not jobs:
+            return {}
+        rows = await self._pool.fetch(
+            _CLAIM_MANY,
+            [job_id for job_id, _ in jobs],
+            [tenant_id for _, tenant_id in jobs],
+            owner,
+            lease_seconds,
+            max_attempts,
         )
-        if row is None:
-            return None
-        source = None
-        if row["source_kind"] is not None:
-            source = InvoiceSource(
-                kind=SourceKind(row["source_kind"]),
-                document_json=row["document"],
-                file_bytes=row["file_bytes"],
-                content_type=row["content_type"],
-                file_name=row["file_name"],
-            )
-        return ClaimedJob(
-            job_id=row["job_id"],
-            tenant_id=row["tenant_id"],
-            invoice_id=row["invoice_id"],
-            attempts=row["attempts"],
-            received_at=row["received_at"],
-            source=source,
-        )
+        return {row["job_id"]: _claimed(row) for row in rows}
 
     async def probe(self, job_id: UUID, tenant_id: str) -> JobProbe | None:
         row = await self._pool.fetchrow(
@@ -398,55 +504,60 @@ class JobStore:
             raise LeaseLost(str(job.job_id))
         return finished  # type: ignore[no-any-return]
 
-    async def complete(
-        self,
-        job: ClaimedJob,
-        owner: str,
-        result: JobResult,
-        incident: IncidentRow | None,
-        events: Sequence[OutboxEvent],
-        incident_events: Sequence[OutboxEvent] = (),
-    ) -> bool:
-        """Commit a processed job atomically; True if its incident was created.
+    async def complete_many(
+        self, owner: str, completions: Sequence[Completion]
+    ) -> dict[UUID, Completed]:
+        """Commit a batch of processed jobs atomically, by job id.
 
-        `incident_events` are written only when the incident row is inserted.
-        Raises `LeaseLost` (and writes nothing) when `owner` no longer holds the job.
+        A job missing from the answer lost its lease to another worker: nothing
+        of it was written (its new owner commits it); the others are committed.
         """
-        rows = outbox_rows([*events, *incident_events])
-        columns = [list(c) for c in zip(*rows, strict=True)]
-        needs_incident = [False] * len(events) + [True] * len(incident_events)
-        incident_values: tuple[Any, ...] = (
+        if not completions:
+            return {}
+        outcomes = [
             (
-                incident.incident_id,
-                incident.provider,
-                incident.severity,
-                incident.primary_flag,
-                incident.flags,
-                incident.action_class,
-                incident.primary_suspect,
-                incident.mismatch_info_json,
+                c.job.job_id,
+                c.job.tenant_id,
+                c.result.document_json,
+                c.result.result_json,
+                c.result.quality_grade,
+                c.result.provider,
+                c.result.invoice_period,
+                c.result.extraction_ms,
             )
-            if incident is not None
-            else (None,) * 8
-        )
-        row = await self._pool.fetchrow(
-            _COMPLETE,
-            job.job_id,
-            job.tenant_id,
+            for c in completions
+        ]
+        drafted = [
+            (
+                c.job.job_id,
+                c.incident.incident_id,
+                c.incident.provider,
+                c.incident.severity,
+                c.incident.primary_flag,
+                json.dumps(c.incident.flags),
+                c.incident.action_class,
+                c.incident.primary_suspect,
+                c.incident.mismatch_info_json,
+            )
+            for c in completions
+            if c.incident is not None
+        ]
+        events = [
+            (c.job.job_id, *row, None) for c in completions for row in outbox_rows(c.events)
+        ] + [
+            (c.job.job_id, *row, c.incident.incident_id)
+            for c in completions
+            if c.incident is not None
+            for row in outbox_rows(c.incident_events)
+        ]
+        rows = await self._pool.fetch(
+            _COMPLETE_MANY,
             owner,
-            result.document_json,
-            result.result_json,
-            result.quality_grade,
-            result.provider,
-            result.invoice_period,
-            result.extraction_ms,
-            *incident_values,
-            *columns,
-            needs_incident,
+            *_columns(outcomes, 8),
+            *_columns(drafted, 9),
+            *_columns(events, 7),
         )
-        if row is None or not row["fenced"]:
-            raise LeaseLost(str(job.job_id))
-        return row["incident_id"] is not None
+        return {row["job_id"]: Completed(_view(row), bool(row["incident_created"])) for row in rows}
 
     async def retry(
         self,

@@ -1,22 +1,29 @@
 """Job state changes for waiters: synchronous intake and `WatchJob` streams.
 
-Workers publish "job X is now S" after committing; a publish reaches waiters in
-the same process directly and every other process through one Redis pub/sub
-channel (one subscription per process, dispatched locally). Notifications are
-hints: a waiter re-reads the job row, and also polls it now and then, so a
-lost notification costs latency, never correctness.
+Workers publish "job X is now S" after committing, with the job as clients
+see it once it is final (`JobView.to_dict` under `data`), so a synchronous
+caller answers from the notification without reading the job row again. A
+publish reaches waiters in the same process directly and every other process
+through one Redis pub/sub channel (one subscription per process, dispatched
+locally). A waiter also polls the row now and then, so a lost notification
+costs latency, never correctness. `payload` is the one place the message's
+shape is decided.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from services.pipeline.jobs import JobState, JobStore, JobView
@@ -28,17 +35,51 @@ _CLOSED = "CLOSED"
 _UNFINISHED = (JobState.QUEUED.value, JobState.RUNNING.value)
 
 
+@dataclass(frozen=True)
+class Published:
+    """One notification: the job's state, and its view when the notification carried it."""
+
+    state: str
+    view: JobView | None = None
+
+
+_CLOSED_NOTICE = Published(_CLOSED)
+
+
+def payload(job_id: UUID, state: JobState, view: JobView | None) -> str:
+    """The message published for a job state change (a JSON object, the job under "data")."""
+    data: dict[str, Any] = (
+        view.to_dict() if view is not None else {"job_id": str(job_id), "state": state.value}
+    )
+    return json.dumps({"event": "job", "data": data}, separators=(",", ":"))
+
+
+def parse(text: str) -> tuple[UUID, Published] | None:
+    """The job and notification of a published message; None for one that is not ours."""
+    try:
+        data = json.loads(text)["data"]
+        job_id = UUID(data["job_id"])
+        state = str(data["state"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    try:
+        view: JobView | None = JobView.from_dict(data)
+    except (ValueError, KeyError, TypeError):
+        view = None
+    return job_id, Published(state, view)
+
+
 class JobSubscription:
-    """State names published for one job, as they arrive."""
+    """Notifications published for one job, as they arrive."""
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
+        self._queue: asyncio.Queue[Published] = asyncio.Queue()
 
-    def put(self, state: str) -> None:
-        self._queue.put_nowait(state)
+    def put(self, published: Published) -> None:
+        self._queue.put_nowait(published)
 
-    async def next(self, within_seconds: float) -> str | None:
-        """The next published state, or None after `within_seconds`."""
+    async def next(self, within_seconds: float) -> Published | None:
+        """The next notification, or None after `within_seconds`."""
         try:
             return await asyncio.wait_for(self._queue.get(), timeout=max(within_seconds, 0.0))
         except TimeoutError:
@@ -54,19 +95,29 @@ class JobNotifier:
         self._subscriptions: dict[UUID, set[JobSubscription]] = {}
         self.closed = False
 
-    async def publish(self, job_id: UUID, state: JobState) -> None:
-        self._dispatch(job_id, state.value)
+    async def publish(self, job_id: UUID, state: JobState, view: JobView | None = None) -> None:
+        """One state change on its own (sweeper, kill switch, exhaustion); best effort."""
+        self._dispatch(job_id, Published(state.value, view))
         try:
-            await self._redis.publish(self._channel, f"{job_id} {state.value}")
+            await self._redis.publish(self._channel, payload(job_id, state, view))
         except (RedisError, OSError):
             log.warning("could not publish job state change; waiters will poll")
+
+    def stage(
+        self, pipe: Pipeline, changes: Sequence[tuple[UUID, JobState, JobView | None]]
+    ) -> None:
+        """A batch's state changes: dispatched here now, and one PUBLISH each queued on `pipe`
+        (the worker's acknowledgement pipeline, so the batch costs one round trip)."""
+        for job_id, state, view in changes:
+            self._dispatch(job_id, Published(state.value, view))
+            pipe.publish(self._channel, payload(job_id, state, view))
 
     @contextlib.contextmanager
     def subscribe(self, job_id: UUID) -> Iterator[JobSubscription]:
         subscription = JobSubscription()
         self._subscriptions.setdefault(job_id, set()).add(subscription)
         if self.closed:
-            subscription.put(_CLOSED)
+            subscription.put(_CLOSED_NOTICE)
         try:
             yield subscription
         finally:
@@ -81,20 +132,16 @@ class JobNotifier:
         self.closed = True
         for subscribers in self._subscriptions.values():
             for subscription in subscribers:
-                subscription.put(_CLOSED)
+                subscription.put(_CLOSED_NOTICE)
 
-    def _dispatch(self, job_id: UUID, state: str) -> None:
+    def _dispatch(self, job_id: UUID, published: Published) -> None:
         for subscription in self._subscriptions.get(job_id, ()):
-            subscription.put(state)
+            subscription.put(published)
 
     def _on_message(self, data: object) -> None:
-        text = data.decode() if isinstance(data, bytes) else str(data)
-        job_part, _, state = text.partition(" ")
-        try:
-            job_id = UUID(job_part)
-        except ValueError:
-            return
-        self._dispatch(job_id, state)
+        parsed = parse(data.decode() if isinstance(data, bytes) else str(data))
+        if parsed is not None:
+            self._dispatch(*parsed)
 
     async def listen(self) -> None:
         """Background task: relay the Redis channel to local subscriptions, reconnecting."""
@@ -143,9 +190,15 @@ class JobWatcher:
             if remaining <= 0:
                 break
             published = await subscription.next(min(remaining, self._poll))
-            if published == _CLOSED:
+            if published is not None and published.state == _CLOSED:
                 break
-            if published in _UNFINISHED:
+            if published is not None and published.state in _UNFINISHED:
+                continue
+            if published is not None and published.view is not None:
+                if published.view.tenant_id != job.tenant_id:
+                    continue
+                # The notification carries the committed job: no need to read it back.
+                job = published.view
                 continue
             current = await self._jobs.get(job.job_id, job.tenant_id)
             if current is None:
@@ -167,5 +220,5 @@ class JobWatcher:
                 if job.state.final:
                     return
                 published = await subscription.next(self._poll)
-                if published == _CLOSED:
+                if published is not None and published.state == _CLOSED:
                     return

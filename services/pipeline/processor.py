@@ -1,19 +1,24 @@
-"""Processing one claimed job: extract, evaluate with the pure domain, commit the outcome.
+"""Processing a batch of claimed jobs: extract, evaluate with the pure domain, commit.
 
-`InvoiceProcessor` is what a worker loop calls for each job it claimed: a
+`InvoiceProcessor.process_batch` is what a worker loop calls for the jobs it
+claimed from one read: each job is extracted and evaluated on its own (a
 permanent failure commits FAILED with its code, a transient one QUEUED again
-after an exponential backoff (or EXHAUSTED when out of attempts), and a
-processed job commits DONE, its result, at most one incident (within the
-pilot's incident budget) and its outbox events in one statement fenced on the
-worker's lease. The worker loops, the sweeper and the message bookkeeping are
-in `worker`.
+after an exponential backoff, or EXHAUSTED when out of attempts), and every
+processed job of the batch commits DONE, its result, at most one incident
+(within the pilot's incident budget) and its outbox events in ONE statement,
+fenced per job on the worker's lease: a job another worker took over is left
+to it while the rest of the batch commits. The worker loops, the sweeper and
+the message bookkeeping are in `worker`.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from uuid import UUID
 
 import asyncpg
 
@@ -25,11 +30,20 @@ from services.pipeline.domain import (
     parse_extraction,
 )
 from services.pipeline.domain.hashing import canonical_json
-from services.pipeline.errors import PipelineError
+from services.pipeline.errors import STORE_ERRORS, PipelineError
 from services.pipeline.events import encode_json, invoice_processed, job_exhausted
 from services.pipeline.extractors import Extracted, ExtractionFailed, FileExtractor
-from services.pipeline.incidents import new_incident
-from services.pipeline.jobs import ClaimedJob, InvoiceSource, JobResult, JobState, JobStore
+from services.pipeline.incidents import NewIncident, new_incident
+from services.pipeline.jobs import (
+    ClaimedJob,
+    Completion,
+    InvoiceSource,
+    JobResult,
+    JobState,
+    JobStore,
+    JobView,
+    LeaseLost,
+)
 from services.pipeline.market import MarketStore
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.outbox import write_events
@@ -38,6 +52,7 @@ from services.pipeline.queue import QueueMessage
 from services.pipeline.settings import QueueSettings
 from services.runtime.config import Thresholds
 from services.runtime.metric_registry import STAGES
+from services.runtime.ratelimit import Admission
 
 log = logging.getLogger(__name__)
 
@@ -70,8 +85,30 @@ class _Retry(PipelineError):
         self.message = message
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one claimed job: its new state, and its view when it is DONE."""
+
+    job: ClaimedJob
+    state: JobState
+    view: JobView | None = None
+
+
+@dataclass(frozen=True)
+class _Evaluated:
+    """A job extracted and evaluated, waiting for its batch's commit."""
+
+    job: ClaimedJob
+    source: InvoiceSource
+    extracted: Extracted
+    result: ProcessingResult
+
+
+_Prepared = _Evaluated | _Failed | _Retry
+
+
 class InvoiceProcessor:
-    """Runs one claimed job end to end and commits its outcome; returns the final job state."""
+    """Runs claimed jobs end to end and commits their outcomes."""
 
     def __init__(
         self,
@@ -95,7 +132,38 @@ class InvoiceProcessor:
         self._metrics = metrics
         self._on_committed = on_committed
 
-    async def process(self, job: ClaimedJob, owner: str) -> JobState:
+    async def process_batch(self, jobs: Sequence[ClaimedJob], owner: str) -> list[Outcome]:
+        """Every job's outcome, committed; a job whose lease was lost has none (left to its
+        new owner). Store errors propagate: nothing uncommitted is acknowledged."""
+        prepared = await asyncio.gather(
+            *(self._prepare(job) for job in jobs), return_exceptions=True
+        )
+        for item in prepared:
+            # A failure `_prepare` returned is that job's outcome; anything it raised
+            # (the stores being down) is the batch's, which then stays unacknowledged.
+            if isinstance(item, BaseException) and not isinstance(item, _Failed | _Retry):
+                raise item
+        outcomes: list[Outcome] = []
+        evaluated = [p for p in prepared if isinstance(p, _Evaluated)]
+        if evaluated:
+            with self._metrics.stage(COMMIT):
+                outcomes.extend(await self._commit_done(evaluated, owner))
+        for job, item in zip(jobs, prepared, strict=True):
+            try:
+                if isinstance(item, _Failed):
+                    outcomes.append(Outcome(job, await self._commit_failed(job, owner, item)))
+                elif isinstance(item, _Retry):
+                    state = await self.commit_retry(job, owner, item.error_code, item.message)
+                    outcomes.append(Outcome(job, state))
+            except LeaseLost:
+                _lease_lost(job)
+        for outcome in outcomes:
+            if outcome.state.final:
+                self._metrics.jobs_finished.add(1, {"state": outcome.state.value})
+        return outcomes
+
+    async def _prepare(self, job: ClaimedJob) -> _Prepared:
+        """Extract and evaluate one job; a failure is its outcome, not the batch's."""
         try:
             source = job.source
             if source is None:
@@ -104,15 +172,14 @@ class InvoiceProcessor:
                 extracted = await self._extract(source)
             with self._metrics.stage(EVALUATION):
                 result = await self._evaluate(extracted)
-            with self._metrics.stage(COMMIT):
-                state = await self._commit_done(job, owner, source, extracted, result)
-        except _Failed as failure:
-            state = await self._commit_failed(job, owner, failure)
-        except _Retry as retry:
-            state = await self.commit_retry(job, owner, retry.error_code, retry.message)
-        if state.final:
-            self._metrics.jobs_finished.add(1, {"state": state.value})
-        return state
+        except (_Failed, _Retry) as outcome:
+            return outcome
+        except STORE_ERRORS:
+            raise
+        except Exception as exc:
+            log.exception("unexpected error processing a job", extra={"job_id": str(job.job_id)})
+            return _Retry("INTERNAL_ERROR", type(exc).__name__)
+        return _Evaluated(job, source, extracted, result)
 
     async def _evaluate(self, extracted: Extracted) -> ProcessingResult:
         """Parse the extraction, look up market prices and tariffs, run the domain rules."""
@@ -142,19 +209,45 @@ class InvoiceProcessor:
             raise _Failed(exc.error_code, exc.message) from exc
         return extracted
 
-    async def _commit_done(
-        self,
-        job: ClaimedJob,
-        owner: str,
-        source: InvoiceSource,
-        extracted: Extracted,
-        result: ProcessingResult,
-    ) -> JobState:
+    async def _commit_done(self, batch: Sequence[_Evaluated], owner: str) -> list[Outcome]:
+        """DONE for every job of `batch` that still holds its lease, in one statement."""
+        completions: list[Completion] = []
+        slots: dict[UUID, Admission | None] = {}
+        totals: dict[UUID, float] = {}
+        try:
+            for item in batch:
+                completion, slot, totals[item.job.job_id] = await self._completion(item)
+                completions.append(completion)
+                slots[item.job.job_id] = slot
+            committed = await self._jobs.complete_many(owner, completions)
+        except BaseException:
+            for slot in slots.values():
+                await self._pilot.release_incident(slot)
+            raise
+        outcomes: list[Outcome] = []
+        for item in batch:
+            job_id = item.job.job_id
+            done = committed.get(job_id)
+            if done is None or not done.incident_created:
+                await self._pilot.release_incident(slots[job_id])
+            if done is None:
+                _lease_lost(item.job)
+                continue
+            self._record(item.result, totals[job_id], incident_created=done.incident_created)
+            outcomes.append(Outcome(item.job, JobState.DONE, done.view))
+        if committed:
+            self._on_committed()
+        return outcomes
+
+    async def _completion(self, item: _Evaluated) -> tuple[Completion, Admission | None, float]:
+        """The rows one processed job commits, its pilot incident slot if it took one, and
+        its time since intake in ms."""
+        job, result, extracted = item.job, item.result, item.extracted
         total_ms = (datetime.now(UTC) - job.received_at).total_seconds() * 1000
         document_json = (
-            None if source.kind is SourceKind.JSON else canonical_json(extracted.document)
+            None if item.source.kind is SourceKind.JSON else canonical_json(extracted.document)
         )
-        incident = new_incident(job.tenant_id, job.invoice_id, result)
+        incident: NewIncident | None = new_incident(job.tenant_id, job.invoice_id, result)
         result_dict = result.to_dict()
         slot = await self._pilot.reserve_incident(job.tenant_id) if incident else None
         if slot is not None and not slot.admitted:
@@ -168,30 +261,21 @@ class InvoiceProcessor:
             pipeline_total_ms=total_ms,
             extraction_ms=extracted.extraction_ms,
         )
-        try:
-            created = await self._jobs.complete(
-                job,
-                owner,
-                JobResult(
-                    document_json=document_json,
-                    result_json=encode_json(result_dict),
-                    quality_grade=result.quality.grade.value,
-                    provider=result.extraction.provider,
-                    invoice_period=result.extraction.invoice_period,
-                    extraction_ms=extracted.extraction_ms,
-                ),
-                incident.row if incident is not None else None,
-                [processed],
-                [incident.created] if incident is not None else [],
-            )
-        except BaseException:
-            await self._pilot.release_incident(slot)
-            raise
-        if not created:
-            await self._pilot.release_incident(slot)
-        self._on_committed()
-        self._record(result, total_ms, incident_created=created)
-        return JobState.DONE
+        completion = Completion(
+            job=job,
+            result=JobResult(
+                document_json=document_json,
+                result_json=encode_json(result_dict),
+                quality_grade=result.quality.grade.value,
+                provider=result.extraction.provider,
+                invoice_period=result.extraction.invoice_period,
+                extraction_ms=extracted.extraction_ms,
+            ),
+            incident=incident.row if incident is not None else None,
+            events=[processed],
+            incident_events=[incident.created] if incident is not None else [],
+        )
+        return completion, slot, total_ms
 
     def _record(self, result: ProcessingResult, total_ms: float, *, incident_created: bool) -> None:
         self._metrics.invoices.add(1, {"grade": result.quality.grade.value})
@@ -259,3 +343,7 @@ class InvoiceProcessor:
             self._on_committed()
             self._metrics.jobs_finished.add(1, {"state": JobState.EXHAUSTED.value})
         return done
+
+
+def _lease_lost(job: ClaimedJob) -> None:
+    log.warning("lease lost; another worker finishes the job", extra={"job": str(job.job_id)})

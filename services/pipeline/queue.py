@@ -17,6 +17,7 @@ from typing import Any
 from uuid import UUID
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ResponseError
 
 from services.runtime.redis_client import RedisKeys
@@ -102,6 +103,16 @@ class JobQueue:
             return []
         entries = reply[1] if len(reply) > 1 else []
         return [_message(mid, fields) for mid, fields in entries if mid is not None]
+
+    def pipeline(self) -> Pipeline:
+        """A non-transactional pipeline, to send a batch's acknowledgements in one round trip."""
+        return self._redis.pipeline(transaction=False)
+
+    def stage_ack(self, pipe: Pipeline, message_ids: Sequence[str]) -> None:
+        """Acknowledge and delete `message_ids` (one XACK and one XDEL) when `pipe` runs."""
+        if message_ids:
+            pipe.xack(self.stream, GROUP, *message_ids)
+            pipe.xdel(self.stream, *message_ids)
 
     async def ack(self, message_id: str) -> None:
         """Acknowledge and delete: the outcome is committed, the message has no further use."""

@@ -1,14 +1,23 @@
 """Workers: take job messages from the stream, run the pipeline, commit, then acknowledge.
 
-Per message: claim the job row (conditional UPDATE with a lease); if that
-fails, decide from the row whether the message is spent (job final, gone, or
+Per batch (up to `worker_batch_size` messages from one XREADGROUP): claim
+every job row in one statement (a conditional UPDATE with a lease per row),
+run the claimed jobs with the `InvoiceProcessor` (`processor`), which commits
+them together (each fenced on its own lease), then acknowledge the committed
+jobs' messages and publish their notifications in one pipelined Redis call.
+A job whose lease another worker took meanwhile is neither written nor
+acknowledged: it is its new owner's. For a message whose job could not be
+claimed, the row decides whether the message is spent (job final, gone, or
 waiting for a backoff the sweeper will honour) or must stay pending (another
-worker holds a live lease). A claimed job is run by the `InvoiceProcessor`
-(`processor`), which commits its outcome, and only then acknowledged. A
-worker that dies leaves the message pending and the lease running out;
-XAUTOCLAIM gives the message to a live worker after the visibility timeout.
-A job out of attempts that no worker holds becomes EXHAUSTED. While the
-pilot kill switch is off, pilot jobs are marked SKIPPED instead of run.
+worker holds a live lease). A worker that dies leaves its messages pending and
+the leases running out; XAUTOCLAIM gives the messages to a live worker after
+the visibility timeout. A job out of attempts that no worker holds becomes
+EXHAUSTED. While the pilot kill switch is off, pilot jobs are marked SKIPPED
+instead of run.
+
+Statements per batch of N processed JSON invoices: one claim and one commit
+(plus one probe per message that could not be claimed); Redis: the read and one
+pipelined XACK + XDEL + N PUBLISH.
 """
 
 from __future__ import annotations
@@ -20,13 +29,13 @@ import os
 import socket
 import time
 from collections import deque
-from uuid import uuid4
+from uuid import UUID, uuid4
 
 from services.pipeline.errors import STORE_ERRORS
-from services.pipeline.jobs import JobState, JobStore, LeaseLost
+from services.pipeline.jobs import JobState, JobStore, JobView
 from services.pipeline.notifications import JobNotifier
 from services.pipeline.pilot import PILOT_DISABLED, PilotGuard
-from services.pipeline.processor import InvoiceProcessor
+from services.pipeline.processor import InvoiceProcessor, Outcome
 from services.pipeline.queue import JobQueue, QueueMessage
 from services.pipeline.settings import QueueSettings
 
@@ -45,7 +54,7 @@ def consumer_name(index: int) -> str:
 
 
 class Worker:
-    """One consumer of the job stream, processing one job at a time."""
+    """One consumer of the job stream, processing a batch of jobs at a time."""
 
     def __init__(
         self,
@@ -74,56 +83,72 @@ class Worker:
         while not stop.is_set():
             try:
                 messages: list[QueueMessage] = []
+                batch = self._settings.worker_batch_size
                 if time.monotonic() - last_reclaim >= self._settings.reclaim_interval_seconds:
                     last_reclaim = time.monotonic()
                     messages = await self._queue.reclaim(
-                        self.name, int(self._settings.visibility_timeout_seconds * 1000), 10
+                        self.name, int(self._settings.visibility_timeout_seconds * 1000), batch
                     )
                 if not messages:
-                    messages = await self._queue.read(self.name, 1, self._settings.read_block_ms)
-                for message in messages:
-                    await self.handle(message)
+                    messages = await self._queue.read(
+                        self.name, batch, self._settings.read_block_ms
+                    )
+                if messages:
+                    await self.handle_batch(messages)
                 delay = 0.1
             except _INFRA_ERRORS as exc:
                 log.warning("worker %s: store unavailable (%s)", self.name, type(exc).__name__)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def handle(self, message: QueueMessage) -> None:
-        """Process one message; acknowledge it only once its outcome is committed."""
-        if message.job_id is None:
-            await self._queue.ack(message.message_id)
-            return
-        if self._pilot.skips_jobs_of(message.tenant_id):
-            await self._skip(message)
-            return
-        job = await self._jobs.claim(
-            message.job_id,
-            message.tenant_id,
+    async def handle_batch(self, messages: list[QueueMessage]) -> None:
+        """Process messages; each is acknowledged only once its job's outcome is committed."""
+        spent: list[str] = []
+        runnable: list[QueueMessage] = []
+        for message in messages:
+            if message.job_id is None:
+                spent.append(message.message_id)
+            elif self._pilot.skips_jobs_of(message.tenant_id):
+                await self._skip(message)
+            else:
+                runnable.append(message)
+        claimed = await self._jobs.claim_many(
+            [(m.job_id, m.tenant_id) for m in runnable if m.job_id is not None],
             self.name,
             self._settings.visibility_timeout_seconds,
             self._settings.max_attempts,
         )
-        if job is None:
+        # The first message of a claimed job carries it; any other (a duplicate
+        # delivery) is looked at after the commit, when the row says it is spent.
+        carriers: dict[UUID, QueueMessage] = {}
+        unclaimed: list[QueueMessage] = []
+        for message in runnable:
+            assert message.job_id is not None
+            if message.job_id in claimed and message.job_id not in carriers:
+                carriers[message.job_id] = message
+            else:
+                unclaimed.append(message)
+        outcomes = await self._processor.process_batch(
+            [claimed[job_id] for job_id in carriers], self.name
+        )
+        await self._acknowledge(
+            spent + [carriers[o.job.job_id].message_id for o in outcomes], outcomes
+        )
+        for message in unclaimed:
             await self._unclaimed(message)
+
+    async def _acknowledge(self, message_ids: list[str], outcomes: list[Outcome]) -> None:
+        """XACK + XDEL of the committed messages and their jobs' notifications, one round trip."""
+        if not message_ids:
             return
-        try:
-            state = await self._processor.process(job, self.name)
-        except LeaseLost:
-            log.warning(
-                "lease lost; another worker finishes the job", extra={"job": str(job.job_id)}
-            )
-            return
-        except _INFRA_ERRORS:
-            raise
-        except Exception as exc:
-            log.exception("unexpected error processing a job", extra={"job_id": str(job.job_id)})
-            state = await self._processor.commit_retry(
-                job, self.name, "INTERNAL_ERROR", type(exc).__name__
-            )
-        await self._queue.ack(message.message_id)
-        self.recent.append((str(job.job_id), state))
-        await self._notifier.publish(job.job_id, state)
+        changes: list[tuple[UUID, JobState, JobView | None]] = [
+            (o.job.job_id, o.state, o.view) for o in outcomes
+        ]
+        async with self._queue.pipeline() as pipe:
+            self._queue.stage_ack(pipe, message_ids)
+            self._notifier.stage(pipe, changes)
+            await pipe.execute()
+        self.recent.extend((str(o.job.job_id), o.state) for o in outcomes)
 
     async def _skip(self, message: QueueMessage) -> None:
         """The kill switch is off: SKIPPED instead of run (a job someone runs is left to them)."""

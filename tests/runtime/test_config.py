@@ -235,6 +235,16 @@ def test_pipeline_settings_are_read_with_the_rest_of_the_config() -> None:
     assert (settings.inprocess_workers, settings.run_relay) == (0, False)
 
 
+def test_the_worker_batch_size_is_read_from_the_environment() -> None:
+    config = load_config("pipeline", {"BUILD_ID": "b", "PTF_QUEUE_WORKER_BATCH_SIZE": "16"})
+    assert config.pipeline.queue.worker_batch_size == 16
+
+
+def test_a_worker_batch_size_below_one_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match=r"queue worker_batch_size \(0\) must be >= 1"):
+        load_config("pipeline", {"BUILD_ID": "b", "PTF_QUEUE_WORKER_BATCH_SIZE": "0"})
+
+
 def test_an_unreadable_pipeline_setting_is_a_config_error_naming_it() -> None:
     with pytest.raises(ConfigError, match="PTF_QUEUE_MAX_ATTEMPTS: 'three' is not a valid int"):
         load_config("pipeline", {"PTF_QUEUE_MAX_ATTEMPTS": "three"})

@@ -91,6 +91,14 @@ def _apply_overrides(
     return replace(thresholds, **new_groups), problems
 
 
+def apply_threshold_overrides(
+    thresholds: Thresholds, overrides: Mapping[str, Any], source: str
+) -> tuple[Thresholds, list[str]]:
+    """`thresholds` with `{Group: {FIELD: value}}` applied, plus every problem found (a
+    backtest's candidate thresholds are read exactly like a thresholds file)."""
+    return _apply_overrides(thresholds, overrides, source)
+
+
 def load_thresholds_file(path: Path) -> dict[str, Any]:
     """Read a YAML or JSON thresholds file (JSON is valid YAML) into a mapping."""
     try:
@@ -224,6 +232,7 @@ def _pipeline_settings(environ: Mapping[str, str], problems: list[str]) -> Pipel
                 "PTF_QUEUE_BACKOFF_BASE_SECONDS", q.backoff_base_seconds, float
             ),
             backoff_max_seconds=read("PTF_QUEUE_BACKOFF_MAX_SECONDS", q.backoff_max_seconds, float),
+            worker_batch_size=read("PTF_QUEUE_WORKER_BATCH_SIZE", q.worker_batch_size, int),
         ),
         intake=replace(
             intake,
@@ -236,6 +245,14 @@ def _pipeline_settings(environ: Mapping[str, str], problems: list[str]) -> Pipel
             request_timeout_seconds=read(
                 "PTF_PIPELINE_EXTRACTOR_TIMEOUT_SECONDS", extractor.request_timeout_seconds, float
             ),
+        ),
+        backtest=replace(
+            base.backtest,
+            token_ttl_seconds=read(
+                "PTF_BACKTEST_TOKEN_TTL_SECONDS", base.backtest.token_ttl_seconds, float
+            ),
+            max_page_limit=read("PTF_BACKTEST_MAX_PAGE_LIMIT", base.backtest.max_page_limit, int),
+            cursor_secret=environ.get("PTF_BACKTEST_CURSOR_SECRET", ""),
         ),
         inprocess_workers=read("PTF_PIPELINE_INPROCESS_WORKERS", base.inprocess_workers, int),
         run_relay=read("PTF_PIPELINE_RELAY", base.run_relay, parse_boolean),

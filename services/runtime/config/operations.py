@@ -33,6 +33,10 @@ class QueueSettings:
     sweep_interval_seconds: float = 1.0
     # How often each worker loop runs XAUTOCLAIM for messages idle past the timeout.
     reclaim_interval_seconds: float = 1.0
+    # Messages a worker reads per XREADGROUP, claims in one statement and commits
+    # in one transaction: larger batches cost fewer round trips per invoice, but a
+    # batch waits for its slowest job before any of it is acknowledged.
+    worker_batch_size: int = 100
 
 
 @dataclass(frozen=True)
@@ -118,6 +122,39 @@ class HousekeepingSettings:
 
 
 @dataclass(frozen=True)
+class BacktestSettings:
+    """Backtests of candidate thresholds (docs/SPEC.md §3.7)."""
+
+    # Lifetime of the confirmation token StartBacktest returns.
+    token_ttl_seconds: float = 300.0
+    # Stored extractions replayed per query and per committed batch: memory stays
+    # flat however long the period is.
+    batch_size: int = 500
+    # Diffs per page when the caller gives no limit, and the most one page holds.
+    default_page_limit: int = 100
+    max_page_limit: int = 1000
+    # A claimed backtest's lease; a worker that dies leaves it to be reclaimed after this.
+    lease_seconds: float = 60.0
+    # How often an idle worker looks for a queued backtest.
+    poll_interval_seconds: float = 1.0
+    # HMAC key of the diffs cursor (PTF_BACKTEST_CURSOR_SECRET); every replica needs the
+    # same one. Empty: a key derived from the database URL, so replicas still agree.
+    cursor_secret: str = field(default="", repr=False)
+
+    def problems(self) -> list[str]:
+        found: list[str] = []
+        if self.token_ttl_seconds <= 0:
+            found.append("backtest token_ttl_seconds must be > 0")
+        if self.batch_size < 1:
+            found.append("backtest batch_size must be >= 1")
+        if not 1 <= self.default_page_limit <= self.max_page_limit:
+            found.append("backtest page limits must satisfy 1 <= default <= max")
+        if self.lease_seconds <= 0 or self.poll_interval_seconds <= 0:
+            found.append("backtest lease_seconds and poll_interval_seconds must be > 0")
+        return found
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """Everything the pipeline process tunes besides the shared `AppConfig`."""
 
@@ -125,6 +162,7 @@ class PipelineSettings:
     relay: RelaySettings = field(default_factory=RelaySettings)
     intake: IntakeSettings = field(default_factory=IntakeSettings)
     extractor: ExtractorSettings = field(default_factory=ExtractorSettings)
+    backtest: BacktestSettings = field(default_factory=BacktestSettings)
     # Worker loops run inside the API process, so `make run` and the synchronous
     # path work without a separate worker; 0 when worker pods do all the work.
     inprocess_workers: int = 2
@@ -144,6 +182,8 @@ class PipelineSettings:
         q = self.queue
         if q.max_attempts < 1:
             found.append(f"queue max_attempts ({q.max_attempts}) must be >= 1")
+        if q.worker_batch_size < 1:
+            found.append(f"queue worker_batch_size ({q.worker_batch_size}) must be >= 1")
         if q.visibility_timeout_seconds <= 0:
             found.append("queue visibility_timeout_seconds must be > 0")
         if q.backoff_base_seconds < 0 or q.backoff_max_seconds < q.backoff_base_seconds:
@@ -159,4 +199,5 @@ class PipelineSettings:
             found.append("intake max_body_bytes must be >= 1024")
         if self.relay.batch_size < 1:
             found.append("relay batch_size must be >= 1")
+        found.extend(self.backtest.problems())
         return found
