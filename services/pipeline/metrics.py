@@ -71,6 +71,14 @@ class PipelineMetrics:
             elapsed = (time.perf_counter() - started) * 1000
             self.stage_duration.record(elapsed, {"stage": stage})
 
+    def record_stage(self, stage: str, milliseconds: float, invoices: int) -> None:
+        """`milliseconds` in `stage` for each of `invoices` that went through it together
+        (a batch commit is every one of its invoices' commit time)."""
+        if stage not in registry.STAGES:
+            raise ValueError(f"unknown stage {stage!r}")
+        for _ in range(invoices):
+            self.stage_duration.record(milliseconds, {"stage": stage})
+
     def record_feedback(self, hint_correct: bool) -> None:
         self.feedback.add(1, {"hint_correct": HINT_CORRECT[0] if hint_correct else HINT_CORRECT[1]})
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -146,8 +147,12 @@ class InvoiceProcessor:
         outcomes: list[Outcome] = []
         evaluated = [p for p in prepared if isinstance(p, _Evaluated)]
         if evaluated:
-            with self._metrics.stage(COMMIT):
+            started = time.perf_counter()
+            try:
                 outcomes.extend(await self._commit_done(evaluated, owner))
+            finally:
+                elapsed_ms = (time.perf_counter() - started) * 1000
+                self._metrics.record_stage(COMMIT, elapsed_ms, len(evaluated))
         for job, item in zip(jobs, prepared, strict=True):
             try:
                 if isinstance(item, _Failed):
