@@ -24,6 +24,12 @@ from typing import Any
 import asyncpg
 import grpc
 
+from services.pipeline.backtests import (
+    Backtests,
+    BacktestStatus,
+    DiffPage,
+    parse_params,
+)
 from services.pipeline.incidents import FeedbackStats, Incident, IncidentPage, IncidentStore
 from services.pipeline.intake import Intake, SubmitOutcome, store_errors
 from services.pipeline.jobs import JobStore, JobView
@@ -63,6 +69,9 @@ class Operation(StrEnum):
     REQUEST_PURGE = "request_purge"
     CONFIRM_PURGE = "confirm_purge"
     READINESS_STATUS = "readiness_status"
+    START_BACKTEST = "start_backtest"
+    CONFIRM_BACKTEST = "confirm_backtest"
+    GET_BACKTEST = "get_backtest"
 
 
 class TenantScope(StrEnum):
@@ -108,6 +117,10 @@ PERMISSIONS: Mapping[Operation, Permission] = MappingProxyType(
         Operation.CONFIRM_PURGE: Permission(_ADMINS, TenantScope.NAMED),
         # What health's readiness shows: queue, extractor and pilot state, no tenant data.
         Operation.READINESS_STATUS: Permission(_SERVICES_AND_ADMINS, TenantScope.EVERY),
+        # Backtests are operators' tools; the gate reads a result with its service key.
+        Operation.START_BACKTEST: Permission(_ADMINS, TenantScope.NAMED),
+        Operation.CONFIRM_BACKTEST: Permission(_ADMINS, TenantScope.EVERY),
+        Operation.GET_BACKTEST: Permission(_SERVICES_AND_ADMINS, TenantScope.EVERY),
     }
 )
 
@@ -179,6 +192,7 @@ class PipelineApp:
         watcher: JobWatcher,
         incidents: IncidentStore,
         purge: TenantPurge,
+        backtests: Backtests,
         telemetry: TelemetryClient,
         readiness: ReadinessSource,
         pool: asyncpg.Pool,
@@ -191,6 +205,7 @@ class PipelineApp:
         self._watcher = watcher
         self._incidents = incidents
         self._purge = purge
+        self._backtests = backtests
         self._telemetry = telemetry
         self._readiness = readiness
         self._pool = pool
@@ -375,3 +390,82 @@ class PipelineApp:
         async with store_errors():
             await self._authorize(Operation.READINESS_STATUS, keys)
             return await self._readiness.status()
+
+    async def start_backtest(self, keys: PresentedKeys, body: FieldsReader) -> dict[str, Any]:
+        """Step one of a backtest: the candidate checked, a token bound to its parameters."""
+        async with store_errors():
+            await self._access.authorize(keys.key, PERMISSIONS[Operation.START_BACKTEST].roles)
+            params = parse_params(await body())
+            caller = await self._authorize(Operation.START_BACKTEST, keys, params.tenant_id)
+            return await self._backtests.start(params, caller.operator)
+
+    async def confirm_backtest(self, keys: PresentedKeys, body: FieldsReader) -> dict[str, Any]:
+        """Step two: consume the token and queue the backtest on the workers.
+
+        `params`, when given, must be the ones the token was issued for."""
+        async with store_errors():
+            await self._authorize(Operation.CONFIRM_BACKTEST, keys)
+            fields = await body()
+            token = confirmation_token(fields)
+            raw_params = fields.get("params")
+            params = None if raw_params is None else parse_params(_mapping(raw_params))
+            return await self._backtests.confirm(token, params)
+
+    async def backtest_status(self, keys: PresentedKeys, backtest_id: str) -> BacktestStatus:
+        async with store_errors():
+            await self._authorize(Operation.GET_BACKTEST, keys)
+            return await self._backtests.status(backtest_id)
+
+    async def backtest_metrics(
+        self, keys: PresentedKeys, backtest_id: str
+    ) -> tuple[BacktestStatus, dict[str, Any]]:
+        async with store_errors():
+            await self._authorize(Operation.GET_BACKTEST, keys)
+            return await self._backtests.metrics(backtest_id)
+
+    async def backtest_diffs(
+        self, keys: PresentedKeys, backtest_id: str, limit: object, cursor: str | None
+    ) -> DiffPage:
+        async with store_errors():
+            await self._authorize(Operation.GET_BACKTEST, keys)
+            return await self._backtests.diffs(backtest_id, limit, cursor)
+
+    async def backtest_result(
+        self, keys: PresentedKeys, backtest_id: str, limit: int, cursor: str
+    ) -> tuple[BacktestStatus, dict[str, Any] | None, DiffPage | None]:
+        """gRPC's one call: the state always; once DONE the metrics, and a diffs page when
+        `limit` > 0 (the gate reads an unfinished backtest as not complete, not as an error)."""
+        async with store_errors():
+            await self._authorize(Operation.GET_BACKTEST, keys)
+            status = await self._backtests.status(backtest_id)
+            if status.state != "DONE":
+                return status, None, None
+            _, metrics = await self._backtests.metrics(backtest_id)
+            page = None
+            if limit or cursor:
+                page = await self._backtests.diffs(backtest_id, limit or None, cursor or None)
+            return status, metrics, page
+
+    async def backtest_download(
+        self, keys: PresentedKeys, backtest_id: str
+    ) -> AsyncIterator[bytes]:
+        """The gzip chunks of the whole result; the first is read before the response starts,
+        so an unknown or unfinished backtest is still a clean error."""
+        async with store_errors():
+            await self._authorize(Operation.GET_BACKTEST, keys)
+            chunks = self._backtests.download(backtest_id)
+            first = await anext(chunks)
+
+        async def stream() -> AsyncIterator[bytes]:
+            yield first
+            async with store_errors():
+                async for chunk in chunks:
+                    yield chunk
+
+        return stream()
+
+
+def _mapping(raw: object) -> dict[str, Any]:
+    if not isinstance(raw, dict):
+        raise InvalidInput("INVALID_TYPE", "params must be an object", field="params")
+    return raw

@@ -4,8 +4,7 @@ Credentials come from metadata: `x-api-key` (any key; a tenant key is scoped
 to its tenants) or `x-admin-key` (an admin key). Each method takes the keys and
 the message's fields, calls the use case (`app.PipelineApp`), which authorizes
 and validates, and maps the result to protobuf; errors are `PtfError`s mapped
-by the runtime's `ErrorMappingServer`. Backtest methods belong to another issue
-and answer UNIMPLEMENTED.
+by the runtime's `ErrorMappingServer`.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from services.pipeline.documents import Submission
 from services.pipeline.events import encode_json
 from services.pipeline.incidents import FeedbackStats, Incident
 from services.pipeline.jobs import JobView
-from services.pipeline.requests import IncidentQuery, given, message_submission
+from services.pipeline.requests import IncidentQuery, given, json_object, message_submission
 from services.pipeline.status import ReadinessStatus
 from services.runtime.keys import key_from_metadata
 
@@ -55,6 +54,19 @@ def job_proto(job: JobView) -> pipeline_pb2.Job:
         updated_at=_timestamp(job.updated_at),
         result_json=encode_json(result) if result is not None else "",
     )
+
+
+def backtest_fields(request: pipeline_pb2.StartBacktestRequest) -> dict[str, Any]:
+    """A start request's fields as the HTTP body names them; the thresholds JSON is parsed
+    here (400 INVALID_THRESHOLDS when it is no JSON object)."""
+    raw = request.candidate_thresholds_json
+    thresholds = json_object(raw.encode("utf-8", "surrogatepass")) if raw else {}
+    return {
+        "tenant_id": request.tenant_id,
+        "since": request.period_start,
+        "until": request.period_end,
+        "thresholds": thresholds,
+    }
 
 
 def _severity(value: str | None) -> str:
@@ -245,20 +257,50 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
     async def StartBacktest(
         self, request: pipeline_pb2.StartBacktestRequest, context: Context
     ) -> pipeline_pb2.StartBacktestResponse:
-        """Backtests (SPEC §3.7) are built by their own issue; UNIMPLEMENTED until then."""
-        raise NotImplementedError
+        """Step one: the candidate checked, a token bound to the parameters' hash."""
+        started = await self._app.start_backtest(_keys(context), given(backtest_fields(request)))
+        expires = datetime.fromisoformat(started["expires_at"])
+        return pipeline_pb2.StartBacktestResponse(
+            token=common_pb2.ConfirmationToken(
+                token=started["confirmation_token"], expires_at=_timestamp(expires)
+            ),
+            params_hash=started["params_hash"],
+        )
 
     async def ConfirmBacktest(
         self, request: pipeline_pb2.ConfirmBacktestRequest, context: Context
     ) -> pipeline_pb2.BacktestJob:
-        """See `StartBacktest`."""
-        raise NotImplementedError
+        """Step two: consume the token (checked against `params` when given) and queue."""
+        fields: dict[str, Any] = {"confirmation_token": request.token}
+        if request.HasField("params"):
+            fields["params"] = backtest_fields(request.params)
+        queued = await self._app.confirm_backtest(_keys(context), given(fields))
+        return pipeline_pb2.BacktestJob(
+            backtest_id=queued["backtest_id"], state="JOB_STATE_" + queued["state"]
+        )
 
     async def GetBacktestResult(
         self, request: pipeline_pb2.GetBacktestResultRequest, context: Context
     ) -> pipeline_pb2.BacktestResult:
-        """See `StartBacktest`."""
-        raise NotImplementedError
+        """The job's state and progress; once DONE the metrics and a page of diffs."""
+        status, metrics, page = await self._app.backtest_result(
+            _keys(context), request.backtest_id, request.limit, request.cursor
+        )
+        job = pipeline_pb2.BacktestJob(
+            backtest_id=status.backtest_id,
+            state="JOB_STATE_" + status.state,
+            progress=status.progress,
+            replayed=status.replayed,
+            total=status.total,
+        )
+        reply = pipeline_pb2.BacktestResult(job=job, result_hash=status.result_hash or "")
+        if metrics is not None:
+            reply.metrics_json = encode_json(metrics)
+        if page is not None:
+            reply.diffs_json.extend(encode_json(item) for item in page.items)
+            reply.next_cursor = page.next_cursor or ""
+            reply.truncated = page.truncated
+        return reply
 
     async def GetReadinessStatus(
         self, request: pipeline_pb2.GetReadinessStatusRequest, context: Context

@@ -153,6 +153,29 @@ class PipelineHttp:
                 "/admin/tenants/{tenant_id}/purge/confirm",
                 observed("/admin/tenants/{tenant_id}/purge/confirm", self.confirm_purge),
             ),
+            *self._backtest_routes(),
+        ]
+
+    def _backtest_routes(self) -> list[web.RouteDef]:
+        observed = self._observed
+        return [
+            web.post("/admin/backtests", observed("/admin/backtests", self.start_backtest)),
+            web.post(
+                "/admin/backtests/confirm",
+                observed("/admin/backtests/confirm", self.confirm_backtest),
+            ),
+            web.get(
+                "/admin/backtests/{backtest_id}",
+                observed("/admin/backtests/{backtest_id}", self.backtest_status),
+            ),
+            web.get(
+                "/admin/backtests/{backtest_id}/result",
+                observed("/admin/backtests/{backtest_id}/result", self.backtest_result),
+            ),
+            web.get(
+                "/admin/backtests/{backtest_id}/result/download",
+                observed("/admin/backtests/{backtest_id}/result/download", self.backtest_download),
+            ),
         ]
 
     def _observed(self, route: str, handler: Handler) -> Handler:
@@ -177,6 +200,23 @@ class PipelineHttp:
                 self._events.add(http_request(tenant, route, request.method, status, elapsed))
 
         return wrapper
+
+    async def start_backtest(self, request: web.Request) -> web.StreamResponse:
+        """Step one of a backtest: validate the candidate, answer the confirmation token."""
+        return await _start_backtest(self._app, request)
+
+    async def confirm_backtest(self, request: web.Request) -> web.StreamResponse:
+        """Step two: consume the token; 202 with the queued backtest."""
+        return await _confirm_backtest(self._app, request)
+
+    async def backtest_status(self, request: web.Request) -> web.StreamResponse:
+        return await _backtest_status(self._app, request)
+
+    async def backtest_result(self, request: web.Request) -> web.StreamResponse:
+        return await _backtest_result(self._app, request)
+
+    async def backtest_download(self, request: web.Request) -> web.StreamResponse:
+        return await _backtest_download(self._app, request)
 
     async def full_process(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
@@ -296,3 +336,54 @@ def _job_response(job: JobView, body: dict[str, Any]) -> web.Response:
         return web.json_response({**body, **skipped}, status=409)
     location = f"/jobs/{job.job_id}?tenant_id={job.tenant_id}"
     return web.json_response(body, status=202, headers={"Location": location})
+
+
+async def _start_backtest(app: PipelineApp, request: web.Request) -> web.StreamResponse:
+    started = await app.start_backtest(_keys(request), partial(_json_body, request))
+    return web.json_response(started)
+
+
+async def _confirm_backtest(app: PipelineApp, request: web.Request) -> web.StreamResponse:
+    queued = await app.confirm_backtest(_keys(request), partial(_json_body, request))
+    return web.json_response(queued, status=202)
+
+
+async def _backtest_status(app: PipelineApp, request: web.Request) -> web.StreamResponse:
+    status = await app.backtest_status(_keys(request), request.match_info["backtest_id"])
+    return web.json_response(status.to_dict())
+
+
+async def _backtest_result(app: PipelineApp, request: web.Request) -> web.StreamResponse:
+    """`part=metrics` whole; `part=diffs` one page (`limit`, `cursor`)."""
+    keys, backtest_id = _keys(request), request.match_info["backtest_id"]
+    part = request.query.get("part", "metrics")
+    if part == "metrics":
+        status, metrics = await app.backtest_metrics(keys, backtest_id)
+        return web.json_response(
+            {"backtest_id": status.backtest_id, "result_hash": status.result_hash, **metrics}
+        )
+    if part == "diffs":
+        page = await app.backtest_diffs(
+            keys, backtest_id, request.query.get("limit"), request.query.get("cursor")
+        )
+        return web.json_response(
+            {"items": page.items, "next_cursor": page.next_cursor, "truncated": page.truncated}
+        )
+    await app.backtest_status(keys, backtest_id)
+    raise InvalidInput("INVALID_PART", "part must be metrics or diffs", field="part")
+
+
+async def _backtest_download(app: PipelineApp, request: web.Request) -> web.StreamResponse:
+    chunks = await app.backtest_download(_keys(request), request.match_info["backtest_id"])
+    name = f"backtest-{request.match_info['backtest_id']}.jsonl.gz"
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "application/gzip",
+            "Content-Disposition": f'attachment; filename="{name}"',
+        }
+    )
+    await response.prepare(request)
+    async for chunk in chunks:
+        await response.write(chunk)
+    await response.write_eof()
+    return response

@@ -7,6 +7,7 @@ documents.py, app.py and the key store raise.
 
 from __future__ import annotations
 
+from services.pipeline.backtests_openapi import BACKTEST_PATHS
 from services.runtime.openapi import (
     ERROR_REF,
     INTEGER,
@@ -414,4 +415,5 @@ PATHS: Paths = {
             keyed=True,
         )
     },
+    **BACKTEST_PATHS,
 }

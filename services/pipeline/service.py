@@ -12,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,9 @@ from aiohttp import web
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 from services.pipeline.app import PipelineApp
+from services.pipeline.backtests import Backtests
+from services.pipeline.backtests_cursor import CursorSigner, cursor_key
+from services.pipeline.backtests_runner import BacktestRunner
 from services.pipeline.extractors import ExtractorRateLimit, create_file_extractor
 from services.pipeline.grpc_api import PipelineServicer
 from services.pipeline.http_api import PipelineHttp
@@ -49,8 +54,10 @@ from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
 from services.runtime.housekeeping import spawn_housekeeping
 from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
 from services.runtime.keys.channels import service_channel
+from services.runtime.metric_registry import RESULT_TRUNCATED
 from services.runtime.metrics import (
     Metrics,
+    counter,
     create_metrics,
     db_query_recorder,
     http_requests_middleware,
@@ -149,6 +156,19 @@ def build_workers(
     return WorkerParts(group=group, queue=queue, notifier=notifier, pilot=pilot, session=session)
 
 
+def backtest_runner(
+    config: AppConfig, settings: PipelineSettings, pool: asyncpg.Pool
+) -> BacktestRunner:
+    """The loop that claims and replays confirmed backtests in this (worker) process."""
+    return BacktestRunner(
+        pool,
+        MarketStore(pool, cache_seconds=settings.market_cache_seconds),
+        config.thresholds,
+        settings.backtest,
+        f"backtest-{socket.gethostname()}-{os.getpid()}",
+    )
+
+
 async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     config, pool = runtime.config, runtime.pool
     access = Access.for_service(pool, config)
@@ -194,6 +214,16 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
             ),
             config.thresholds.Pilot.PURGE_TOKEN_TTL_SECONDS,
         ),
+        backtests=Backtests(
+            pool,
+            create_token_store(
+                runtime, retention_seconds=config.thresholds.Gate.USED_TOKEN_RETENTION_SECONDS
+            ),
+            config.thresholds,
+            settings.backtest,
+            CursorSigner(cursor_key(settings.backtest.cursor_secret, config.database_url)),
+            counter(runtime.metrics.meter, RESULT_TRUNCATED),
+        ),
         telemetry=telemetry,
         readiness=ReadinessSource(config, pool, runtime.redis, runtime.keys),
         pool=pool,
@@ -219,6 +249,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         runtime.spawn("pipeline-outbox-relay", relay.run)
     if settings.inprocess_workers:
         runtime.spawn("pipeline-workers", parts.group.run)
+        runtime.spawn("pipeline-backtests", backtest_runner(config, settings, pool).run)
 
     def register(server: grpc.aio.Server) -> None:
         pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(app), server)
@@ -319,6 +350,7 @@ async def run_worker_process(
         stack.push_async_callback(
             parts.group.stop, grace_seconds=settings.queue.visibility_timeout_seconds / 2
         )
+        supervisor.spawn("pipeline-backtests", backtest_runner(config, settings, pool).run)
         if relay:
             supervisor.spawn("pipeline-outbox-relay", outbox.run)
         if http_port is not None:

@@ -226,6 +226,13 @@ PILOT_INCIDENTS_SKIPPED = _family(
     PIPELINE,
     "Pilot incidents not created because the hourly incident budget was spent.",
 )
+RESULT_TRUNCATED = _family(
+    "ptf_pipeline_result_truncated_total",
+    "counter",
+    PIPELINE,
+    "Backtest result pages cut short, by reason (limit_capped: a limit over the maximum).",
+    "reason",
+)
 JOBS_FINISHED = _family(
     "ptf_pipeline_jobs_finished_total",
     "counter",

@@ -37,6 +37,8 @@ async def owned(pipeline: ServiceHandle, tenant: Tenant) -> Owned:
     return await with_incidents(pipeline, tenant)
 
 
+_NO_BACKTEST = "00000000-0000-0000-0000-000000000000"
+
 # Every admin operation as an HTTP request: (method, path template, body).
 HTTP_ADMIN_REQUESTS: dict[Operation, tuple[str, str, dict[str, Any]]] = {
     Operation.RESOLVE_INCIDENT: (
@@ -56,6 +58,13 @@ HTTP_ADMIN_REQUESTS: dict[Operation, tuple[str, str, dict[str, Any]]] = {
         "/admin/tenants/{tenant}/purge/confirm",
         {"confirmation_token": "guessed", "operator": "tenant"},
     ),
+    Operation.START_BACKTEST: (
+        "POST",
+        "/admin/backtests",
+        {"tenant_id": "t-any", "since": "2026-01", "until": "2026-01", "thresholds": {}},
+    ),
+    Operation.CONFIRM_BACKTEST: ("POST", "/admin/backtests/confirm", {"confirmation_token": "x"}),
+    Operation.GET_BACKTEST: ("GET", f"/admin/backtests/{_NO_BACKTEST}", {}),
 }
 
 if TYPE_CHECKING:  # the async stub type exists only in the generated stubs (.pyi)
@@ -83,11 +92,31 @@ async def _readiness_status(stub: Stub, owned: Owned, metadata: Metadata) -> obj
     )
 
 
+async def _start_backtest(stub: Stub, owned: Owned, metadata: Metadata) -> object:
+    request = pipeline_pb2.StartBacktestRequest(
+        tenant_id=owned.tenant.tenant_id, period_start="2026-01", period_end="2026-01"
+    )
+    return await stub.StartBacktest(request, metadata=metadata)
+
+
+async def _confirm_backtest(stub: Stub, owned: Owned, metadata: Metadata) -> object:
+    request = pipeline_pb2.ConfirmBacktestRequest(token="guessed")
+    return await stub.ConfirmBacktest(request, metadata=metadata)
+
+
+async def _get_backtest(stub: Stub, owned: Owned, metadata: Metadata) -> object:
+    request = pipeline_pb2.GetBacktestResultRequest(backtest_id=_NO_BACKTEST)
+    return await stub.GetBacktestResult(request, metadata=metadata)
+
+
 # Every admin operation that has an RPC; the others exist only over HTTP.
 GRPC_ADMIN_ATTEMPTS: dict[Operation, RpcAttempt] = {
     Operation.RESOLVE_INCIDENT: _resolve_incident,
     Operation.SUBMIT_FEEDBACK: _submit_feedback,
     Operation.READINESS_STATUS: _readiness_status,
+    Operation.START_BACKTEST: _start_backtest,
+    Operation.CONFIRM_BACKTEST: _confirm_backtest,
+    Operation.GET_BACKTEST: _get_backtest,
 }
 HTTP_ONLY = {Operation.SYSTEM_HEALTH, Operation.REQUEST_PURGE, Operation.CONFIRM_PURGE}
 GRPC_ONLY = {Operation.READINESS_STATUS}
