@@ -155,18 +155,27 @@ RETURNING job_id, tenant_id, invoice_id, state, attempts, error_code, error_mess
 
 # Every message of a batch in one statement; each row keeps the single-job
 # conditions (attempts left, QUEUED and due or RUNNING with an expired lease).
-_CLAIM_MANY = """
+# A row another transaction has locked (a worker claiming or committing it right
+# now) is skipped rather than waited for, so two overlapping batches can never
+# deadlock; its message takes the unclaimed path like any job someone else runs.
+_CLAIMABLE = """j.attempts < $5
+      AND ((j.state = 'QUEUED' AND j.next_attempt_at <= now())
+           OR (j.state = 'RUNNING' AND j.lease_expires_at < now()))"""
+_CLAIM_MANY = f"""
 WITH wanted AS (
     SELECT DISTINCT w.job_id, w.tenant_id
     FROM unnest($1::uuid[], $2::text[]) AS w(job_id, tenant_id)
+), locked AS (
+    SELECT j.job_id
+    FROM pipeline_jobs j JOIN wanted w ON j.job_id = w.job_id AND j.tenant_id = w.tenant_id
+    WHERE {_CLAIMABLE}
+    FOR UPDATE OF j SKIP LOCKED
 ), claimed AS (
     UPDATE pipeline_jobs j
     SET state = 'RUNNING', attempts = j.attempts + 1, lease_owner = $3,
         lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
-    FROM wanted w
-    WHERE j.job_id = w.job_id AND j.tenant_id = w.tenant_id AND j.attempts < $5
-      AND ((j.state = 'QUEUED' AND j.next_attempt_at <= now())
-           OR (j.state = 'RUNNING' AND j.lease_expires_at < now()))
+    FROM locked l
+    WHERE j.job_id = l.job_id AND {_CLAIMABLE}
     RETURNING j.job_id, j.tenant_id, j.invoice_id, j.attempts, j.received_at
 )
 SELECT c.job_id, c.tenant_id, c.invoice_id, c.attempts, c.received_at,
@@ -219,13 +228,20 @@ WITH outcome AS (
                          $7::text[], $8::text[], $9::float8[])
          AS o(job_id, tenant_id, document, result, quality_grade, provider, invoice_period,
               extraction_ms)
+), locked AS (
+    -- In job id order, so two batches that both still hold one job (a lease taken
+    -- over in between) wait for each other in one order and never deadlock.
+    SELECT j.job_id
+    FROM pipeline_jobs j JOIN outcome o ON j.job_id = o.job_id AND j.tenant_id = o.tenant_id
+    WHERE j.state = 'RUNNING' AND j.lease_owner = $1
+    ORDER BY j.job_id
+    FOR UPDATE OF j
 ), fenced AS (
     UPDATE pipeline_jobs j
     SET state = 'DONE', finished_at = now(), updated_at = now(), finished_by = $1,
         lease_owner = NULL, lease_expires_at = NULL, error_code = NULL, error_message = NULL
-    FROM outcome o
-    WHERE j.job_id = o.job_id AND j.tenant_id = o.tenant_id
-      AND j.state = 'RUNNING' AND j.lease_owner = $1
+    FROM locked l
+    WHERE j.job_id = l.job_id AND j.state = 'RUNNING' AND j.lease_owner = $1
     RETURNING j.job_id, j.tenant_id, j.invoice_id, j.attempts, j.created_at, j.updated_at,
               j.finished_at
 ), saved AS (
