@@ -31,7 +31,7 @@ async def bench_health_ready(http_port: int) -> list[BenchRow]:
         # one extra evaluation a cold start adds to any window.
         await probe()
         latencies.clear()
-        before = await counter_total(session, base, "ptf_db_queries")
+        before = await counter_total(session, base, "ptf_db_statements")
         started = time.perf_counter()
         tasks = []
         for i in range(RATE * SECONDS):
@@ -42,7 +42,7 @@ async def bench_health_ready(http_port: int) -> list[BenchRow]:
         await asyncio.gather(*tasks)
         elapsed = time.perf_counter() - started
         queries_per_second = (
-            await counter_total(session, base, "ptf_db_queries") - before
+            await counter_total(session, base, "ptf_db_statements") - before
         ) / elapsed
     latencies.sort()
     p99 = latencies[int(0.99 * (len(latencies) - 1))]

@@ -59,9 +59,9 @@ from services.runtime.metrics import (
     Metrics,
     counter,
     create_metrics,
-    db_query_recorder,
     http_requests_middleware,
     metrics_route,
+    store_traffic,
 )
 from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
@@ -317,13 +317,12 @@ async def run_worker_process(
         # then clients, pool and metrics; on a failed start, only what was opened.
         metrics = create_metrics(config)
         stack.callback(metrics.shutdown)
+        traffic = store_traffic(metrics)
         pool = await create_pool(
-            config.database_url,
-            max_size=max(2, concurrency + 2),
-            on_query=db_query_recorder(metrics),
+            config.database_url, max_size=max(2, concurrency + 2), traffic=traffic
         )
         stack.push_async_callback(pool.close)
-        redis = create_redis(config.redis_url)
+        redis = create_redis(config.redis_url, traffic=traffic)
         stack.push_async_callback(redis.aclose)
         channel = telemetry_channel(config)
         stack.push_async_callback(channel.close)

@@ -12,14 +12,18 @@ reaches every service at once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+
+from services.runtime.traffic import StoreTraffic
 
 log = logging.getLogger(__name__)
 
@@ -151,22 +155,60 @@ async def apply_migration_sets(pool: asyncpg.Pool, migration_sets: Iterable[Migr
             )
 
 
+# The Connection methods that send a statement; each one counts once (asyncpg's
+# transaction blocks issue BEGIN / COMMIT / ROLLBACK through `execute`).
+_STATEMENT_METHODS = (
+    "execute",
+    "executemany",
+    "fetch",
+    "fetchrow",
+    "fetchval",
+    "fetchmany",
+    "copy_from_table",
+    "copy_from_query",
+    "copy_to_table",
+    "copy_records_to_table",
+)
+
+
+def _counted(method: Callable[..., Awaitable[Any]], traffic: StoreTraffic) -> Any:
+    @functools.wraps(method)
+    async def call(self: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+        # Read before the statement is sent: outside a block, it opens a transaction.
+        traffic.db_statement(self.is_in_transaction())
+        return await method(self, *args, **kwargs)
+
+    return call
+
+
+def counting_connection_class(traffic: StoreTraffic) -> type[asyncpg.Connection]:
+    """An asyncpg Connection class whose statements are counted in `traffic`.
+
+    A subclass rather than asyncpg's query logger: the logger times every query
+    and schedules a loop callback per statement, and it never sees COPY.
+    """
+
+    class CountingConnection(asyncpg.Connection):
+        """A connection that adds each statement it sends to its pool's traffic."""
+
+    for name in _STATEMENT_METHODS:
+        setattr(CountingConnection, name, _counted(getattr(asyncpg.Connection, name), traffic))
+    return CountingConnection
+
+
 async def create_pool(
     database_url: str,
     *,
     min_size: int = 1,
     max_size: int = 10,
-    on_query: Callable[[], None] | None = None,
+    traffic: StoreTraffic | None = None,
 ) -> asyncpg.Pool:
     """A pool whose connections report the service in `pg_stat_activity`.
 
-    `on_query` is called for every statement a pooled connection runs, so a
-    service can count its database load (e.g. readiness under a probe storm).
+    With `traffic`, every statement a pooled connection sends (and every
+    transaction it starts) is counted there: the service's `/metrics` shows the
+    database load per request (readiness under a probe storm, statements per invoice).
     """
-
-    async def init(conn: asyncpg.Connection) -> None:
-        if on_query is not None:
-            conn.add_query_logger(lambda _record: on_query())
 
     async def keep_session(conn: asyncpg.Connection) -> None:
         """Release without asyncpg's default `RESET ALL; UNLISTEN *; ...` round trip.
@@ -183,7 +225,9 @@ async def create_pool(
         max_size=max_size,
         command_timeout=30,
         server_settings={"application_name": "ptf-admin"},
-        init=init,
+        connection_class=(
+            asyncpg.Connection if traffic is None else counting_connection_class(traffic)
+        ),
         reset=keep_session,
     )
     return pool

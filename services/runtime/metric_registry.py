@@ -85,11 +85,29 @@ BUILD_INFO = _family(
     "service",
     "env",
 )
-DB_QUERIES = _family(
-    "ptf_db_queries_total",
+DB_STATEMENTS = _family(
+    "ptf_db_statements_total",
     "counter",
     SHARED_OWNERS,
-    "Statements run on this process's database pool.",
+    "Statements sent on this process's database pool (BEGIN and COMMIT included).",
+)
+DB_TRANSACTIONS = _family(
+    "ptf_db_transactions_total",
+    "counter",
+    SHARED_OWNERS,
+    "Transactions started on this process's database pool (a lone statement is one).",
+)
+REDIS_COMMANDS = _family(
+    "ptf_redis_commands_total",
+    "counter",
+    SHARED_OWNERS,
+    "Redis commands this process sent (each command of a pipeline counted).",
+)
+REDIS_ROUND_TRIPS = _family(
+    "ptf_redis_round_trips_total",
+    "counter",
+    SHARED_OWNERS,
+    "Redis round trips of this process (a pipeline is one).",
 )
 HTTP_REQUESTS = _family(
     "ptf_http_requests_total",

@@ -23,6 +23,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 from services.runtime import metric_registry as registry
 from services.runtime.config import AppConfig
 from services.runtime.metric_registry import MetricFamily, instrument_name
+from services.runtime.traffic import StoreTraffic
 
 Callback = Callable[[CallbackOptions], Iterable[Observation]]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -125,10 +126,27 @@ def route_template(request: web.Request) -> str:
     return resource.canonical if resource is not None else UNMATCHED_ROUTE
 
 
-def db_query_recorder(metrics: Metrics) -> Callable[[], None]:
-    """The pool's `on_query` hook: one `ptf_db_queries_total` increment per statement."""
-    queries = counter(metrics.meter, registry.DB_QUERIES)
-    return lambda: queries.add(1)
+def store_traffic(metrics: Metrics) -> StoreTraffic:
+    """The process's store traffic, exported as four counters read at scrape time.
+
+    Pass it to `create_pool` and `create_redis`: `ptf_db_statements_total`,
+    `ptf_db_transactions_total`, `ptf_redis_commands_total` and
+    `ptf_redis_round_trips_total` then count what they send.
+    """
+    traffic = StoreTraffic()
+    counts: dict[MetricFamily, Callable[[], int]] = {
+        registry.DB_STATEMENTS: lambda: traffic.db_statements,
+        registry.DB_TRANSACTIONS: lambda: traffic.db_transactions,
+        registry.REDIS_COMMANDS: lambda: traffic.redis_commands,
+        registry.REDIS_ROUND_TRIPS: lambda: traffic.redis_round_trips,
+    }
+    for family, count in counts.items():
+        observable_counter(metrics.meter, family, _reading(count))
+    return traffic
+
+
+def _reading(count: Callable[[], int]) -> Callback:
+    return lambda _options: [Observation(count())]
 
 
 def http_requests_middleware(metrics: Metrics) -> Middleware:

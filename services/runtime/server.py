@@ -40,9 +40,9 @@ from services.runtime.logs import configure_logging
 from services.runtime.metrics import (
     Metrics,
     create_metrics,
-    db_query_recorder,
     http_requests_middleware,
     metrics_route,
+    store_traffic,
 )
 from services.runtime.openapi import Paths, openapi_route, service_document
 from services.runtime.redis_client import RedisKeys, create_redis
@@ -332,9 +332,10 @@ async def _start(
     # Redis, pool, metrics.
     metrics = create_metrics(config)
     stack.callback(metrics.shutdown)
-    pool = await create_pool(config.database_url, on_query=db_query_recorder(metrics))
+    traffic = store_traffic(metrics)
+    pool = await create_pool(config.database_url, traffic=traffic)
     stack.push_async_callback(pool.close)
-    redis = create_redis(config.redis_url)
+    redis = create_redis(config.redis_url, traffic=traffic)
     stack.push_async_callback(redis.aclose)
     await redis.ping()
     await apply_migration_sets(pool, definition.migrations)

@@ -368,12 +368,12 @@ async def test_grpc_ready_returns_the_same_report(start_health: StartHealth, pee
     assert statuses["database"] == ready_pb2.CHECK_STATUS_OK
 
 
-async def _db_queries(svc: ServiceHandle) -> float:
+async def _db_statements(svc: ServiceHandle) -> float:
     async with svc.http.get("/metrics") as response:
         text = await response.text()
     for family in text_string_to_metric_families(text):
-        if family.name == "ptf_db_queries":
-            return sum(s.value for s in family.samples if s.name == "ptf_db_queries_total")
+        if family.name == "ptf_db_statements":
+            return sum(s.value for s in family.samples if s.name == "ptf_db_statements_total")
     return 0.0
 
 
@@ -382,9 +382,9 @@ async def test_probe_storm_costs_one_evaluation(start_health: StartHealth) -> No
     database sees only its latency probe (the pipeline's one statement per status call
     is counted in tests/pipeline/test_readiness_status_rpc.py)."""
     async with start_health(PTF_THRESHOLD__HEALTH__CACHE_SECONDS="60") as (svc, _):
-        before = await _db_queries(svc)
+        before = await _db_statements(svc)
         statuses = await asyncio.gather(*(_ready(svc) for _ in range(500)))
-        after = await _db_queries(svc)
+        after = await _db_statements(svc)
     assert {code for code, _ in statuses} == {200}
     assert after - before == 1
 

@@ -17,6 +17,7 @@ from services.pipeline.service import make_definition, migrate
 from services.pipeline.status import ReadinessSource
 from services.runtime.db import create_pool
 from services.runtime.redis_client import RedisKeys
+from services.runtime.traffic import StoreTraffic
 from tests.conftest import StartService
 from tests.pipeline.service_support import NO_TELEMETRY, fast_settings, new_tenant_id
 from tests.support.services import ConfigFactory, ServiceHandle
@@ -37,15 +38,15 @@ async def test_one_readiness_status_costs_one_database_statement(
     make_config: ConfigFactory, redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     """Counted on a pool of its own, so no background task of a running service adds to it."""
-    statements = []
+    traffic = StoreTraffic()
     config = make_config("pipeline")
-    pool = await create_pool(config.database_url, on_query=lambda: statements.append(1))
+    pool = await create_pool(config.database_url, traffic=traffic)
     try:
         await migrate(pool)
         source = ReadinessSource(config, pool, redis_client, RedisKeys(redis_prefix))
-        before = len(statements)
+        before = traffic.db_statements
         await source.status()
-        assert len(statements) - before == 1
+        assert traffic.db_statements - before == 1
     finally:
         await pool.close()
 

@@ -291,5 +291,5 @@ async def test_worker_process_exports_only_pipeline_families_and_no_queue_gauge(
         await process.wait()
     owned = {family.name for family in registry.owned_by(registry.PIPELINE)}
     assert set(scraped) - registry.EXPORTER_FAMILIES <= owned
-    assert {registry.DB_QUERIES.name, registry.BUILD_INFO.name} <= set(scraped)
+    assert {registry.DB_STATEMENTS.name, registry.BUILD_INFO.name} <= set(scraped)
     assert registry.QUEUE_DEPTH.name not in scraped
