@@ -12,9 +12,10 @@ same key share one in-flight fetch (the runtime's `TtlCache`), so a burst of
 preflights costs each source one call.
 
 Backtest results (pipeline `GetBacktestResult`): `metrics_json` is read as
-`{"invoices": N, "old": {"incident_count": a}, "new": {"incident_count": b}}`
-(flat `old_incident_count` / `new_incident_count` are accepted too); the
-backtest counts as complete when its job is DONE.
+`{"invoices": N, "old": {"incident_count": a, "severity": {"S1": {"count": s}}},
+"new": {...}}` as the pipeline stores it (flat `old_incident_count` /
+`new_incident_count` are accepted too); the backtest counts as complete when
+its job is DONE.
 """
 
 from __future__ import annotations
@@ -301,12 +302,24 @@ def _first_count(data: Mapping[str, Any], *paths: tuple[str, ...]) -> int:
     return _count(data, *paths[-1])
 
 
-def backtest_from_proto(backtest_id: str, reply: pipeline_pb2.BacktestResult) -> BacktestSignal:
-    """A finished or unfinished backtest; the metrics are read only once the job is DONE."""
+def _s1_count(metrics: Mapping[str, Any], side: str) -> int:
+    """`<side>.severity.S1.count` of the pipeline's metrics; 0 for a result without it."""
+    try:
+        return _count(metrics, side, "severity", "S1", "count")
+    except KeyError:
+        return 0
+
+
+def backtest_from_proto(
+    backtest_id: str, reply: pipeline_pb2.BacktestResult
+) -> BacktestSignal | Unavailable:
+    """A DONE backtest's counts; a backtest not DONE has no result yet, so its signal is
+    unavailable (SIGNAL_UNAVAILABLE, issue 14)."""
     complete = reply.job.state == pipeline_pb2.JOB_STATE_DONE
     result_id = reply.job.backtest_id or backtest_id
     if not complete:
-        return BacktestSignal(backtest_id=result_id, complete=False)
+        state = pipeline_pb2.JobState.Name(reply.job.state).removeprefix("JOB_STATE_")
+        return Unavailable(SignalSource.BACKTEST, f"backtest {result_id} is {state}, not DONE")
     metrics = json.loads(reply.metrics_json or "{}")
     if not isinstance(metrics, Mapping):
         raise ValueError("metrics_json must be a JSON object")
@@ -320,5 +333,7 @@ def backtest_from_proto(backtest_id: str, reply: pipeline_pb2.BacktestResult) ->
         new_incident_count=_first_count(
             metrics, ("new", "incident_count"), ("new_incident_count",)
         ),
+        old_s1_count=_s1_count(metrics, "old"),
+        new_s1_count=_s1_count(metrics, "new"),
         result_hash=reply.result_hash,
     )

@@ -368,6 +368,21 @@ def test_unfinished_backtest_is_insufficient_data() -> None:
     assert "has not finished" in evaluation.reasons[0].message
 
 
+def test_a_candidate_raising_the_s1_rate_above_the_limit_is_config_backtest_regression() -> None:
+    signal = BacktestSignal("bt-1", complete=True, invoices=100, old_s1_count=10, new_s1_count=30)
+    evaluation = run(spec=make_spec(backtest_id="bt-1"), signals=healthy_signals(backtest=signal))
+    assert B.CONFIG_BACKTEST_REGRESSION in evaluation.codes
+    reason = next(r for r in evaluation.reasons if r.code is B.CONFIG_BACKTEST_REGRESSION)
+    assert "old 10.0 %" in reason.message or "old 10" in reason.message
+    assert reason.observed == 0.30
+
+
+def test_a_candidate_within_the_s1_limit_is_no_config_backtest_regression() -> None:
+    signal = BacktestSignal("bt-1", complete=True, invoices=100, old_s1_count=10, new_s1_count=14)
+    evaluation = run(spec=make_spec(backtest_id="bt-1"), signals=healthy_signals(backtest=signal))
+    assert B.CONFIG_BACKTEST_REGRESSION not in evaluation.codes
+
+
 def test_backtest_signal_is_ignored_when_spec_names_none() -> None:
     signal = BacktestSignal("bt-1", complete=True, invoices=100, new_incident_count=90)
     assert run(signals=healthy_signals(backtest=signal)).verdict is Verdict.RELEASE_OK

@@ -480,6 +480,36 @@ def _feedback(inp: _Inputs, notes: list[str]) -> list[_Finding]:
 # Backtest -----------------------------------------------------------------------
 
 
+def _backtest_s1(inp: _Inputs, notes: list[str]) -> list[_Finding]:
+    """The candidate's S1 rate above the current one by more than the spec's limit
+    (`slo.BACKTEST_S1_RATE_INCREASE_MAX`): part of the backtest rule, which has already
+    turned an unfinished, mismatched or too small backtest into its own finding."""
+    bt = inp.backtest
+    wanted = inp.spec.backtest_id
+    if bt is None or wanted is None or bt.backtest_id != wanted or not bt.complete:
+        return []
+    if bt.invoices == 0:
+        return []
+    old_rate = bt.old_s1_count / bt.invoices
+    new_rate = bt.new_s1_count / bt.invoices
+    limit = old_rate + inp.thresholds.Gate.BACKTEST_S1_RATE_INCREASE_MAX
+    if new_rate <= limit:
+        return []
+    return [
+        _Finding(
+            _B.CONFIG_BACKTEST_REGRESSION,
+            "backtest.s1_rate",
+            f"backtest {wanted}: candidate S1 rate {_pct(new_rate)} (old {_pct(old_rate)}, "
+            f"{bt.old_s1_count} -> {bt.new_s1_count} S1 over {bt.invoices} invoices) is above "
+            f"the limit {_pct(limit)}",
+            observed=new_rate,
+            operator=">",
+            threshold=limit,
+            sample_size=bt.invoices,
+        )
+    ]
+
+
 def _backtest(inp: _Inputs, notes: list[str]) -> list[_Finding]:
     bt = inp.backtest
     wanted = inp.spec.backtest_id
@@ -512,9 +542,11 @@ def _backtest(inp: _Inputs, notes: list[str]) -> list[_Finding]:
     new_rate = bt.new_incident_count / bt.invoices
     limit = drift.RATE_MULTIPLIER * old_rate
     added = bt.new_incident_count - bt.old_incident_count
+    s1 = _backtest_s1(inp, notes)
     if added < drift.MIN_ABSOLUTE_DELTA or new_rate < limit:
-        return []
+        return s1
     return [
+        *s1,
         _Finding(
             _B.BACKTEST_REGRESSION,
             "backtest.incident_rate",

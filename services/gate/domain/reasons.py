@@ -34,6 +34,7 @@ class BlockReasonCode(StrEnum):
     QUEUE_DEPTH_HIGH = "QUEUE_DEPTH_HIGH"
     FEEDBACK_COVERAGE_LOW = "FEEDBACK_COVERAGE_LOW"
     BACKTEST_REGRESSION = "BACKTEST_REGRESSION"
+    CONFIG_BACKTEST_REGRESSION = "CONFIG_BACKTEST_REGRESSION"
     INSUFFICIENT_DATA = "INSUFFICIENT_DATA"
     SIGNAL_UNAVAILABLE = "SIGNAL_UNAVAILABLE"
 
@@ -104,6 +105,7 @@ DEFAULT_LEVELS: Mapping[BlockReasonCode, ReasonLevel] = MappingProxyType(
         # A regression found by replaying history is something to look at, not
         # proof that production is broken.
         _B.BACKTEST_REGRESSION: ReasonLevel.HOLD,
+        _B.CONFIG_BACKTEST_REGRESSION: ReasonLevel.HOLD,
         # Missing evidence is never evidence of health: hold, like an
         # inconclusive analysis.
         _B.INSUFFICIENT_DATA: ReasonLevel.HOLD,

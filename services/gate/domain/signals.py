@@ -168,6 +168,9 @@ class BacktestSignal:
     invoices: int = 0
     old_incident_count: int = 0
     new_incident_count: int = 0
+    # S1 incidents under the running and under the candidate thresholds.
+    old_s1_count: int = 0
+    new_s1_count: int = 0
     result_hash: str = ""
 
     def __post_init__(self) -> None:

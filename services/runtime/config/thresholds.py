@@ -97,6 +97,9 @@ class GateThresholds:
     MAX_QUEUE_DEPTH: int = 50
     FEEDBACK_COVERAGE_MIN: float = 0.10
     MIN_INVOICES: int = 20
+    # A named backtest whose candidate raises the S1 rate by more than this (absolute,
+    # e.g. 0.05 = five points) holds the release (CONFIG_BACKTEST_REGRESSION).
+    BACKTEST_S1_RATE_INCREASE_MAX: float = 0.05
     OVERRIDE_TOKEN_TTL_SECONDS: int = 900
     USED_TOKEN_RETENTION_SECONDS: int = 86400
     REQUEST_DEDUP_MINUTES: int = 60
