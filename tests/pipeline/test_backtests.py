@@ -63,7 +63,7 @@ async def _planted(svc: ServiceHandle, pg: asyncpg.Pool) -> Tenant:
     return tenant
 
 
-def _params(tenant: Tenant, thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
+def backtest_params(tenant: Tenant, thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
     return {
         "tenant_id": tenant.tenant_id,
         "since": "2026-01",
@@ -87,7 +87,7 @@ async def _start(svc: ServiceHandle, params: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-async def _run(svc: ServiceHandle, params: dict[str, Any]) -> str:
+async def run_backtest(svc: ServiceHandle, params: dict[str, Any]) -> str:
     """Start, confirm and wait until DONE; the backtest id."""
     started = await _start(svc, params)
     status, queued = await _call(
@@ -139,7 +139,7 @@ async def test_lowering_severe_ratio_reports_the_s1_a_direct_recomputation_finds
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
     tenant = await _planted(pipeline, pg)
-    backtest_id = await _run(pipeline, _params(tenant))
+    backtest_id = await run_backtest(pipeline, backtest_params(tenant))
     status, metrics = await _call(pipeline, "GET", f"/admin/backtests/{backtest_id}/result")
     assert status == 200, metrics
     base = pipeline.config.thresholds
@@ -156,8 +156,8 @@ async def test_diff_pages_concatenate_to_the_whole_set_while_another_backtest_ru
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
     tenant = await _planted(pipeline, pg)
-    backtest_id = await _run(pipeline, _params(tenant))
-    other = await _start(pipeline, _params(tenant, {"Mismatch": {"SEVERE_RATIO": 0.12}}))
+    backtest_id = await run_backtest(pipeline, backtest_params(tenant))
+    other = await _start(pipeline, backtest_params(tenant, {"Mismatch": {"SEVERE_RATIO": 0.12}}))
     await _call(
         pipeline,
         "POST",
@@ -179,7 +179,7 @@ async def test_download_streams_the_metrics_and_every_diff_as_gzip(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
     tenant = await _planted(pipeline, pg)
-    backtest_id = await _run(pipeline, _params(tenant))
+    backtest_id = await run_backtest(pipeline, backtest_params(tenant))
     async with pipeline.http.get(
         f"/admin/backtests/{backtest_id}/result/download", headers=ADMIN
     ) as response:
@@ -194,7 +194,7 @@ async def test_a_confirmation_token_replayed_is_token_used(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
     tenant = await new_tenant(pg, "bt")
-    token = (await _start(pipeline, _params(tenant)))["confirmation_token"]
+    token = (await _start(pipeline, backtest_params(tenant)))["confirmation_token"]
     body = {"confirmation_token": token}
     assert (await _call(pipeline, "POST", "/admin/backtests/confirm", body))[0] == 202
     status, error = await _call(pipeline, "POST", "/admin/backtests/confirm", body)
@@ -211,8 +211,8 @@ async def test_a_token_confirmed_with_other_parameters_is_token_params_mismatch(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
     tenant = await new_tenant(pg, "bt")
-    token = (await _start(pipeline, _params(tenant)))["confirmation_token"]
-    other = _params(tenant, {"Mismatch": {"SEVERE_RATIO": 0.15}})
+    token = (await _start(pipeline, backtest_params(tenant)))["confirmation_token"]
+    other = backtest_params(tenant, {"Mismatch": {"SEVERE_RATIO": 0.15}})
     body = {"confirmation_token": token, "params": other}
     status, error = await _call(pipeline, "POST", "/admin/backtests/confirm", body)
     assert (status, error["error_code"]) == (409, "TOKEN_PARAMS_MISMATCH")
@@ -224,7 +224,7 @@ async def test_a_token_past_its_ttl_is_token_expired(
     settings = fast_settings(backtest=replace(BacktestSettings(), token_ttl_seconds=0.2))
     async with start_service(make_definition(settings), PTF_TELEMETRY_ADDR=NO_TELEMETRY) as svc:
         tenant = await new_tenant(pg, "bt")
-        token = (await _start(svc, _params(tenant)))["confirmation_token"]
+        token = (await _start(svc, backtest_params(tenant)))["confirmation_token"]
         await asyncio.sleep(1.0)
         body = {"confirmation_token": token}
         status, error = await _call(svc, "POST", "/admin/backtests/confirm", body)
@@ -236,7 +236,7 @@ async def test_invalid_candidate_thresholds_are_422_listing_every_violation(
 ) -> None:
     tenant = await new_tenant(pg, "bt")
     bad = {"Mismatch": {"SEVERE_RATIO": 0.01, "RATIO": -1}, "Nope": {"X": 1}}
-    status, error = await _call(pipeline, "POST", "/admin/backtests", _params(tenant, bad))
+    status, error = await _call(pipeline, "POST", "/admin/backtests", backtest_params(tenant, bad))
     assert (status, error["error_code"]) == (422, "INVALID_THRESHOLDS")
     listed = error["message"].split(": ", 1)[1].split("; ")
     assert any("Nope" in v for v in listed)
@@ -258,13 +258,15 @@ async def test_malformed_or_out_of_range_start_requests_are_400(
     pipeline: ServiceHandle, pg: asyncpg.Pool, change: dict[str, Any]
 ) -> None:
     tenant = await new_tenant(pg, "bt")
-    status, error = await _call(pipeline, "POST", "/admin/backtests", {**_params(tenant), **change})
+    status, error = await _call(
+        pipeline, "POST", "/admin/backtests", {**backtest_params(tenant), **change}
+    )
     assert status == 400, error
 
 
 async def test_a_forged_or_edited_cursor_is_400(pipeline: ServiceHandle, pg: asyncpg.Pool) -> None:
     tenant = await _planted(pipeline, pg)
-    backtest_id = await _run(pipeline, _params(tenant))
+    backtest_id = await run_backtest(pipeline, backtest_params(tenant))
     _, page = await _call(
         pipeline, "GET", f"/admin/backtests/{backtest_id}/result?part=diffs&limit=1"
     )
@@ -282,7 +284,7 @@ async def test_a_limit_over_the_maximum_is_capped_and_below_one_is_400(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
     tenant = await _planted(pipeline, pg)
-    backtest_id = await _run(pipeline, _params(tenant))
+    backtest_id = await run_backtest(pipeline, backtest_params(tenant))
     path = f"/admin/backtests/{backtest_id}/result?part=diffs&limit="
     status, page = await _call(pipeline, "GET", path + "100000")
     assert (status, page["truncated"]) == (200, True)
@@ -315,7 +317,9 @@ async def test_backtest_routes_refuse_a_missing_or_tenant_key(
 ) -> None:
     tenant = await new_tenant(pg, "bt")
     assert (await _call(pipeline, method, path, {}, headers={}))[0] == 401
-    assert (await _call(pipeline, method, path, _params(tenant), headers=tenant.headers))[0] == 403
+    assert (await _call(pipeline, method, path, backtest_params(tenant), headers=tenant.headers))[
+        0
+    ] == 403
 
 
 async def test_a_result_before_the_backtest_is_done_is_409(
@@ -323,7 +327,7 @@ async def test_a_result_before_the_backtest_is_done_is_409(
 ) -> None:
     tenant = await new_tenant(pg, "bt")
     await submit(pipeline, tenant, s2_document())
-    started = await _start(pipeline, _params(tenant))
+    started = await _start(pipeline, backtest_params(tenant))
     await pg.execute(
         "UPDATE pipeline_backtests SET state = 'RUNNING', lease_expires_at = 'infinity',"
         " lease_owner = 'held' WHERE params_hash = $1",
@@ -349,7 +353,7 @@ async def test_the_lifecycle_over_grpc_ends_in_the_metrics_the_service_key_reads
         candidate_thresholds_json=json.dumps(LOWER_SEVERE),
     )
     started = await admin.StartBacktest(params)
-    assert started.params_hash == (await _start(pipeline, _params(tenant)))["params_hash"]
+    assert started.params_hash == (await _start(pipeline, backtest_params(tenant)))["params_hash"]
     queued = await admin.ConfirmBacktest(
         pipeline_pb2.ConfirmBacktestRequest(token=started.token.token, params=params)
     )
