@@ -1,4 +1,9 @@
-"""Run every benchmark against embedded stores and print one table."""
+"""Run every benchmark against embedded stores, print one table and write bench/results.json.
+
+The stack runs as `make run` lays it out: the pipeline API without worker loops
+and separate `ptf-pipeline worker` processes (one; a second stack with two for
+the scaling row).
+"""
 
 from __future__ import annotations
 
@@ -9,11 +14,22 @@ from pathlib import Path
 
 from bench.gate import bench_gate
 from bench.health import bench_health_ready
-from bench.pipeline import bench_pipeline
+from bench.pipeline import bench_sync_latency, measure_throughput, throughput_rows
 from bench.processes import bench_idle_processes, running_stack
-from bench.report import render
+from bench.report import RESULTS, render, write_results
+from bench.telemetry import bench_run_summary
 from bench.tokens import bench_tokens
 from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
+from services.runtime.stack import ChildService
+
+
+def _pipeline_ports(stack: dict[str, ChildService]) -> list[int]:
+    """HTTP ports of the pipeline API (first) and of every worker process."""
+    return [
+        child.http_port
+        for name, child in stack.items()
+        if name == "pipeline" or name.startswith("pipeline-worker")
+    ]
 
 
 def main() -> None:
@@ -30,15 +46,22 @@ def main() -> None:
         )
         try:
             rows = asyncio.run(bench_tokens(env["REDIS_URL"]))
-            with running_stack(env) as stack:
+            with running_stack(env, workers=1) as stack:
                 rows += bench_idle_processes(stack)
                 rows += asyncio.run(bench_gate(f"127.0.0.1:{stack['gate'].grpc_port}"))
                 rows += asyncio.run(bench_health_ready(stack["health"].http_port))
-                rows += asyncio.run(bench_pipeline(stack["pipeline"].http_port))
+                one_worker = asyncio.run(measure_throughput(_pipeline_ports(stack)))
+                rows += asyncio.run(bench_sync_latency(stack["pipeline"].http_port))
+                rows += asyncio.run(bench_run_summary(stack, env))
+            with running_stack(env, workers=2) as stack:
+                two_workers = asyncio.run(measure_throughput(_pipeline_ports(stack)))
+            rows += throughput_rows(one_worker, two_workers)
         finally:
             redis_server.stop()
             postgres.stop()
+    write_results(rows)
     print(render(rows))
+    print(f"\nwritten to {RESULTS}")
 
 
 if __name__ == "__main__":

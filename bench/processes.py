@@ -15,7 +15,7 @@ from services.runtime.devservers import free_port
 from services.runtime.stack import (
     SERVICES,
     ChildService,
-    spawn_service,
+    spawn_stack,
     stop_children,
     wait_serving,
 )
@@ -26,18 +26,28 @@ SCRAPE_LIMIT_MS = 20.0
 
 
 @contextmanager
-def running_stack(env: dict[str, str]) -> Iterator[dict[str, ChildService]]:
-    """All four services on free ports, wired to each other, until the block ends."""
+def running_stack(env: dict[str, str], workers: int = 1) -> Iterator[dict[str, ChildService]]:
+    """All four services on free ports, wired to each other, until the block ends.
+
+    As `make run` lays it out: the pipeline API without worker loops and `workers`
+    worker processes (`pipeline-worker`, `pipeline-worker-2`, ...) doing the jobs.
+    """
     ports = {name: (free_port(), free_port()) for name in SERVICES}
     wired = dict(env)
     for name, (grpc_port, _) in ports.items():
         wired[f"PTF_{name.upper()}_ADDR"] = f"127.0.0.1:{grpc_port}"
     children: list[ChildService] = []
     try:
-        children = [spawn_service(n, wired, ports[n], quiet=True) for n in SERVICES]
+        children = spawn_stack(wired, ports, [free_port() for _ in range(workers)], quiet=True)
         for child in children:
             asyncio.run(wait_serving(child))
-        yield {child.name: child for child in children}
+        named = {}
+        for child in children:
+            name = child.name
+            while name in named:
+                name = f"{child.name}-{len([n for n in named if n.startswith(child.name)]) + 1}"
+            named[name] = child
+        yield named
     finally:
         stop_children(children)
 

@@ -1,7 +1,7 @@
 """The newcomer's path: `gatectl post-deploy` against a freshly started stack exits 0.
 
-The four services run as processes the way `make run` starts them
-(`services.runtime.stack.spawn_service`, development environment, no flags),
+The four services and a pipeline worker process run the way `make run` starts
+them (`services.runtime.stack.spawn_stack`, development environment, no flags),
 on an empty database and an unused Redis keyspace, wired to each other on
 free ports. Nothing is loaded beforehand: the post-deploy smoke step passes
 only if a fresh development stack prices the smoke fixtures on its own.
@@ -21,7 +21,7 @@ from services.runtime.devservers import free_port
 from services.runtime.stack import (
     SERVICES,
     ChildService,
-    spawn_service,
+    spawn_stack,
     stop_children,
     wait_serving,
 )
@@ -35,7 +35,7 @@ pytestmark = pytest.mark.slow
 def stack(
     empty_database: str, redis_url: str, redis_prefix: str, tmp_path: Path
 ) -> Iterator[dict[str, ChildService]]:
-    """Telemetry, health, pipeline and gate as processes, in `make run`'s order and environment.
+    """The four services and one pipeline worker as processes, as `make run` starts them.
 
     Only what `make run` gets from its machine differs: the stores' URLs, the ports
     (free ones instead of the defaults another stack may hold) and a scratch folder.
@@ -53,7 +53,7 @@ def stack(
         env[f"PTF_{name.upper()}_ADDR"] = f"127.0.0.1:{grpc_port}"
     children: list[ChildService] = []
     try:
-        children = [spawn_service(name, env, ports[name], quiet=True) for name in SERVICES]
+        children = spawn_stack(env, ports, [free_port()], quiet=True)
         for child in children:
             asyncio.run(wait_serving(child))
         yield {child.name: child for child in children}

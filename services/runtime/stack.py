@@ -4,6 +4,11 @@ Starts embedded PostgreSQL and Redis when `DATABASE_URL` / `REDIS_URL` are
 unset (data under `.data/`), then the four services as child processes, waits
 until each reports SERVING over grpc.health.v1, prints every endpoint, and
 stops everything in reverse order on Ctrl-C or SIGTERM.
+
+The pipeline runs as in production: the API process takes intake with no
+worker loops of its own, and `PTF_STACK_PIPELINE_WORKERS` (default 1) separate
+`ptf-pipeline worker` processes do the jobs; 0 runs the pipeline as one process
+with in-process workers instead.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import grpc
 
 from services.runtime.config import load_config
 from services.runtime.config.settings import default_ports
-from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis
+from services.runtime.devservers import EmbeddedPostgres, EmbeddedRedis, free_port
 from services.runtime.healthcheck import is_serving
 
 SERVICES = ("telemetry", "health", "pipeline", "gate")
+PIPELINE_WORKER = "pipeline-worker"
+WORKER_PROCESSES_ENV = "PTF_STACK_PIPELINE_WORKERS"
 DATA_DIR = Path(".data")
 READY_TIMEOUT_SECONDS = 60.0
 RUNBOOK = Path(__file__).resolve().parents[2] / "monitoring" / "runbooks" / "ptf-admin-runbook.md"
@@ -41,7 +49,13 @@ class ChildService:
 
 
 async def wait_serving(child: ChildService) -> None:
-    """Poll grpc.health.v1 until the child reports SERVING; fail if it exits or times out."""
+    """Poll grpc.health.v1 until the child reports SERVING; fail if it exits or times out.
+
+    A worker process has no gRPC server (port 0): its HTTP `/health` is polled instead.
+    """
+    if child.grpc_port == 0:
+        await _wait_alive(child)
+        return
     deadline = time.monotonic() + READY_TIMEOUT_SECONDS
     async with grpc.aio.insecure_channel(f"127.0.0.1:{child.grpc_port}") as channel:
         while True:
@@ -51,6 +65,22 @@ async def wait_serving(child: ChildService) -> None:
                 return
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{child.name} did not report SERVING in time")
+            await asyncio.sleep(0.2)
+
+
+async def _wait_alive(child: ChildService) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
+    url = f"http://127.0.0.1:{child.http_port}/health"
+    async with aiohttp.ClientSession() as session:
+        while True:
+            if child.process.poll() is not None:
+                raise RuntimeError(f"{child.name} exited with {child.process.returncode}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{child.name} did not answer /health in time")
             await asyncio.sleep(0.2)
 
 
@@ -96,6 +126,59 @@ def spawn_service(
     return ChildService(name, grpc_port, http_port, process)
 
 
+def spawn_pipeline_worker(
+    env: dict[str, str], http_port: int, *, concurrency: int = 2, quiet: bool = False
+) -> ChildService:
+    """`python -m services.pipeline worker`, with `/health` and `/metrics` on `http_port`."""
+    child_env = dict(env)
+    metrics_root = Path(env.get("PTF_METRICS_DIR", str(DATA_DIR / "metrics")))
+    child_env["PTF_METRICS_DIR"] = str(metrics_root / PIPELINE_WORKER)
+    command = ["-m", "services.pipeline", "worker", "--concurrency", str(concurrency)]
+    process = subprocess.Popen(
+        [sys.executable, *command, "--http-port", str(http_port)],
+        env=child_env,
+        stderr=subprocess.DEVNULL if quiet else None,
+    )
+    return ChildService(PIPELINE_WORKER, 0, http_port, process)
+
+
+def worker_processes(env: dict[str, str]) -> int:
+    """How many pipeline worker processes the stack runs (`PTF_STACK_PIPELINE_WORKERS`)."""
+    raw = env.get(WORKER_PROCESSES_ENV, "1")
+    if not raw.isdigit():
+        raise SystemExit(f"{WORKER_PROCESSES_ENV} must be a whole number >= 0, got {raw!r}")
+    return int(raw)
+
+
+def spawn_stack(
+    env: dict[str, str],
+    ports: dict[str, tuple[int, int]] | None = None,
+    worker_ports: list[int] | None = None,
+    *,
+    quiet: bool = False,
+) -> list[ChildService]:
+    """The four services, then one pipeline worker process per entry of `worker_ports`.
+
+    With worker processes the pipeline API runs no worker loops itself; with none
+    (an empty list) it keeps its in-process workers: the single-process layout.
+    `ports` default to each service's; `worker_ports` to `worker_processes(env)` free ports.
+    """
+    if worker_ports is None:
+        worker_ports = [free_port() for _ in range(worker_processes(env))]
+    pipeline_env = dict(env)
+    if worker_ports:
+        pipeline_env["PTF_PIPELINE_INPROCESS_WORKERS"] = "0"
+    children: list[ChildService] = []
+    for name in SERVICES:
+        service_env = pipeline_env if name == "pipeline" else env
+        children.append(
+            spawn_service(name, service_env, None if ports is None else ports[name], quiet=quiet)
+        )
+    for port in worker_ports:
+        children.append(spawn_pipeline_worker(env, port, quiet=quiet))
+    return children
+
+
 def stop_children(children: list[ChildService]) -> None:
     """SIGTERM in reverse start order, then wait; kill what does not stop in time."""
     for child in reversed(children):
@@ -111,11 +194,10 @@ def stop_children(children: list[ChildService]) -> None:
 def _print_banner(children: list[ChildService], env: dict[str, str]) -> None:
     config = load_config("gate", env)
     print("\nptf-admin is up:\n")
-    print(f"  {'service':<10} {'gRPC':<17} HTTP")
+    print(f"  {'service':<16} {'gRPC':<17} HTTP")
     for child in children:
-        print(
-            f"  {child.name:<10} 127.0.0.1:{child.grpc_port:<7} http://127.0.0.1:{child.http_port}"
-        )
+        grpc_address = f"127.0.0.1:{child.grpc_port}" if child.grpc_port else "-"
+        print(f"  {child.name:<16} {grpc_address:<17} http://127.0.0.1:{child.http_port}")
     print("\nDevelopment credentials (refused with ENV=staging|production):")
     print(f"  tenant key (tenants pilot, default): {config.dev_tenant_key}")
     print(f"  admin key:                           {config.dev_admin_key}")
@@ -157,7 +239,7 @@ def main() -> None:
     children: list[ChildService] = []
     with _stores(env):
         try:
-            children = [spawn_service(name, env) for name in SERVICES]
+            children = spawn_stack(env)
             for child in children:
                 asyncio.run(wait_serving(child))
             if not stop:
