@@ -55,7 +55,7 @@ async def pipeline(start_service: StartService, pg: asyncpg.Pool) -> AsyncIterat
         yield svc
 
 
-async def _planted(svc: ServiceHandle, pg: asyncpg.Pool) -> Tenant:
+async def planted(svc: ServiceHandle, pg: asyncpg.Pool) -> Tenant:
     """A tenant with clean, S2 and near-S1 invoices of 2026-01."""
     tenant = await new_tenant(pg, "bt")
     for total in (42000, 50000, 48300, 49980, 42000, 50000, 48500):
@@ -138,7 +138,7 @@ async def _direct_s1(pg: asyncpg.Pool, tenant: Tenant, thresholds: Thresholds) -
 async def test_lowering_severe_ratio_reports_the_s1_a_direct_recomputation_finds(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
-    tenant = await _planted(pipeline, pg)
+    tenant = await planted(pipeline, pg)
     backtest_id = await run_backtest(pipeline, backtest_params(tenant))
     status, metrics = await _call(pipeline, "GET", f"/admin/backtests/{backtest_id}/result")
     assert status == 200, metrics
@@ -155,7 +155,7 @@ async def test_lowering_severe_ratio_reports_the_s1_a_direct_recomputation_finds
 async def test_diff_pages_concatenate_to_the_whole_set_while_another_backtest_runs(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
-    tenant = await _planted(pipeline, pg)
+    tenant = await planted(pipeline, pg)
     backtest_id = await run_backtest(pipeline, backtest_params(tenant))
     other = await _start(pipeline, backtest_params(tenant, {"Mismatch": {"SEVERE_RATIO": 0.12}}))
     await _call(
@@ -178,7 +178,7 @@ async def test_diff_pages_concatenate_to_the_whole_set_while_another_backtest_ru
 async def test_download_streams_the_metrics_and_every_diff_as_gzip(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
-    tenant = await _planted(pipeline, pg)
+    tenant = await planted(pipeline, pg)
     backtest_id = await run_backtest(pipeline, backtest_params(tenant))
     async with pipeline.http.get(
         f"/admin/backtests/{backtest_id}/result/download", headers=ADMIN
@@ -265,7 +265,7 @@ async def test_malformed_or_out_of_range_start_requests_are_400(
 
 
 async def test_a_forged_or_edited_cursor_is_400(pipeline: ServiceHandle, pg: asyncpg.Pool) -> None:
-    tenant = await _planted(pipeline, pg)
+    tenant = await planted(pipeline, pg)
     backtest_id = await run_backtest(pipeline, backtest_params(tenant))
     _, page = await _call(
         pipeline, "GET", f"/admin/backtests/{backtest_id}/result?part=diffs&limit=1"
@@ -283,7 +283,7 @@ async def test_a_forged_or_edited_cursor_is_400(pipeline: ServiceHandle, pg: asy
 async def test_a_limit_over_the_maximum_is_capped_and_below_one_is_400(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
-    tenant = await _planted(pipeline, pg)
+    tenant = await planted(pipeline, pg)
     backtest_id = await run_backtest(pipeline, backtest_params(tenant))
     path = f"/admin/backtests/{backtest_id}/result?part=diffs&limit="
     status, page = await _call(pipeline, "GET", path + "100000")
@@ -344,7 +344,7 @@ async def test_a_result_before_the_backtest_is_done_is_409(
 async def test_the_lifecycle_over_grpc_ends_in_the_metrics_the_service_key_reads(
     pipeline: ServiceHandle, pg: asyncpg.Pool
 ) -> None:
-    tenant = await _planted(pipeline, pg)
+    tenant = await planted(pipeline, pg)
     admin = pipeline_pb2_grpc.PipelineServiceStub(pipeline.admin_channel)
     params = pipeline_pb2.StartBacktestRequest(
         tenant_id=tenant.tenant_id,
