@@ -14,8 +14,14 @@ from pathlib import Path
 
 from bench.gate import bench_gate
 from bench.health import bench_health_ready
-from bench.pipeline import bench_sync_latency, measure_throughput, throughput_rows
+from bench.pipeline import (
+    REPETITIONS,
+    bench_sync_latency,
+    measure_throughput,
+    throughput_rows,
+)
 from bench.processes import bench_idle_processes, running_stack
+from bench.raw_baseline import raw_rate
 from bench.report import RESULTS, render, write_results
 from bench.telemetry import bench_run_summary
 from bench.tokens import bench_tokens
@@ -51,11 +57,15 @@ def main() -> None:
                 rows += asyncio.run(bench_gate(f"127.0.0.1:{stack['gate'].grpc_port}"))
                 rows += asyncio.run(bench_health_ready(stack["health"].http_port))
                 one_worker = asyncio.run(measure_throughput(_pipeline_ports(stack)))
+                raw_rates = [
+                    asyncio.run(raw_rate(env["DATABASE_URL"], env["REDIS_URL"]))
+                    for _ in range(REPETITIONS)
+                ]
                 rows += asyncio.run(bench_sync_latency(stack["pipeline"].http_port))
                 rows += asyncio.run(bench_run_summary(stack, env))
             with running_stack(env, workers=2) as stack:
                 two_workers = asyncio.run(measure_throughput(_pipeline_ports(stack)))
-            rows += throughput_rows(one_worker, two_workers)
+            rows += throughput_rows(one_worker, two_workers, raw_rates)
         finally:
             redis_server.stop()
             postgres.stop()
