@@ -416,6 +416,17 @@ class PipelineApp:
             await self._authorize(Operation.GET_BACKTEST, keys)
             return await self._backtests.status(backtest_id)
 
+    async def watch_backtest(
+        self, keys: PresentedKeys, backtest_id: str
+    ) -> AsyncIterator[BacktestStatus]:
+        """The backtest's status at each change until DONE or FAILED."""
+        async with store_errors():
+            await self._authorize(Operation.GET_BACKTEST, keys)
+            await self._backtests.status(backtest_id)
+        async with store_errors():
+            async for status in self._backtests.watch(backtest_id):
+                yield status
+
     async def backtest_metrics(
         self, keys: PresentedKeys, backtest_id: str
     ) -> tuple[BacktestStatus, dict[str, Any]]:

@@ -12,6 +12,7 @@ only as a gzip stream.
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import re
@@ -283,6 +284,19 @@ class Backtests:
             row["result_hash"],
             row["error_message"],
         )
+
+    async def watch(self, backtest_id: str) -> AsyncIterator[BacktestStatus]:
+        """The status now and whenever its state or progress changes, until it is final
+        (read every `poll_interval_seconds`: progress is committed once per batch)."""
+        last: BacktestStatus | None = None
+        while True:
+            status = await self.status(backtest_id)
+            if status != last:
+                yield status
+                last = status
+            if status.state in ("DONE", "FAILED"):
+                return
+            await asyncio.sleep(self._settings.poll_interval_seconds)
 
     async def _done(self, backtest_id: str) -> BacktestStatus:
         status = await self.status(backtest_id)

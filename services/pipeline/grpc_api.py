@@ -20,6 +20,7 @@ from ptf.common.v1 import common_pb2
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 
 from services.pipeline.app import PipelineApp, PresentedKeys
+from services.pipeline.backtests import BacktestStatus
 from services.pipeline.documents import Submission
 from services.pipeline.events import encode_json
 from services.pipeline.incidents import FeedbackStats, Incident
@@ -67,6 +68,16 @@ def backtest_fields(request: pipeline_pb2.StartBacktestRequest) -> dict[str, Any
         "until": request.period_end,
         "thresholds": thresholds,
     }
+
+
+def backtest_job_proto(status: BacktestStatus) -> pipeline_pb2.BacktestJob:
+    return pipeline_pb2.BacktestJob(
+        backtest_id=status.backtest_id,
+        state="JOB_STATE_" + status.state,
+        progress=status.progress,
+        replayed=status.replayed,
+        total=status.total,
+    )
 
 
 def _severity(value: str | None) -> str:
@@ -286,14 +297,9 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
         status, metrics, page = await self._app.backtest_result(
             _keys(context), request.backtest_id, request.limit, request.cursor
         )
-        job = pipeline_pb2.BacktestJob(
-            backtest_id=status.backtest_id,
-            state="JOB_STATE_" + status.state,
-            progress=status.progress,
-            replayed=status.replayed,
-            total=status.total,
+        reply = pipeline_pb2.BacktestResult(
+            job=backtest_job_proto(status), result_hash=status.result_hash or ""
         )
-        reply = pipeline_pb2.BacktestResult(job=job, result_hash=status.result_hash or "")
         if metrics is not None:
             reply.metrics_json = encode_json(metrics)
         if page is not None:
@@ -301,6 +307,13 @@ class PipelineServicer(pipeline_pb2_grpc.PipelineServiceServicer):
             reply.next_cursor = page.next_cursor or ""
             reply.truncated = page.truncated
         return reply
+
+    async def WatchBacktest(
+        self, request: pipeline_pb2.WatchBacktestRequest, context: Context
+    ) -> AsyncIterator[pipeline_pb2.BacktestJob]:
+        """Progress of a backtest as it replays (SPEC §3.7: polled or streamed)."""
+        async for status in self._app.watch_backtest(_keys(context), request.backtest_id):
+            yield backtest_job_proto(status)
 
     async def GetReadinessStatus(
         self, request: pipeline_pb2.GetReadinessStatusRequest, context: Context

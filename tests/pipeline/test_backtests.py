@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
@@ -413,3 +414,33 @@ async def test_malformed_start_rpcs_are_invalid_argument(
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await admin.StartBacktest(pipeline_pb2.StartBacktestRequest(**fields))
     assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_watch_backtest_streams_progress_until_done(
+    pipeline: ServiceHandle, pg: asyncpg.Pool
+) -> None:
+    tenant = await planted(pipeline, pg)
+    started = await _start(pipeline, backtest_params(tenant))
+    status, queued = await _call(
+        pipeline,
+        "POST",
+        "/admin/backtests/confirm",
+        {"confirmation_token": started["confirmation_token"]},
+    )
+    assert status == 202
+    stub = pipeline_pb2_grpc.PipelineServiceStub(pipeline.service_channel)
+    request = pipeline_pb2.WatchBacktestRequest(backtest_id=queued["backtest_id"])
+    seen = [job async for job in stub.WatchBacktest(request)]
+    assert seen[-1].state == pipeline_pb2.JOB_STATE_DONE
+    assert (seen[-1].replayed, seen[-1].total) == (7, 7)
+    replayed = [job.replayed for job in seen]
+    assert replayed == sorted(replayed)
+
+
+async def test_watch_backtest_of_an_unknown_id_is_not_found(pipeline: ServiceHandle) -> None:
+    stub = pipeline_pb2_grpc.PipelineServiceStub(pipeline.admin_channel)
+    request = pipeline_pb2.WatchBacktestRequest(backtest_id=str(uuid.uuid4()))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        async for _ in stub.WatchBacktest(request):
+            pass
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
