@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -26,6 +28,7 @@ from services.pipeline.service import make_definition
 from services.runtime.config import Thresholds
 from services.runtime.config.loading import apply_threshold_overrides
 from services.runtime.config.operations import BacktestSettings
+from services.runtime.devservers import EmbeddedRedis
 from tests.conftest import StartService
 from tests.pipeline.service_support import (
     ADMIN,
@@ -40,6 +43,7 @@ from tests.pipeline.service_support import (
     submit,
 )
 from tests.support.services import ServiceHandle
+from tests.support.stores import DATA_ROOT
 
 # 10000 kWh × 3.5 × 1.2 = 42000: totals 15 % and 19 % off are S2 under SEVERE_RATIO 0.20
 # and S1 under 0.10.
@@ -444,3 +448,30 @@ async def test_watch_backtest_of_an_unknown_id_is_not_found(pipeline: ServiceHan
         async for _ in stub.WatchBacktest(request):
             pass
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_confirming_while_the_token_store_is_down_is_503_token_store_unavailable(
+    start_service: StartService, pg: asyncpg.Pool
+) -> None:
+    """Fault: Redis (the token store) stops between start and confirm: the consume fails
+    closed, nothing is queued."""
+    DATA_ROOT.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=DATA_ROOT, prefix="bt-redis-") as folder:
+        server = EmbeddedRedis(Path(folder))
+        url = await asyncio.to_thread(server.start)
+        try:
+            async with start_service(
+                make_definition(fast_settings()), REDIS_URL=url, PTF_TELEMETRY_ADDR=NO_TELEMETRY
+            ) as svc:
+                tenant = await new_tenant(pg, "bt")
+                started = await _start(svc, backtest_params(tenant))
+                await asyncio.to_thread(server.stop)
+                body = {"confirmation_token": started["confirmation_token"]}
+                status, error = await _call(svc, "POST", "/admin/backtests/confirm", body)
+        finally:
+            await asyncio.to_thread(server.stop)
+    assert (status, error["error_code"]) == (503, "TOKEN_STORE_UNAVAILABLE")
+    queued = await pg.fetchval(
+        "SELECT state FROM pipeline_backtests WHERE params_hash = $1", started["params_hash"]
+    )
+    assert queued == "PENDING"
