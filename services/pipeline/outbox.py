@@ -112,14 +112,24 @@ class OutboxRelay:
         self._pool = pool
         self._send = send
         self._settings = settings
-        self._wake = asyncio.Event()
+        self._full = asyncio.Event()
+        self._committed = 0
 
-    def wake(self) -> None:
-        """Deliver soon: new rows were committed in this process."""
-        self._wake.set()
+    def note_committed(self, events: int = 1) -> None:
+        """Count events committed in this process; a full batch flushes before the timer.
+
+        Not a wake per commit: below `batch_size` the rows wait for the timer, so
+        one relay statement and RPC carry many commits' events.
+        """
+        self._committed += events
+        if self._committed >= self._settings.batch_size:
+            self._full.set()
 
     async def deliver_once(self) -> RelayResult:
         """Send one batch of pending rows; raise `RelayError` if telemetry refused the call."""
+        self._committed = max(0, self._committed - self._settings.batch_size)
+        if self._committed < self._settings.batch_size:
+            self._full.clear()
         async with self._pool.acquire() as conn, conn.transaction():
             rows = await conn.fetch(
                 "SELECT seq, event_id, tenant_id, event_type, occurred_at, payload::text AS payload"
@@ -172,7 +182,8 @@ class OutboxRelay:
             log.warning("could not record outbox delivery failure")
 
     async def run(self) -> None:
-        """Relay forever: drain while batches are full, back off while telemetry fails."""
+        """Relay forever: flush every `interval_seconds` or at a full batch, drain while
+        batches are full, back off while telemetry fails."""
         delay = self._settings.backoff_base_seconds
         while True:
             try:
@@ -190,15 +201,14 @@ class OutboxRelay:
                 continue
             delay = self._settings.backoff_base_seconds
             if result.sent < self._settings.batch_size:
-                await self._sleep(self._settings.idle_interval_seconds, wakeable=True)
+                await self._sleep(self._settings.interval_seconds, wakeable=True)
 
     async def _sleep(self, seconds: float, *, wakeable: bool) -> None:
         if not wakeable:
             await asyncio.sleep(seconds)
             return
-        self._wake.clear()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            await asyncio.wait_for(self._full.wait(), timeout=seconds)
 
 
 class EventBuffer:

@@ -187,7 +187,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         keys=runtime.keys,
         metrics=metrics,
         count=settings.inprocess_workers,
-        on_committed=relay.wake,
+        on_committed=relay.note_committed,
     )
     await parts.queue.ensure_group()
     jobs, incidents = JobStore(pool), IncidentStore(pool, metrics)
@@ -336,7 +336,7 @@ async def run_worker_process(
             keys=RedisKeys(config.redis_prefix),
             metrics=PipelineMetrics(metrics.meter, pilot_enabled=config.pilot_enabled),
             count=concurrency,
-            on_committed=outbox.wake,
+            on_committed=outbox.note_committed,
         )
         stack.push_async_callback(parts.session.close)
         supervisor = Supervisor()

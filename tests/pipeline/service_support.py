@@ -44,7 +44,7 @@ def fast_settings(**overrides: Any) -> PipelineSettings:
         reclaim_interval_seconds=0.2,
     )
     relay = RelaySettings(
-        idle_interval_seconds=0.05,
+        interval_seconds=0.05,
         backoff_base_seconds=0.05,
         backoff_max_seconds=0.3,
         rpc_timeout_seconds=2.0,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
@@ -257,3 +259,80 @@ async def test_a_row_no_event_can_carry_is_kept_as_rejected_and_the_rest_are_del
         EventType.JOB_EXHAUSTED.value: (False, ""),
     }
     assert fake.received[str(good.event_id)] == 1
+
+
+async def _pending(pg: asyncpg.Pool, tenant_id: str) -> int:
+    count = await pg.fetchval(
+        "SELECT count(*) FROM pipeline_outbox WHERE tenant_id = $1 AND delivered_at IS NULL",
+        tenant_id,
+    )
+    return int(count)
+
+
+async def _running(relay: OutboxRelay) -> asyncio.Task[None]:
+    task = asyncio.create_task(relay.run())
+    await asyncio.sleep(0)
+    return task
+
+
+async def test_the_relay_delivers_committed_rows_on_its_timer_without_being_woken(
+    migrated: asyncpg.Pool,
+) -> None:
+    """Must: rows committed with no call into the relay (no per-commit wake) are delivered
+    by its timer flush."""
+    pg = migrated
+    tenant_id = f"outbox-{uuid.uuid4().hex[:12]}"
+    fake = FakeTelemetry()
+    port = free_port()
+    async with fake.serving(port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        relay = OutboxRelay(
+            pg, TelemetryClient(channel).record_events, RelaySettings(interval_seconds=0.1)
+        )
+        task = await _running(relay)
+        try:
+            events = [job_exhausted(tenant_id, uuid.uuid4()) for _ in range(3)]
+            async with pg.acquire() as conn:
+                await write_events(conn, events)
+            await eventually(lambda: _zero(_pending(pg, tenant_id)), within=30)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert [fake.received[str(e.event_id)] for e in events] == [1, 1, 1]
+
+
+async def _zero(count: Awaitable[int]) -> bool:
+    return await count == 0
+
+
+async def test_the_relay_flushes_a_full_batch_before_its_timer(
+    migrated: asyncpg.Pool,
+) -> None:
+    """Must: once a batch size of events was committed in this process the relay flushes
+    them at once, though its timer would wait far longer (an hour here)."""
+    pg = migrated
+    tenant_id = f"outbox-{uuid.uuid4().hex[:12]}"
+    fake = FakeTelemetry()
+    port = free_port()
+    settings = RelaySettings(batch_size=3, interval_seconds=3600.0)
+    async with fake.serving(port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        relay = OutboxRelay(pg, TelemetryClient(channel).record_events, settings)
+        task = await _running(relay)
+        try:
+            # The first pass drains what other tests left pending; then the relay sleeps.
+            await eventually(lambda: _zero(_all_pending(pg)), within=60)
+            events = [job_exhausted(tenant_id, uuid.uuid4()) for _ in range(3)]
+            async with pg.acquire() as conn:
+                await write_events(conn, events)
+            relay.note_committed(len(events))
+            await eventually(lambda: _zero(_pending(pg, tenant_id)), within=30)
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert [fake.received[str(e.event_id)] for e in events] == [1, 1, 1]
+
+
+async def _all_pending(pg: asyncpg.Pool) -> int:
+    count = await pg.fetchval("SELECT count(*) FROM pipeline_outbox WHERE delivered_at IS NULL")
+    return int(count)

@@ -215,7 +215,7 @@ def _setting(
 def _pipeline_settings(environ: Mapping[str, str], problems: list[str]) -> PipelineSettings:
     """The pipeline's operational settings: defaults, then `PTF_QUEUE_*` / `PTF_PIPELINE_*`."""
     base = PipelineSettings()
-    q, intake, extractor = base.queue, base.intake, base.extractor
+    q, intake, extractor, relay = base.queue, base.intake, base.extractor, base.relay
 
     def read(name: str, default: _T, parse: Callable[[str], _T]) -> _T:
         return _setting(environ, name, default, parse, problems)
@@ -233,6 +233,11 @@ def _pipeline_settings(environ: Mapping[str, str], problems: list[str]) -> Pipel
             ),
             backoff_max_seconds=read("PTF_QUEUE_BACKOFF_MAX_SECONDS", q.backoff_max_seconds, float),
             worker_batch_size=read("PTF_QUEUE_WORKER_BATCH_SIZE", q.worker_batch_size, int),
+        ),
+        relay=replace(
+            relay,
+            interval_seconds=read("PTF_RELAY_INTERVAL_SECONDS", relay.interval_seconds, float),
+            batch_size=read("PTF_RELAY_BATCH_SIZE", relay.batch_size, int),
         ),
         intake=replace(
             intake,

@@ -43,8 +43,12 @@ class QueueSettings:
 class RelaySettings:
     """Outbox relay to telemetry `RecordEvents` (docs/SPEC.md §3.8)."""
 
+    # Rows per RecordEvents call; also the count of committed events that
+    # triggers a flush before the timer (a burst is not held for a whole interval).
     batch_size: int = 500
-    idle_interval_seconds: float = 0.5
+    # The relay flushes on this timer rather than after every commit, so one
+    # statement and one RPC carry many invoices' events (100-250 ms keeps events fresh).
+    interval_seconds: float = 0.2
     rpc_timeout_seconds: float = 5.0
     backoff_base_seconds: float = 0.5
     backoff_max_seconds: float = 30.0
@@ -155,6 +159,34 @@ class BacktestSettings:
 
 
 @dataclass(frozen=True)
+class LiveSettings:
+    """The live layer (docs/SPEC.md §8): buffers, heartbeats and staleness thresholds."""
+
+    # Events one subscriber may have waiting; when full the oldest is dropped.
+    subscriber_buffer: int = 200
+    # Events each channel retains for Last-Event-ID resume.
+    retained_per_channel: int = 1000
+    # Seconds between heartbeats on an idle stream, so proxies keep it open.
+    heartbeat_seconds: float = 15.0
+    # A channel whose last event is older than this is `stale`, older than dead_after `dead`.
+    stale_after_seconds: float = 60.0
+    dead_after_seconds: float = 300.0
+
+    def problems(self) -> list[str]:
+        """Every invalid value (checked with the rest of the configuration)."""
+        found: list[str] = []
+        if self.subscriber_buffer < 1:
+            found.append("live subscriber_buffer must be >= 1")
+        if self.retained_per_channel < 1:
+            found.append("live retained_per_channel must be >= 1")
+        if self.heartbeat_seconds <= 0:
+            found.append("live heartbeat_seconds must be > 0")
+        if not 0 < self.stale_after_seconds < self.dead_after_seconds:
+            found.append("live thresholds must satisfy 0 < stale_after < dead_after")
+        return found
+
+
+@dataclass(frozen=True)
 class PipelineSettings:
     """Everything the pipeline process tunes besides the shared `AppConfig`."""
 
@@ -199,5 +231,7 @@ class PipelineSettings:
             found.append("intake max_body_bytes must be >= 1024")
         if self.relay.batch_size < 1:
             found.append("relay batch_size must be >= 1")
+        if self.relay.interval_seconds <= 0:
+            found.append("relay interval_seconds must be > 0")
         found.extend(self.backtest.problems())
         return found
