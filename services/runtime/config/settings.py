@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 from services.runtime.config.operations import (
     HousekeepingSettings,
     HttpServerSettings,
+    LiveSettings,
     PipelineSettings,
 )
 from services.runtime.config.thresholds import Thresholds
@@ -76,6 +77,8 @@ class AppConfig:
     housekeeping: HousekeepingSettings = field(default_factory=HousekeepingSettings)
     # Every service's HTTP server timeouts (operations.py).
     http: HttpServerSettings = field(default_factory=HttpServerSettings)
+    # The live layer's buffers, heartbeats and staleness thresholds (operations.py).
+    live: LiveSettings = field(default_factory=LiveSettings)
     config_hash: str = ""
 
 
