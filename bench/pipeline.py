@@ -66,8 +66,9 @@ def invoice_document() -> bytes:
     return json.dumps(doc).encode()
 
 
-async def _finished(session: aiohttp.ClientSession, base: str) -> float:
-    return await counter_total(session, base, "ptf_pipeline_jobs_finished")
+async def _finished(session: aiohttp.ClientSession, bases: list[str]) -> float:
+    """Jobs finished by any of the pipeline's processes (the worker processes count theirs)."""
+    return sum([await counter_total(session, base, "ptf_pipeline_jobs_finished") for base in bases])
 
 
 async def _traffic(session: aiohttp.ClientSession, bases: list[str]) -> dict[str, float]:
@@ -77,8 +78,8 @@ async def _traffic(session: aiohttp.ClientSession, bases: list[str]) -> dict[str
     }
 
 
-async def _throughput(session: aiohttp.ClientSession, base: str) -> float:
-    url = f"{base}/full-process?tenant_id={TENANT}&async=true"
+async def _throughput(session: aiohttp.ClientSession, bases: list[str]) -> float:
+    url = f"{bases[0]}/full-process?tenant_id={TENANT}&async=true"
     headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
 
     async def submit() -> None:
@@ -87,11 +88,11 @@ async def _throughput(session: aiohttp.ClientSession, base: str) -> float:
             if response.status != 202:
                 raise RuntimeError(f"intake answered {response.status}")
 
-    before = await _finished(session, base)
+    before = await _finished(session, bases)
     started = time.perf_counter()
     await run_closed_loop([submit] * INVOICES, CONCURRENCY)
     deadline = started + FINISH_TIMEOUT_SECONDS
-    while await _finished(session, base) - before < INVOICES:
+    while await _finished(session, bases) - before < INVOICES:
         if time.perf_counter() > deadline:
             raise RuntimeError("the workers did not finish the benchmark's invoices in time")
         await asyncio.sleep(0.05)
@@ -142,7 +143,7 @@ async def measure_throughput(http_ports: list[int]) -> Throughput:
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as session:
         before = await _traffic(session, bases)
-        rates = [await _throughput(session, bases[0]) for _ in range(REPETITIONS)]
+        rates = [await _throughput(session, bases) for _ in range(REPETITIONS)]
         after = await _traffic(session, bases)
     return Throughput(rates, {name: after[name] - before[name] for name in TRAFFIC})
 
