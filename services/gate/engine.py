@@ -38,6 +38,7 @@ from services.gate.metrics import GateMetrics
 from services.gate.requests import OverrideInput, PreflightInput, translated_input_errors
 from services.gate.signal_sources import SignalSources
 from services.gate.telemetry_report import DecisionReporter
+from services.gate.verdict_cache import VerdictCache
 from services.runtime.config import AppConfig
 from services.runtime.errors import NotFound, Unavailable
 from services.runtime.metric_stores import GateMetricStore
@@ -132,6 +133,7 @@ class GateEngine:
         self._thresholds = config.thresholds
         self._deps = deps
         self._clock = clock
+        self._verdicts = VerdictCache(config.thresholds.Gate.VERDICT_CACHE_MAX_ENTRIES)
 
     def now(self) -> datetime:
         """The injected clock, normalized to UTC (audit hashes use its ISO form)."""
@@ -184,7 +186,13 @@ class GateEngine:
     ) -> Evaluation:
         """Evaluate, persist first-seen changes, and re-evaluate if another replica was first."""
         with translated_input_errors():
-            evaluation = evaluate(inp.spec, inp.facts, signals, self._thresholds, first_seen, now)
+            evaluation = self._verdicts.evaluation(
+                inp.spec,
+                inp.facts,
+                signals,
+                first_seen,
+                lambda: evaluate(inp.spec, inp.facts, signals, self._thresholds, first_seen, now),
+            )
         if not evaluation.newly_seen and not evaluation.cleared:
             return evaluation
         stored = await self._deps.escalation.record(

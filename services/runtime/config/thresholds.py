@@ -107,6 +107,8 @@ class GateThresholds:
     SIGNAL_CACHE_SECONDS: float = 5.0
     # How long a gate process reuses a release's escalation state (first-seen times).
     ESCALATION_CACHE_SECONDS: float = 1.0
+    # Time-independent Preflight evaluations kept per signal snapshot (LRU bound).
+    VERDICT_CACHE_MAX_ENTRIES: int = 1024
 
 
 @dataclass(frozen=True)
