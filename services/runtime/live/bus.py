@@ -1,0 +1,253 @@
+"""Publishing live events and fanning them out to this process's subscribers.
+
+Publishing is one Lua call: INCR the channel's counter (so `seq` increases
+across replicas), append the envelope to the channel's capped retained list
+(for Last-Event-ID resume) and PUBLISH it. Every process holds one pattern
+subscription on the live channels and hands each envelope to its local
+subscribers, so a subscriber on any replica sees events published by all.
+
+A subscriber's buffer is bounded: when full the oldest event is dropped and
+counted, and the next read first delivers one `backpressure_drop` event with
+that count. Offering never waits, so a slow subscriber never slows the
+process's reader or any producer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from datetime import UTC, datetime
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from services.runtime.config.operations import LiveSettings
+from services.runtime.live.channels import validate_channel
+from services.runtime.live.envelope import Envelope, EnvelopeError, parse_envelope
+from services.runtime.redis_client import RedisKeys
+
+log = logging.getLogger(__name__)
+
+BACKPRESSURE_DROP = "live.backpressure_drop"
+_RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
+_SEQ_PLACEHOLDER = ',"seq":0,'
+
+# KEYS: seq counter, retained list, pub/sub channel. ARGV: envelope JSON before
+# and after the seq, the retained length. Returns the seq given to the event.
+_PUBLISH_SCRIPT = """
+local seq = redis.call('INCR', KEYS[1])
+local payload = ARGV[1] .. ',"seq":' .. seq .. ',' .. ARGV[2]
+redis.call('RPUSH', KEYS[2], payload)
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
+redis.call('PUBLISH', KEYS[3], payload)
+return seq
+"""
+
+
+class LiveSubscription:
+    """One subscriber's bounded buffer on one channel; registered until `close()`."""
+
+    def __init__(self, bus: LiveBus, channel: str, buffer: int) -> None:
+        self._bus = bus
+        self.channel = channel
+        self._events: deque[Envelope] = deque()
+        self._buffer = buffer
+        self._dropped = 0
+        self._last_dropped_seq = 0
+        self._wake = asyncio.Event()
+        self._closed = False
+
+    def offer(self, envelope: Envelope) -> None:
+        """Enqueue without waiting; a full buffer drops (and counts) its oldest event."""
+        if len(self._events) >= self._buffer:
+            oldest = self._events.popleft()
+            self._dropped += 1
+            self._last_dropped_seq = oldest.seq
+        self._events.append(envelope)
+        self._wake.set()
+
+    def end(self) -> None:
+        self._closed = True
+        self._wake.set()
+
+    async def next(self) -> Envelope | None:
+        """The next envelope (a drop warning first if any were dropped); None once closed.
+
+        Callers bound the wait with `asyncio.timeout` (a transport's heartbeat interval).
+        """
+        while True:
+            if self._dropped:
+                count, self._dropped = self._dropped, 0
+                return Envelope(
+                    event=BACKPRESSURE_DROP,
+                    channel=self.channel,
+                    seq=self._last_dropped_seq,
+                    ts=datetime.now(UTC),
+                    ok=False,
+                    error_code="BACKPRESSURE_DROP",
+                    data={"dropped": count},
+                )
+            if self._events:
+                return self._events.popleft()
+            if self._closed:
+                return None
+            self._wake.clear()
+            await self._wake.wait()
+
+    @property
+    def pending(self) -> int:
+        """Events waiting in the buffer (not counting a pending drop warning)."""
+        return len(self._events)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def close(self) -> None:
+        self._bus.unsubscribe(self)
+
+    def __enter__(self) -> LiveSubscription:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+class LiveBus:
+    """Publishes envelopes on any live channel and fans all of them out locally."""
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, settings: LiveSettings) -> None:
+        self._client = client
+        self._keys = keys
+        self._settings = settings
+        self._pattern = keys.key("live", "*")
+        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._script = client.register_script(_PUBLISH_SCRIPT)
+        self._subscribers: dict[str, set[LiveSubscription]] = {}
+        self._last_event_at: dict[str, datetime] = {}
+        self._last_seq: dict[str, int] = {}
+        self._closed = asyncio.Event()
+
+    def _channel_key(self, channel: str) -> str:
+        return self._keys.key("live", channel)
+
+    async def start(self) -> None:
+        """Subscribe before serving, so no early event is missed."""
+        await self._pubsub.psubscribe(self._pattern)
+
+    async def publish(
+        self,
+        channel: str,
+        event: str,
+        data: dict[str, Any],
+        *,
+        ok: bool = True,
+        error_code: str | None = None,
+    ) -> int:
+        """Publish one envelope and answer its seq; a Redis problem raises RedisError."""
+        draft = Envelope(
+            event=event,
+            channel=validate_channel(channel),
+            seq=0,
+            ts=datetime.now(UTC),
+            data=data,
+            ok=ok,
+            error_code=error_code,
+        ).to_json()
+        head, found, tail = draft.rpartition(_SEQ_PLACEHOLDER)
+        if not found:
+            raise EnvelopeError("could not place seq in the envelope")
+        name = self._channel_key(channel)
+        seq = await self._script(
+            keys=[
+                self._keys.key("livemeta", channel, "seq"),
+                self._keys.key("livemeta", channel, "retained"),
+                name,
+            ],
+            args=[head, tail, self._settings.retained_per_channel],
+        )
+        return int(seq)
+
+    async def retained_after(self, channel: str, last_seq: int) -> list[Envelope]:
+        """The retained envelopes of `channel` with seq > `last_seq`, oldest first."""
+        raw = await self._client.lrange(self._keys.key("livemeta", channel, "retained"), 0, -1)
+        found: list[Envelope] = []
+        for item in raw:
+            try:
+                envelope = parse_envelope(item)
+            except EnvelopeError:
+                continue
+            if envelope.seq > last_seq:
+                found.append(envelope)
+        return found
+
+    def last_event_at(self, channel: str) -> datetime | None:
+        """When this process last saw an event on `channel` (for `compute_staleness`)."""
+        return self._last_event_at.get(channel)
+
+    def last_seq_seen(self, channel: str) -> int:
+        """The seq of the last event this process received on `channel` (0: none yet)."""
+        return self._last_seq.get(channel, 0)
+
+    async def run(self) -> None:
+        """Background task: read the pattern subscription and offer each envelope."""
+        failures = 0
+        while not self._closed.is_set():
+            try:
+                message = await self._pubsub.get_message(timeout=1.0)
+                failures = 0
+            except (RedisError, OSError) as exc:
+                if self._closed.is_set():
+                    return
+                delay = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS) - 1)]
+                failures += 1
+                log.warning("live subscription failed (%s); retrying", type(exc).__name__)
+                await asyncio.sleep(delay)
+                continue
+            if message is None or message.get("type") != "pmessage":
+                continue
+            try:
+                envelope = parse_envelope(message["data"])
+            except EnvelopeError as exc:
+                log.warning("ignored a malformed live message: %s", exc)
+                continue
+            self._last_event_at[envelope.channel] = envelope.ts
+            self._last_seq[envelope.channel] = envelope.seq
+            for subscriber in tuple(self._subscribers.get(envelope.channel, ())):
+                subscriber.offer(envelope)
+
+    def subscribe(self, channel: str, buffer: int | None = None) -> LiveSubscription:
+        """A subscription to events published on `channel` from now on."""
+        size = self._settings.subscriber_buffer if buffer is None else buffer
+        subscription = LiveSubscription(self, validate_channel(channel), size)
+        if self._closed.is_set():
+            subscription.end()
+        else:
+            self._subscribers.setdefault(channel, set()).add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: LiveSubscription) -> None:
+        """Stop delivering to `subscription` (idempotent)."""
+        group = self._subscribers.get(subscription.channel)
+        if group is not None:
+            group.discard(subscription)
+            if not group:
+                del self._subscribers[subscription.channel]
+
+    @property
+    def active_subscriptions(self) -> int:
+        return sum(len(group) for group in self._subscribers.values())
+
+    async def close(self) -> None:
+        """End every subscriber's stream and drop the subscription; safe to call twice."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        for group in tuple(self._subscribers.values()):
+            for subscriber in tuple(group):
+                subscriber.end()
+        with contextlib.suppress(RedisError, OSError):
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]

@@ -1,0 +1,107 @@
+"""Live fan-out through real Redis: replicas, per-subscriber backpressure, resume."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as aioredis
+
+from services.runtime.config.operations import LiveSettings
+from services.runtime.live.bus import BACKPRESSURE_DROP, LiveBus, LiveSubscription
+from services.runtime.live.envelope import Envelope
+from services.runtime.redis_client import RedisKeys, create_redis
+from tests.support.polling import eventually
+
+
+async def _next(subscription: LiveSubscription) -> Envelope | None:
+    async with asyncio.timeout(10):
+        return await subscription.next()
+
+
+@asynccontextmanager
+async def _running_bus(
+    redis_url: str, prefix: str, settings: LiveSettings
+) -> AsyncIterator[LiveBus]:
+    """One replica's bus on its own Redis connection, as a separate process would have."""
+    client: aioredis.Redis = create_redis(redis_url)
+    bus = LiveBus(client, RedisKeys(prefix), settings)
+    await bus.start()
+    task = asyncio.create_task(bus.run())
+    try:
+        yield bus
+    finally:
+        await bus.close()
+        await task
+        await client.aclose()
+
+
+async def test_a_subscriber_on_each_replica_sees_events_published_through_the_other(
+    redis_url: str, redis_prefix: str
+) -> None:
+    settings = LiveSettings()
+    async with (
+        _running_bus(redis_url, redis_prefix, settings) as one,
+        _running_bus(redis_url, redis_prefix, settings) as two,
+    ):
+        with one.subscribe("jobs.acme") as on_one, two.subscribe("jobs.acme") as on_two:
+            first = await one.publish("jobs.acme", "job.done", {"job_id": "a"})
+            second = await two.publish("jobs.acme", "job.done", {"job_id": "b"})
+            assert second > first
+            for subscriber in (on_one, on_two):
+                got = [await _next(subscriber), await _next(subscriber)]
+                assert [e.data["job_id"] for e in got if e] == ["a", "b"]
+                assert [e.seq for e in got if e] == [first, second]
+
+
+async def _publish_latencies(bus: LiveBus, channel: str, count: int) -> list[float]:
+    latencies: list[float] = []
+    for n in range(count):
+        started = time.perf_counter()
+        await bus.publish(channel, "job.done", {"n": n})
+        latencies.append(time.perf_counter() - started)
+    return latencies
+
+
+async def test_a_subscriber_that_reads_nothing_gets_the_newest_200_and_one_drop_count(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """The producer is not slowed by the full buffer. The test prints the median publish
+    latency of 1,000 publishes without a subscriber and with the idle one; three runs here
+    (2 shared cores, embedded Redis): 0.78/0.49, 0.49/0.43, 0.28/0.31 ms, i.e. the same
+    within noise. No timed assertion."""
+    settings = LiveSettings(subscriber_buffer=200)
+    async with _running_bus(redis_url, redis_prefix, settings) as bus:
+        baseline = await _publish_latencies(bus, "jobs.other", 1000)
+        with bus.subscribe("jobs.acme") as idle:
+            loaded = await _publish_latencies(bus, "jobs.acme", 1000)
+            print(
+                f"median publish: {statistics.median(baseline) * 1e3:.3f} ms without a"
+                f" subscriber, {statistics.median(loaded) * 1e3:.3f} ms with an idle one"
+            )
+
+            async def last_arrived() -> bool:
+                return bus.last_seq_seen("jobs.acme") == 1000
+
+            await eventually(last_arrived, within=30)
+            warning = await _next(idle)
+            assert warning is not None
+            assert warning.event == BACKPRESSURE_DROP
+            assert warning.data == {"dropped": 800}
+            rest = [await _next(idle) for _ in range(200)]
+            assert [e.data["n"] for e in rest if e] == list(range(800, 1000))
+            assert idle.pending == 0
+
+
+async def test_resume_delivers_only_events_after_the_last_seen_seq(
+    redis_url: str, redis_prefix: str
+) -> None:
+    async with _running_bus(redis_url, redis_prefix, LiveSettings(retained_per_channel=5)) as bus:
+        seqs = [await bus.publish("health", "health.sample", {"n": n}) for n in range(8)]
+        later = await bus.retained_after("health", seqs[4])
+        assert [e.seq for e in later] == seqs[5:]
+        capped = await bus.retained_after("health", 0)
+        assert [e.seq for e in capped] == seqs[3:]
