@@ -31,6 +31,7 @@ from services.pipeline.domain.process import ProcessingResult
 from services.pipeline.market import Lookup, MarketStore
 from services.runtime.config import Thresholds
 from services.runtime.config.operations import BacktestSettings
+from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import PtfError
 
 log = logging.getLogger(__name__)
@@ -146,9 +147,19 @@ class BacktestRunner:
         self._owner = owner
 
     async def run(self) -> None:
-        """Claim and run backtests until cancelled; a failure marks the backtest FAILED."""
+        """Claim and run backtests until cancelled; a failure marks the backtest FAILED.
+
+        PostgreSQL being down is not the backtest's failure: the loop logs it and tries
+        again after its poll interval; the lease, left to expire, lets this or
+        another worker take the backtest up again once the store is back.
+        """
         while True:
-            if not await self.run_once():
+            try:
+                claimed = await self.run_once()
+            except DATABASE_DOWN as exc:
+                log.warning("backtest loop: store unavailable (%s)", type(exc).__name__)
+                claimed = False
+            if not claimed:
                 await asyncio.sleep(self._settings.poll_interval_seconds)
 
     async def run_once(self) -> bool:
