@@ -12,6 +12,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from bench.backtest import bench_backtest
 from bench.gate import bench_gate
 from bench.health import bench_health_ready
 from bench.pipeline import (
@@ -63,6 +64,7 @@ def main() -> None:
                 ]
                 rows += asyncio.run(bench_sync_latency(stack["pipeline"].http_port))
                 rows += asyncio.run(bench_run_summary(stack, env))
+                rows += asyncio.run(bench_backtest(stack, env))
             with running_stack(env, workers=2) as stack:
                 two_workers = asyncio.run(measure_throughput(_pipeline_ports(stack)))
             rows += throughput_rows(one_worker, two_workers, raw_rates)
