@@ -191,6 +191,7 @@ class GateEngine:
                 inp.facts,
                 signals,
                 first_seen,
+                now,
                 lambda: evaluate(inp.spec, inp.facts, signals, self._thresholds, first_seen, now),
             )
         if not evaluation.newly_seen and not evaluation.cleared:

@@ -7,9 +7,11 @@ state. `evaluate` is pure, so its answer is computed once per signal refresh
 and reused until any of those changes. Signal objects are compared by
 identity, so a refresh (a new object) always misses, even if equal.
 
-Only a time-independent evaluation is kept: no reasons (their held duration
-grows with `now`), no escalation state to persist or clear, and no running
-escalation timer. Anything else is evaluated afresh per request, as before.
+Time enters an evaluation only through the escalation state: a reason whose
+code has a first-seen time states its held minutes (and escalates at a
+threshold). So an entry is valid until the next whole minute of any such
+reason's held time; an evaluation with escalation state to persist or clear
+is never kept (it is evaluated afresh per request, as before).
 Request-id dedup and audit are outside this cache and unchanged.
 """
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.gate.domain.evaluate import Evaluation
 from services.gate.domain.reasons import BlockReasonCode
@@ -38,7 +40,10 @@ class VerdictCache:
         self._max_entries = max_entries
         # key -> (signals it was computed from, evaluation); the signals are kept
         # so the ids in the key stay unique while the entry lives.
-        self._entries: OrderedDict[_Key, tuple[Signals, Evaluation]] = OrderedDict()
+        # None: valid until the key changes.
+        self._entries: OrderedDict[_Key, tuple[Signals, datetime | None, Evaluation]] = (
+            OrderedDict()
+        )
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -49,6 +54,7 @@ class VerdictCache:
         facts: Mapping[str, bool],
         signals: Signals,
         first_seen: Mapping[BlockReasonCode, datetime],
+        now: datetime,
         compute: Callable[[], Evaluation],
     ) -> Evaluation:
         """The cached evaluation for these inputs, or `compute()` (kept if time-independent)."""
@@ -61,12 +67,16 @@ class VerdictCache:
             frozenset(first_seen.items()),
         )
         cached = self._entries.get(key)
-        if cached is not None and _same_snapshot(cached[0], signals):
+        if (
+            cached is not None
+            and _same_snapshot(cached[0], signals)
+            and (cached[1] is None or now < cached[1])
+        ):
             self._entries.move_to_end(key)
-            return cached[1]
+            return cached[2]
         evaluation = compute()
-        if not first_seen and _time_independent(evaluation):
-            self._entries[key] = (signals, evaluation)
+        if not evaluation.newly_seen and not evaluation.cleared:
+            self._entries[key] = (signals, _valid_until(evaluation, first_seen, now), evaluation)
             self._entries.move_to_end(key)
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
@@ -79,10 +89,15 @@ def _same_snapshot(a: Signals, b: Signals) -> bool:
     )
 
 
-def _time_independent(evaluation: Evaluation) -> bool:
-    return not (
-        evaluation.reasons
-        or evaluation.dry_run_reasons
-        or evaluation.newly_seen
-        or evaluation.cleared
-    )
+def _valid_until(
+    evaluation: Evaluation, first_seen: Mapping[BlockReasonCode, datetime], now: datetime
+) -> datetime | None:
+    """The next whole minute of held time of any reason with a first-seen time (None: none)."""
+    boundaries = []
+    for reason in (*evaluation.reasons, *evaluation.dry_run_reasons):
+        since = first_seen.get(reason.code)
+        if since is None:
+            continue
+        held_minutes = max(now - since, timedelta(0)) // timedelta(minutes=1)
+        boundaries.append(since + timedelta(minutes=held_minutes + 1))
+    return min(boundaries, default=None)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from services.gate.domain.evaluate import Evaluation, evaluate
 from services.gate.domain.reasons import BlockReasonCode
@@ -27,9 +27,10 @@ class _Counting:
         facts: Mapping[str, bool],
         signals: Signals,
         first_seen: Mapping[BlockReasonCode, datetime] | None = None,
+        now: datetime = NOW,
     ) -> Evaluation:
         self.calls += 1
-        return evaluate(spec, facts, signals, Thresholds(), first_seen or {}, NOW)
+        return evaluate(spec, facts, signals, Thresholds(), first_seen or {}, now)
 
 
 def _ask(
@@ -39,10 +40,11 @@ def _ask(
     facts: Mapping[str, bool],
     signals: Signals,
     first_seen: Mapping[BlockReasonCode, datetime] | None = None,
+    now: datetime = NOW,
 ) -> Evaluation:
     state = first_seen or {}
     return cache.evaluation(
-        spec, facts, signals, state, lambda: compute(spec, facts, signals, state)
+        spec, facts, signals, state, now, lambda: compute(spec, facts, signals, state, now)
     )
 
 
@@ -91,13 +93,26 @@ def test_different_facts_or_spec_are_different_entries() -> None:
     assert held.verdict != ok.verdict
 
 
-def test_a_verdict_with_reasons_is_evaluated_per_request() -> None:
+def test_a_verdict_with_reasons_is_reused_within_its_held_minute() -> None:
     cache, compute = VerdictCache(16), _Counting()
     failed = {"tests_passed": False, "smoke_passed": True}
-    _ask(cache, compute, make_spec(), failed, healthy_signals())
-    _ask(cache, compute, make_spec(), failed, healthy_signals())
+    code = _Counting()(make_spec(), failed, healthy_signals()).reasons[0].code
+    state = {code: NOW}
+    signals = healthy_signals()
+    first = _ask(cache, compute, make_spec(), failed, signals, state)
+    again = _ask(cache, compute, make_spec(), failed, signals, state, NOW + timedelta(seconds=59))
+    assert (compute.calls, again) == (1, first)
+
+
+def test_a_verdict_with_held_reasons_is_recomputed_at_the_next_held_minute() -> None:
+    cache, compute = VerdictCache(16), _Counting()
+    failed = {"tests_passed": False, "smoke_passed": True}
+    code = _Counting()(make_spec(), failed, healthy_signals()).reasons[0].code
+    state = {code: NOW}
+    signals = healthy_signals()
+    _ask(cache, compute, make_spec(), failed, signals, state)
+    _ask(cache, compute, make_spec(), failed, signals, state, NOW + timedelta(minutes=1))
     assert compute.calls == 2
-    assert len(cache) == 0
 
 
 def test_the_cache_is_bounded() -> None:
