@@ -17,14 +17,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID, uuid4
 
-from redis.exceptions import RedisError
-
 from services.pipeline.documents import SourceKind, Submission
 from services.pipeline.extractors import extractor_unavailable
+from services.pipeline.intake_batch import IntakeBatcher, Stored
 from services.pipeline.jobs import JobStore, JobView
 from services.pipeline.notifications import JobWatcher
 from services.pipeline.pilot import PilotGuard
-from services.pipeline.queue import JobQueue
 from services.pipeline.settings import IntakeSettings
 from services.runtime.db import DATABASE_DOWN
 from services.runtime.errors import PayloadTooLarge, Unavailable
@@ -66,7 +64,7 @@ class Intake:
     def __init__(
         self,
         jobs: JobStore,
-        queue: JobQueue,
+        batcher: IntakeBatcher,
         watcher: JobWatcher,
         pilot: PilotGuard,
         *,
@@ -74,7 +72,7 @@ class Intake:
         settings: IntakeSettings,
     ) -> None:
         self._jobs = jobs
-        self._queue = queue
+        self._batcher = batcher
         self._watcher = watcher
         self._pilot = pilot
         self._files_supported = files_supported
@@ -93,9 +91,10 @@ class Intake:
         job_id = uuid4()
         # Subscribed before the insert, a synchronous caller cannot miss the result.
         with self._watcher.subscribe(job_id) as subscription:
-            job, created = await self._store(tenant_id, submission, received_at, job_id)
-            if created:
-                await self._enqueue(job)
+            stored = await self._store(tenant_id, submission, received_at, job_id)
+            job, created = stored.job, stored.created
+            if stored.queue_error is not None:
+                _queue_unavailable(stored.queue_error)
             if wait and not job.state.final:
                 timeout = self.settings.sync_timeout_seconds
                 async with store_errors():
@@ -107,36 +106,38 @@ class Intake:
 
     async def _store(
         self, tenant_id: str, submission: Submission, received_at: datetime, job_id: UUID
-    ) -> tuple[JobView, bool]:
-        """The job of this document: existing, or new (for the pilot, within its budget)."""
+    ) -> Stored:
+        """The job of this document: existing, or new (for the pilot, within its budget).
+
+        New jobs are written by the group-commit batcher with their neighbours and
+        queued by it right after the commit.
+        """
         if not self._pilot.guards(tenant_id):
             async with store_errors():
-                return await self._jobs.create(tenant_id, submission, received_at, job_id)
+                return await self._batcher.store(tenant_id, submission, received_at, job_id)
         async with store_errors():
             existing = await self._jobs.find(tenant_id, submission.content_hash)
         if existing is not None:
-            return existing, False
+            return Stored(existing, created=False)
         slot = await self._pilot.reserve_invoice(tenant_id)
         try:
             async with store_errors():
-                job, created = await self._jobs.create(tenant_id, submission, received_at, job_id)
+                stored = await self._batcher.store(tenant_id, submission, received_at, job_id)
         except BaseException:
             await self._pilot.release_invoice(slot)
             raise
-        if not created:
+        if not stored.created:
             # A concurrent submission of the same document won the insert.
             await self._pilot.release_invoice(slot)
-        return job, created
+        return stored
 
-    async def _enqueue(self, job: JobView) -> None:
-        try:
-            await self._queue.enqueue([(job.job_id, job.tenant_id)])
-        except (RedisError, OSError) as exc:
-            # The job is stored; the sweeper sends it once Redis is back, and a
-            # resubmission returns this same job.
-            log.warning("job stored but not queued (%s)", type(exc).__name__)
-            raise Unavailable(
-                "QUEUE_UNAVAILABLE",
-                "the job queue is unavailable; the job is stored and will run later",
-                retry_after_seconds=RETRY_AFTER_SECONDS,
-            ) from exc
+
+def _queue_unavailable(exc: Exception) -> None:
+    """The job is stored; the sweeper sends it once Redis is back, and a resubmission
+    returns this same job."""
+    log.warning("job stored but not queued (%s)", type(exc).__name__)
+    raise Unavailable(
+        "QUEUE_UNAVAILABLE",
+        "the job queue is unavailable; the job is stored and will run later",
+        retry_after_seconds=RETRY_AFTER_SECONDS,
+    ) from exc

@@ -452,6 +452,19 @@ class JobStore:
         )
         return _view(row) if row else None
 
+    async def find_many(
+        self, documents: Sequence[tuple[str, str]]
+    ) -> dict[tuple[str, str], JobView]:
+        """The jobs of these (tenant_id, content_hash) documents, in one statement."""
+        rows = await self._pool.fetch(
+            f"SELECT {_VIEW_COLUMNS}, i.content_hash{_VIEW_FROM}"
+            " JOIN unnest($1::text[], $2::text[]) AS d(tenant_id, content_hash)"
+            " ON i.tenant_id = d.tenant_id AND i.content_hash = d.content_hash",
+            [tenant for tenant, _ in documents],
+            [content_hash for _, content_hash in documents],
+        )
+        return {(row["tenant_id"], row["content_hash"]): _view(row) for row in rows}
+
     async def get(self, job_id: UUID, tenant_id: str) -> JobView | None:
         row = await self._pool.fetchrow(
             f"SELECT {_VIEW_COLUMNS}{_VIEW_FROM} WHERE j.job_id = $1 AND j.tenant_id = $2",

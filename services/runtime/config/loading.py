@@ -244,6 +244,7 @@ def _pipeline_settings(environ: Mapping[str, str], problems: list[str]) -> Pipel
             sync_timeout_seconds=read(
                 "PTF_PIPELINE_SYNC_TIMEOUT_SECONDS", intake.sync_timeout_seconds, float
             ),
+            max_batch_size=read("PTF_INTAKE_MAX_BATCH_SIZE", intake.max_batch_size, int),
         ),
         extractor=replace(
             extractor,

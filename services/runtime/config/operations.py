@@ -63,6 +63,9 @@ class IntakeSettings:
     sync_timeout_seconds: float = 30.0
     # How often a waiter re-reads the job row in case a notification was missed.
     wait_poll_seconds: float = 1.0
+    # Most submissions one group-commit flush writes (those gathered while the
+    # previous flush ran; there is no timer, so a lone request is written at once).
+    max_batch_size: int = 256
 
 
 @dataclass(frozen=True)
@@ -229,6 +232,8 @@ class PipelineSettings:
             found.append("inprocess_workers must be >= 0")
         if self.intake.max_body_bytes < 1024:
             found.append("intake max_body_bytes must be >= 1024")
+        if self.intake.max_batch_size < 1:
+            found.append("intake max_batch_size must be >= 1")
         if self.relay.batch_size < 1:
             found.append("relay batch_size must be >= 1")
         if self.relay.interval_seconds <= 0:
