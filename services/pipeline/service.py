@@ -55,6 +55,9 @@ from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
 from services.runtime.housekeeping import spawn_housekeeping
 from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
 from services.runtime.keys.channels import service_channel
+from services.runtime.live.bus import LiveBus
+from services.runtime.live.openapi import LIVE_PATHS
+from services.runtime.live.sse import LiveHttp
 from services.runtime.metric_registry import RESULT_TRUNCATED
 from services.runtime.metrics import (
     Metrics,
@@ -232,6 +235,9 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         system_health_timeout=settings.system_health_timeout_seconds,
     )
     http = PipelineHttp(app, events)
+    live = LiveBus(runtime.redis, runtime.keys, config.live)
+    await live.start()
+    runtime.spawn("pipeline-live-fanout", live.run)
     sampler = QueueSampler(pool, config.thresholds, metrics, settings.queue_sample_interval_seconds)
     spawn_housekeeping(
         runtime,
@@ -257,6 +263,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
 
     async def on_shutdown() -> None:
         parts.notifier.close()
+        await live.close()
         await parts.group.stop(grace_seconds=settings.queue.visibility_timeout_seconds / 2)
         await events.flush()
         await parts.session.close()
@@ -265,8 +272,8 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     return ServiceParts(
         grpc_service_names=[SERVICE_NAME],
         register_grpc=register,
-        routes=http.routes(),
-        openapi=OPENAPI_PATHS,
+        routes=[*http.routes(), *LiveHttp(live, access, config.live).routes()],
+        openapi={**OPENAPI_PATHS, **LIVE_PATHS},
         max_body_bytes=settings.intake.max_body_bytes + MEBIBYTE // 16,
         on_shutdown=on_shutdown,
     )

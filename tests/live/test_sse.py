@@ -1,0 +1,120 @@
+"""`GET /live` on real pipeline services sharing one Redis (docs/SPEC.md §8)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from services.pipeline.service import make_definition
+from services.runtime.live.bus import LiveBus
+from tests.conftest import StartService
+from tests.pipeline.service_support import ADMIN, fast_settings, new_tenant
+from tests.support.services import ServiceHandle
+
+NO_TELEMETRY = "127.0.0.1:1"
+
+
+@asynccontextmanager
+async def _pipeline(start_service: StartService) -> AsyncIterator[ServiceHandle]:
+    async with start_service(
+        make_definition(fast_settings(inprocess_workers=0)), PTF_TELEMETRY_ADDR=NO_TELEMETRY
+    ) as svc:
+        yield svc
+
+
+@asynccontextmanager
+async def _publisher(svc: ServiceHandle) -> AsyncIterator[LiveBus]:
+    runtime = svc.running.runtime
+    bus = LiveBus(runtime.redis, runtime.keys, runtime.config.live)
+    yield bus
+    await bus.close()
+
+
+async def _events(response: aiohttp.ClientResponse, count: int) -> list[dict[str, Any]]:
+    """The next `count` SSE events' parsed data, skipping comments."""
+    found: list[dict[str, Any]] = []
+    async with asyncio.timeout(20):
+        while len(found) < count:
+            line = (await response.content.readline()).decode().rstrip("\n")
+            if line.startswith("data: "):
+                found.append(json.loads(line[len("data: ") :]))
+    return found
+
+
+async def _opened(response: aiohttp.ClientResponse) -> None:
+    """Wait for the stream's opening comment, sent once the subscription is registered."""
+    async with asyncio.timeout(20):
+        assert (await response.content.readline()).startswith(b": open")
+
+
+async def test_a_subscriber_on_each_pipeline_receives_events_published_through_the_other(
+    start_service: StartService, pg: asyncpg.Pool
+) -> None:
+    async with _pipeline(start_service) as one, _pipeline(start_service) as two:
+        tenant = await new_tenant(pg)
+        channel = f"jobs.{tenant.tenant_id}"
+        async with (
+            one.http.get("/live", params={"channel": channel}, headers=tenant.headers) as on_one,
+            two.http.get("/live", params={"channel": channel}, headers=tenant.headers) as on_two,
+            _publisher(one) as via_one,
+            _publisher(two) as via_two,
+        ):
+            assert on_one.status == 200
+            assert on_one.headers["Content-Type"].startswith("text/event-stream")
+            await _opened(on_one)
+            await _opened(on_two)
+            await via_two.publish(channel, "job.done", {"job_id": "from-two"})
+            await via_one.publish(channel, "job.done", {"job_id": "from-one"})
+            for response in (on_one, on_two):
+                got = await _events(response, 2)
+                assert [e["data"]["job_id"] for e in got] == ["from-two", "from-one"]
+                assert got[0]["seq"] < got[1]["seq"]
+
+
+async def test_last_event_id_delivers_only_later_events(
+    start_service: StartService, pg: asyncpg.Pool
+) -> None:
+    async with _pipeline(start_service) as svc, _publisher(svc) as bus:
+        tenant = await new_tenant(pg)
+        channel = f"incidents.{tenant.tenant_id}"
+        seqs = [await bus.publish(channel, "incident.created", {"n": n}) for n in range(5)]
+        headers = {**tenant.headers, "Last-Event-ID": str(seqs[2])}
+        async with svc.http.get("/live", params={"channel": channel}, headers=headers) as stream:
+            await _opened(stream)
+            got = await _events(stream, 2)
+            assert [e["data"]["n"] for e in got] == [3, 4]
+
+
+@pytest.mark.parametrize("channel", ["gate.decisions", "health", "jobs.someone-else"])
+async def test_a_tenant_key_outside_its_channels_gets_403(
+    start_service: StartService, pg: asyncpg.Pool, channel: str
+) -> None:
+    async with _pipeline(start_service) as svc:
+        tenant = await new_tenant(pg)
+        async with svc.http.get("/live", params={"channel": channel}, headers=tenant.headers) as r:
+            assert r.status == 403
+            assert (await r.json())["error_code"] == "CHANNEL_FORBIDDEN"
+
+
+async def test_refused_subscriptions_get_clear_errors(
+    start_service: StartService, pg: asyncpg.Pool
+) -> None:
+    async with _pipeline(start_service) as svc:
+        cases: list[tuple[dict[str, str], dict[str, str], int, str]] = [
+            ({}, ADMIN, 400, "MISSING_CHANNEL"),
+            ({"channel": "jobs." + "a" * 200}, ADMIN, 400, "INVALID_CHANNEL"),
+            ({"channel": "nope"}, ADMIN, 403, "CHANNEL_FORBIDDEN"),
+            ({"channel": "health"}, {}, 401, "MISSING_API_KEY"),
+            ({"channel": "health"}, {"X-API-Key": "wrong"}, 401, "INVALID_API_KEY"),
+            ({"channel": "health"}, {**ADMIN, "Last-Event-ID": "-1"}, 400, "INVALID_LAST_EVENT_ID"),
+        ]
+        for params, headers, status, code in cases:
+            async with svc.http.get("/live", params=params, headers=headers) as r:
+                assert (r.status, (await r.json())["error_code"]) == (status, code), params
