@@ -557,7 +557,7 @@ def _backtest(inp: _Inputs, notes: list[str]) -> list[_Finding]:
             operator=">=",
             threshold=limit,
             sample_size=bt.invoices,
-        )
+        ),
     ]
 
 
