@@ -34,6 +34,7 @@ from services.pipeline.events import (
     incident_created,
     incident_resolved,
 )
+from services.pipeline.incident_feed import IncidentFeed
 from services.pipeline.metrics import PipelineMetrics
 from services.pipeline.outbox import write_events
 from services.runtime.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -273,11 +274,13 @@ def _incident_row(draft: IncidentDraft) -> IncidentRow:
 
 
 class IncidentStore:
-    """SQL for incidents; counts resolutions and feedback once each, whichever API made them."""
+    """SQL for incidents; counts resolutions and feedback once each, whichever API made them,
+    and announces a committed resolution on the tenant's live incidents channel."""
 
-    def __init__(self, pool: asyncpg.Pool, metrics: PipelineMetrics) -> None:
+    def __init__(self, pool: asyncpg.Pool, metrics: PipelineMetrics, feed: IncidentFeed) -> None:
         self._pool = pool
         self._metrics = metrics
+        self._feed = feed
 
     async def page(self, query: IncidentFilter) -> IncidentPage:
         clauses: list[str] = []
@@ -353,6 +356,7 @@ class IncidentStore:
             )
             await write_events(conn, [incident_resolved(current.tenant_id, incident_id, reason)])
         self._metrics.incidents_resolved.add(1)
+        await self._feed.publish_resolved(current.tenant_id, incident_id, reason)
         return _incident(_updated(row))
 
     async def submit_feedback(

@@ -2,19 +2,19 @@
 
 Workers publish "job X is now S" after committing, with the job as clients
 see it once it is final (`JobView.to_dict` under `data`), so a synchronous
-caller answers from the notification without reading the job row again. A
+caller answers from the notification without reading the job row again. The
+notification is the live envelope on the tenant's `jobs.<tenant>` channel
+(docs/SPEC.md §8), so live subscribers and waiters read the same event. A
 publish reaches waiters in the same process directly and every other process
-through one Redis pub/sub channel (one subscription per process, dispatched
-locally). A waiter also polls the row now and then, so a lost notification
-costs latency, never correctness. `payload` is the one place the message's
-shape is decided.
+through one pattern subscription on the jobs channels (dispatched locally). A
+waiter also polls the row now and then, so a lost notification costs latency,
+never correctness. `payload` is the one place the event's data is decided.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -27,10 +27,15 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from services.pipeline.jobs import JobState, JobStore, JobView
+from services.runtime.config.operations import LiveSettings
+from services.runtime.live.bus import LivePublisher
+from services.runtime.live.channels import jobs_channel
+from services.runtime.live.envelope import EnvelopeError, parse_envelope
 from services.runtime.redis_client import RedisKeys
 
 log = logging.getLogger(__name__)
 
+JOB_EVENT = "job.state"
 _CLOSED = "CLOSED"
 _UNFINISHED = (JobState.QUEUED.value, JobState.RUNNING.value)
 
@@ -46,18 +51,23 @@ class Published:
 _CLOSED_NOTICE = Published(_CLOSED)
 
 
-def payload(job_id: UUID, state: JobState, view: JobView | None) -> str:
-    """The message published for a job state change (a JSON object, the job under "data")."""
-    data: dict[str, Any] = (
-        view.to_dict() if view is not None else {"job_id": str(job_id), "state": state.value}
-    )
-    return json.dumps({"event": "job", "data": data}, separators=(",", ":"))
+def payload(tenant_id: str, job_id: UUID, state: JobState, view: JobView | None) -> dict[str, Any]:
+    """The envelope data of a job state change: the job as clients see it when known."""
+    if view is not None:
+        return view.to_dict()
+    return {"job_id": str(job_id), "tenant_id": tenant_id, "state": state.value}
 
 
-def parse(text: str) -> tuple[UUID, Published] | None:
-    """The job and notification of a published message; None for one that is not ours."""
+def parse(raw: bytes | str) -> tuple[UUID, Published] | None:
+    """The job and notification of a published envelope; None for one that is not ours."""
     try:
-        data = json.loads(text)["data"]
+        envelope = parse_envelope(raw)
+    except EnvelopeError:
+        return None
+    if envelope.event != JOB_EVENT:
+        return None
+    data = envelope.data
+    try:
         job_id = UUID(data["job_id"])
         state = str(data["state"])
     except (ValueError, KeyError, TypeError):
@@ -89,28 +99,35 @@ class JobSubscription:
 class JobNotifier:
     """Publishes job state changes and dispatches them to this process's subscriptions."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, live: LiveSettings) -> None:
         self._redis = redis
-        self._channel = keys.key("pipeline", "job-events")
+        self._live = LivePublisher(redis, keys, live)
+        self._pattern = keys.key("live", "jobs.*")
         self._subscriptions: dict[UUID, set[JobSubscription]] = {}
         self.closed = False
 
-    async def publish(self, job_id: UUID, state: JobState, view: JobView | None = None) -> None:
+    async def publish(
+        self, tenant_id: str, job_id: UUID, state: JobState, view: JobView | None = None
+    ) -> None:
         """One state change on its own (sweeper, kill switch, exhaustion); best effort."""
         self._dispatch(job_id, Published(state.value, view))
         try:
-            await self._redis.publish(self._channel, payload(job_id, state, view))
+            await self._live.publish(
+                jobs_channel(tenant_id), JOB_EVENT, payload(tenant_id, job_id, state, view)
+            )
         except (RedisError, OSError):
             log.warning("could not publish job state change; waiters will poll")
 
     def stage(
-        self, pipe: Pipeline, changes: Sequence[tuple[UUID, JobState, JobView | None]]
+        self, pipe: Pipeline, changes: Sequence[tuple[str, UUID, JobState, JobView | None]]
     ) -> None:
-        """A batch's state changes: dispatched here now, and one PUBLISH each queued on `pipe`
-        (the worker's acknowledgement pipeline, so the batch costs one round trip)."""
-        for job_id, state, view in changes:
+        """A batch's state changes: dispatched here now, and one live publish each queued on
+        `pipe` (the worker's acknowledgement pipeline, so the batch costs one round trip)."""
+        for tenant_id, job_id, state, view in changes:
             self._dispatch(job_id, Published(state.value, view))
-            pipe.publish(self._channel, payload(job_id, state, view))
+            self._live.stage(
+                pipe, jobs_channel(tenant_id), JOB_EVENT, payload(tenant_id, job_id, state, view)
+            )
 
     @contextlib.contextmanager
     def subscribe(self, job_id: UUID) -> Iterator[JobSubscription]:
@@ -139,7 +156,7 @@ class JobNotifier:
             subscription.put(published)
 
     def _on_message(self, data: object) -> None:
-        parsed = parse(data.decode() if isinstance(data, bytes) else str(data))
+        parsed = parse(data if isinstance(data, bytes) else str(data))
         if parsed is not None:
             self._dispatch(*parsed)
 
@@ -148,12 +165,12 @@ class JobNotifier:
         while True:
             try:
                 async with self._redis.pubsub() as pubsub:
-                    await pubsub.subscribe(self._channel)
+                    await pubsub.psubscribe(self._pattern)
                     while True:
                         message = await pubsub.get_message(
                             ignore_subscribe_messages=True, timeout=1.0
                         )
-                        if message is not None and message.get("type") == "message":
+                        if message is not None and message.get("type") == "pmessage":
                             self._on_message(message.get("data"))
             except (RedisError, OSError):
                 log.warning("job notification channel lost; reconnecting")

@@ -34,7 +34,7 @@ from services.pipeline.domain.hashing import canonical_json
 from services.pipeline.errors import STORE_ERRORS, PipelineError
 from services.pipeline.events import encode_json, invoice_processed, job_exhausted
 from services.pipeline.extractors import Extracted, ExtractionFailed, FileExtractor
-from services.pipeline.incidents import NewIncident, new_incident
+from services.pipeline.incidents import IncidentRow, NewIncident, new_incident
 from services.pipeline.jobs import (
     ClaimedJob,
     Completion,
@@ -93,6 +93,8 @@ class Outcome:
     job: ClaimedJob
     state: JobState
     view: JobView | None = None
+    # The incident this job's commit inserted (None when it opened none).
+    incident: IncidentRow | None = None
 
 
 @dataclass(frozen=True)
@@ -229,6 +231,7 @@ class InvoiceProcessor:
             for slot in slots.values():
                 await self._pilot.release_incident(slot)
             raise
+        completions_by_job = {c.job.job_id: c for c in completions}
         outcomes: list[Outcome] = []
         for item in batch:
             job_id = item.job.job_id
@@ -239,7 +242,8 @@ class InvoiceProcessor:
                 _lease_lost(item.job)
                 continue
             self._record(item.result, totals[job_id], incident_created=done.incident_created)
-            outcomes.append(Outcome(item.job, JobState.DONE, done.view))
+            opened = completions_by_job[job_id].incident if done.incident_created else None
+            outcomes.append(Outcome(item.job, JobState.DONE, done.view, opened))
         if committed:
             self._on_committed()
         return outcomes

@@ -33,6 +33,7 @@ from services.pipeline.backtests_runner import BacktestRunner
 from services.pipeline.extractors import ExtractorRateLimit, create_file_extractor
 from services.pipeline.grpc_api import PipelineServicer
 from services.pipeline.http_api import PipelineHttp
+from services.pipeline.incident_feed import IncidentFeed
 from services.pipeline.incidents import IncidentStore
 from services.pipeline.intake import Intake
 from services.pipeline.intake_batch import IntakeBatcher
@@ -55,7 +56,7 @@ from services.runtime.db import MigrationSet, apply_migration_sets, create_pool
 from services.runtime.housekeeping import spawn_housekeeping
 from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
 from services.runtime.keys.channels import service_channel
-from services.runtime.live.bus import LiveBus
+from services.runtime.live.bus import LiveBus, LivePublisher
 from services.runtime.live.openapi import LIVE_PATHS
 from services.runtime.live.sse import LiveHttp
 from services.runtime.metric_registry import RESULT_TRUNCATED
@@ -134,7 +135,8 @@ def build_workers(
     """`count` worker loops and a sweeper sharing one processor."""
     session = aiohttp.ClientSession()
     queue = JobQueue(redis, keys)
-    notifier = JobNotifier(redis, keys)
+    notifier = JobNotifier(redis, keys, config.live)
+    feed = IncidentFeed(LivePublisher(redis, keys, config.live))
     jobs = JobStore(pool)
     pilot = pilot_guard(config, redis, keys, metrics)
     extractor = create_file_extractor(
@@ -152,7 +154,7 @@ def build_workers(
         on_committed,
     )
     workers = [
-        Worker(consumer_name(i), queue, jobs, processor, notifier, settings.queue, pilot)
+        Worker(consumer_name(i), queue, jobs, processor, notifier, feed, settings.queue, pilot)
         for i in range(count)
     ]
     sweeper = Sweeper(jobs, queue, notifier, settings.queue, pilot)
@@ -194,7 +196,12 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         on_committed=relay.note_committed,
     )
     await parts.queue.ensure_group()
-    jobs, incidents = JobStore(pool), IncidentStore(pool, metrics)
+    jobs, incidents = (
+        JobStore(pool),
+        IncidentStore(
+            pool, metrics, IncidentFeed(LivePublisher(runtime.redis, runtime.keys, config.live))
+        ),
+    )
     watcher = JobWatcher(jobs, parts.notifier, settings.intake.wait_poll_seconds)
     intake = Intake(
         jobs,

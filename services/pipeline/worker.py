@@ -32,6 +32,7 @@ from collections import deque
 from uuid import UUID, uuid4
 
 from services.pipeline.errors import STORE_ERRORS
+from services.pipeline.incident_feed import IncidentFeed
 from services.pipeline.jobs import JobState, JobStore, JobView
 from services.pipeline.notifications import JobNotifier
 from services.pipeline.pilot import PILOT_DISABLED, PilotGuard
@@ -63,6 +64,7 @@ class Worker:
         jobs: JobStore,
         processor: InvoiceProcessor,
         notifier: JobNotifier,
+        incidents: IncidentFeed,
         settings: QueueSettings,
         pilot: PilotGuard,
     ) -> None:
@@ -71,6 +73,7 @@ class Worker:
         self._jobs = jobs
         self._processor = processor
         self._notifier = notifier
+        self._incidents = incidents
         self._settings = settings
         self._pilot = pilot
         # The most recent outcomes of this worker, for tests and debugging.
@@ -138,15 +141,21 @@ class Worker:
             await self._unclaimed(message)
 
     async def _acknowledge(self, message_ids: list[str], outcomes: list[Outcome]) -> None:
-        """XACK + XDEL of the committed messages and their jobs' notifications, one round trip."""
+        """XACK + XDEL of the committed messages, their jobs' notifications and the incidents
+        they opened, on the live channels, in one round trip."""
         if not message_ids:
             return
-        changes: list[tuple[UUID, JobState, JobView | None]] = [
-            (o.job.job_id, o.state, o.view) for o in outcomes
+        changes: list[tuple[str, UUID, JobState, JobView | None]] = [
+            (o.job.tenant_id, o.job.job_id, o.state, o.view) for o in outcomes
         ]
         async with self._queue.pipeline() as pipe:
             self._queue.stage_ack(pipe, message_ids)
             self._notifier.stage(pipe, changes)
+            for o in outcomes:
+                if o.incident is not None:
+                    self._incidents.stage_created(
+                        pipe, o.job.tenant_id, o.job.invoice_id, o.job.job_id, o.incident
+                    )
             await pipe.execute()
         self.recent.extend((str(o.job.job_id), o.state) for o in outcomes)
 
@@ -156,7 +165,7 @@ class Worker:
         if await self._jobs.skip(message.tenant_id, message.job_id, self.name, _SKIP_REASON):
             await self._queue.ack(message.message_id)
             self.recent.append((str(message.job_id), JobState.SKIPPED))
-            await self._notifier.publish(message.job_id, JobState.SKIPPED)
+            await self._notifier.publish(message.tenant_id, message.job_id, JobState.SKIPPED)
             return
         await self._unclaimed(message)
 
@@ -171,7 +180,7 @@ class Worker:
         if probe.attempts >= self._settings.max_attempts and movable:
             if await self._processor.exhaust(message):
                 await self._queue.ack(message.message_id)
-                await self._notifier.publish(message.job_id, JobState.EXHAUSTED)
+                await self._notifier.publish(message.tenant_id, message.job_id, JobState.EXHAUSTED)
             return
         if probe.state is JobState.QUEUED and not probe.due:
             # Backing off: the sweeper re-sends the job when its retry is due.
@@ -205,7 +214,7 @@ class Sweeper:
         if not self._pilot.enabled:
             skipped = await self._jobs.skip(self._pilot.tenant_id, None, "sweeper", _SKIP_REASON)
             for job_id in skipped:
-                await self._notifier.publish(job_id, JobState.SKIPPED)
+                await self._notifier.publish(self._pilot.tenant_id, job_id, JobState.SKIPPED)
         due = await self._jobs.sweep(self._settings.visibility_timeout_seconds)
         await self._queue.enqueue(due)
         return len(due)

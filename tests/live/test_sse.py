@@ -15,16 +15,24 @@ import pytest
 from services.pipeline.service import make_definition
 from services.runtime.live.bus import LiveBus
 from tests.conftest import StartService
-from tests.pipeline.service_support import ADMIN, fast_settings, new_tenant
+from tests.pipeline.service_support import (
+    ADMIN,
+    document,
+    fast_settings,
+    load_sample_tables,
+    new_tenant,
+    s2_document,
+    submit,
+)
 from tests.support.services import ServiceHandle
 
 NO_TELEMETRY = "127.0.0.1:1"
 
 
 @asynccontextmanager
-async def _pipeline(start_service: StartService) -> AsyncIterator[ServiceHandle]:
+async def _pipeline(start_service: StartService, workers: int = 0) -> AsyncIterator[ServiceHandle]:
     async with start_service(
-        make_definition(fast_settings(inprocess_workers=0)), PTF_TELEMETRY_ADDR=NO_TELEMETRY
+        make_definition(fast_settings(inprocess_workers=workers)), PTF_TELEMETRY_ADDR=NO_TELEMETRY
     ) as svc:
         yield svc
 
@@ -54,28 +62,58 @@ async def _opened(response: aiohttp.ClientResponse) -> None:
         assert (await response.content.readline()).startswith(b": open")
 
 
-async def test_a_subscriber_on_each_pipeline_receives_events_published_through_the_other(
+async def test_a_subscriber_on_each_pipeline_receives_a_job_processed_by_the_other(
     start_service: StartService, pg: asyncpg.Pool
 ) -> None:
-    async with _pipeline(start_service) as one, _pipeline(start_service) as two:
+    """Only `two` runs a worker: a subscriber on `one` sees the job's DONE event anyway,
+    the job as the API shows it under `data`."""
+    async with _pipeline(start_service) as one, _pipeline(start_service, workers=1) as two:
+        await load_sample_tables(pg)
         tenant = await new_tenant(pg)
         channel = f"jobs.{tenant.tenant_id}"
         async with (
             one.http.get("/live", params={"channel": channel}, headers=tenant.headers) as on_one,
             two.http.get("/live", params={"channel": channel}, headers=tenant.headers) as on_two,
-            _publisher(one) as via_one,
-            _publisher(two) as via_two,
         ):
             assert on_one.status == 200
             assert on_one.headers["Content-Type"].startswith("text/event-stream")
             await _opened(on_one)
             await _opened(on_two)
-            await via_two.publish(channel, "job.done", {"job_id": "from-two"})
-            await via_one.publish(channel, "job.done", {"job_id": "from-one"})
+            job = await submit(two, tenant, document())
             for response in (on_one, on_two):
-                got = await _events(response, 2)
-                assert [e["data"]["job_id"] for e in got] == ["from-two", "from-one"]
-                assert got[0]["seq"] < got[1]["seq"]
+                (event,) = await _events(response, 1)
+                assert (event["event"], event["channel"]) == ("job.state", channel)
+                assert event["data"]["job_id"] == job["job_id"]
+                assert event["data"]["state"] == "DONE"
+                assert event["seq"] >= 1
+
+
+async def test_an_incident_opened_and_resolved_reaches_the_tenants_incident_channel(
+    start_service: StartService, pg: asyncpg.Pool
+) -> None:
+    async with _pipeline(start_service) as one, _pipeline(start_service, workers=1) as two:
+        await load_sample_tables(pg)
+        tenant = await new_tenant(pg)
+        channel = f"incidents.{tenant.tenant_id}"
+        async with one.http.get(
+            "/live", params={"channel": channel}, headers=tenant.headers
+        ) as stream:
+            await _opened(stream)
+            job = await submit(two, tenant, s2_document())
+            async with one.http.post(
+                f"/admin/incidents/{job['incident_id']}/resolve",
+                json={"resolution_reason": "fixed", "operator": "ayse"},
+                headers=ADMIN,
+            ) as resolved:
+                assert resolved.status == 200, await resolved.text()
+            created, closed = await _events(stream, 2)
+        assert created["event"] == "incident.created"
+        assert created["data"]["incident_id"] == job["incident_id"]
+        assert created["data"]["job_id"] == job["job_id"]
+        assert created["data"]["severity"] == "S2"
+        assert closed["event"] == "incident.resolved"
+        assert closed["data"]["incident_id"] == job["incident_id"]
+        assert closed["seq"] > created["seq"]
 
 
 async def test_last_event_id_delivers_only_later_events(

@@ -16,6 +16,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
+from services.pipeline.incident_feed import IncidentFeed
 from services.pipeline.jobs import Completed, Completion, JobState, JobStore, JobView
 from services.pipeline.market import MarketStore
 from services.pipeline.metrics import PipelineMetrics
@@ -24,6 +25,7 @@ from services.pipeline.processor import INCIDENT_SKIPPED_KEY, InvoiceProcessor
 from services.pipeline.queue import GROUP, JobQueue, QueueMessage
 from services.pipeline.service import make_definition, pilot_guard
 from services.pipeline.worker import Worker, consumer_name
+from services.runtime.live.bus import LivePublisher
 from services.runtime.metrics import create_metrics
 from tests.conftest import StartService
 from tests.pipeline.service_support import (
@@ -91,7 +93,7 @@ async def _batching(svc: ServiceHandle) -> AsyncIterator[Batching]:
     pipeline_metrics = PipelineMetrics(metrics.meter, pilot_enabled=runtime.config.pilot_enabled)
     jobs = TakeoverJobStore(runtime.pool)
     queue = JobQueue(runtime.redis, runtime.keys)
-    notifier = JobNotifier(runtime.redis, runtime.keys)
+    notifier = JobNotifier(runtime.redis, runtime.keys, runtime.config.live)
     pilot = pilot_guard(runtime.config, runtime.redis, runtime.keys, pipeline_metrics)
     processor = InvoiceProcessor(
         runtime.pool,
@@ -103,7 +105,8 @@ async def _batching(svc: ServiceHandle) -> AsyncIterator[Batching]:
         pipeline_metrics,
         pilot,
     )
-    worker = Worker(consumer_name(0), queue, jobs, processor, notifier, settings.queue, pilot)
+    feed = IncidentFeed(LivePublisher(runtime.redis, runtime.keys, runtime.config.live))
+    worker = Worker(consumer_name(0), queue, jobs, processor, notifier, feed, settings.queue, pilot)
     try:
         yield Batching(svc, worker, jobs, queue, notifier)
     finally:

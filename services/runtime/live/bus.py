@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import redis.asyncio as aioredis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from services.runtime.config.operations import LiveSettings
@@ -116,6 +117,76 @@ class LiveSubscription:
         self.close()
 
 
+class LivePublisher:
+    """Publishes envelopes on live channels: on its own, or staged on a caller's pipeline.
+
+    A producer that already makes one pipelined Redis call (the worker's
+    acknowledgement) stages its events there, so publishing adds no round trip;
+    the script is sent with EVAL so a pipeline needs no SCRIPT EXISTS first.
+    """
+
+    def __init__(self, client: aioredis.Redis, keys: RedisKeys, settings: LiveSettings) -> None:
+        self._client = client
+        self._keys = keys
+        self._settings = settings
+        self._script = client.register_script(_PUBLISH_SCRIPT)
+
+    def _call(
+        self,
+        channel: str,
+        event: str,
+        data: dict[str, Any],
+        ok: bool,
+        error_code: str | None,
+    ) -> tuple[list[str], list[str | int]]:
+        draft = Envelope(
+            event=event,
+            channel=validate_channel(channel),
+            seq=0,
+            ts=datetime.now(UTC),
+            data=data,
+            ok=ok,
+            error_code=error_code,
+        ).to_json()
+        head, found, tail = draft.rpartition(_SEQ_PLACEHOLDER)
+        if not found:
+            raise EnvelopeError("could not place seq in the envelope")
+        keys = [
+            self._keys.key("livemeta", channel, "seq"),
+            self._keys.key("livemeta", channel, "retained"),
+            self._keys.key("live", channel),
+        ]
+        return keys, [head, tail, self._settings.retained_per_channel]
+
+    async def publish(
+        self,
+        channel: str,
+        event: str,
+        data: dict[str, Any],
+        *,
+        ok: bool = True,
+        error_code: str | None = None,
+    ) -> int:
+        """Publish one envelope and answer its seq; a Redis problem raises RedisError."""
+        keys, args = self._call(channel, event, data, ok, error_code)
+        seq = await self._script(keys=keys, args=args)
+        return int(seq)
+
+    def stage(
+        self,
+        pipe: Pipeline,
+        channel: str,
+        event: str,
+        data: dict[str, Any],
+        *,
+        ok: bool = True,
+        error_code: str | None = None,
+    ) -> None:
+        """Queue one envelope's publish on `pipe`; it is sent when the caller executes it."""
+        keys, args = self._call(channel, event, data, ok, error_code)
+        pipe.eval(_PUBLISH_SCRIPT, len(keys), *keys, *args)
+
+
 class LiveBus:
     """Publishes envelopes on any live channel and fans all of them out locally."""
 
@@ -125,14 +196,11 @@ class LiveBus:
         self._settings = settings
         self._pattern = keys.key("live", "*")
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self._script = client.register_script(_PUBLISH_SCRIPT)
+        self.publisher = LivePublisher(client, keys, settings)
         self._subscribers: dict[str, set[LiveSubscription]] = {}
         self._last_event_at: dict[str, datetime] = {}
         self._last_seq: dict[str, int] = {}
         self._closed = asyncio.Event()
-
-    def _channel_key(self, channel: str) -> str:
-        return self._keys.key("live", channel)
 
     async def start(self) -> None:
         """Subscribe before serving, so no early event is missed."""
@@ -148,28 +216,7 @@ class LiveBus:
         error_code: str | None = None,
     ) -> int:
         """Publish one envelope and answer its seq; a Redis problem raises RedisError."""
-        draft = Envelope(
-            event=event,
-            channel=validate_channel(channel),
-            seq=0,
-            ts=datetime.now(UTC),
-            data=data,
-            ok=ok,
-            error_code=error_code,
-        ).to_json()
-        head, found, tail = draft.rpartition(_SEQ_PLACEHOLDER)
-        if not found:
-            raise EnvelopeError("could not place seq in the envelope")
-        name = self._channel_key(channel)
-        seq = await self._script(
-            keys=[
-                self._keys.key("livemeta", channel, "seq"),
-                self._keys.key("livemeta", channel, "retained"),
-                name,
-            ],
-            args=[head, tail, self._settings.retained_per_channel],
-        )
-        return int(seq)
+        return await self.publisher.publish(channel, event, data, ok=ok, error_code=error_code)
 
     async def retained_after(self, channel: str, last_seq: int) -> list[Envelope]:
         """The retained envelopes of `channel` with seq > `last_seq`, oldest first."""
