@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from opentelemetry.metrics import CallbackOptions, Meter, Observation
 
 from services.runtime import metric_registry as registry
+from services.runtime.live.metrics import LiveMetrics
 from services.runtime.metrics import counter, histogram, observable_gauge
 
 HINT_CORRECT = ("true", "false")
@@ -34,6 +35,7 @@ class PipelineMetrics:
     """
 
     def __init__(self, meter: Meter, *, pilot_enabled: bool) -> None:
+        self.live = LiveMetrics(meter)
         self.invoices = counter(meter, registry.INVOICES_PROCESSED)
         self.incidents = counter(meter, registry.INCIDENTS_CREATED)
         self.incidents_resolved = counter(meter, registry.INCIDENTS_RESOLVED)

@@ -27,7 +27,6 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from services.pipeline.jobs import JobState, JobStore, JobView
-from services.runtime.config.operations import LiveSettings
 from services.runtime.live.bus import LivePublisher
 from services.runtime.live.channels import jobs_channel
 from services.runtime.live.envelope import EnvelopeError, parse_envelope
@@ -99,9 +98,9 @@ class JobSubscription:
 class JobNotifier:
     """Publishes job state changes and dispatches them to this process's subscriptions."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, live: LiveSettings) -> None:
+    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, live: LivePublisher) -> None:
         self._redis = redis
-        self._live = LivePublisher(redis, keys, live)
+        self._live = live
         self._pattern = keys.key("live", "jobs.*")
         self._subscriptions: dict[UUID, set[JobSubscription]] = {}
         self.closed = False

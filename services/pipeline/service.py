@@ -135,8 +135,9 @@ def build_workers(
     """`count` worker loops and a sweeper sharing one processor."""
     session = aiohttp.ClientSession()
     queue = JobQueue(redis, keys)
-    notifier = JobNotifier(redis, keys, config.live)
-    feed = IncidentFeed(LivePublisher(redis, keys, config.live))
+    publisher = LivePublisher(redis, keys, config.live, metrics.live)
+    notifier = JobNotifier(redis, keys, publisher)
+    feed = IncidentFeed(publisher)
     jobs = JobStore(pool)
     pilot = pilot_guard(config, redis, keys, metrics)
     extractor = create_file_extractor(
@@ -199,7 +200,9 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     jobs, incidents = (
         JobStore(pool),
         IncidentStore(
-            pool, metrics, IncidentFeed(LivePublisher(runtime.redis, runtime.keys, config.live))
+            pool,
+            metrics,
+            IncidentFeed(LivePublisher(runtime.redis, runtime.keys, config.live, metrics.live)),
         ),
     )
     watcher = JobWatcher(jobs, parts.notifier, settings.intake.wait_poll_seconds)
@@ -242,7 +245,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         system_health_timeout=settings.system_health_timeout_seconds,
     )
     http = PipelineHttp(app, events)
-    live = LiveBus(runtime.redis, runtime.keys, config.live)
+    live = LiveBus(runtime.redis, runtime.keys, config.live, metrics.live)
     await live.start()
     runtime.spawn("pipeline-live-fanout", live.run)
     sampler = QueueSampler(pool, config.thresholds, metrics, settings.queue_sample_interval_seconds)

@@ -287,6 +287,29 @@ PILOT_ENABLED = _family(
     "1 while the pilot kill switch lets pilot work through, 0 when it is off.",
 )
 
+# Live layer (docs/SPEC.md §8): the processes that publish and serve live streams.
+LIVE_ACTIVE_STREAMS = _family(
+    "ptf_live_active_streams",
+    "gauge",
+    PIPELINE,
+    "Live streams this process serves now, by channel family.",
+    "family",
+)
+LIVE_EVENTS_PUBLISHED = _family(
+    "ptf_live_events_published_total",
+    "counter",
+    PIPELINE,
+    "Live events this process published (or staged on a pipeline), by channel family.",
+    "family",
+)
+LIVE_EVENTS_DROPPED = _family(
+    "ptf_live_events_dropped_total",
+    "counter",
+    PIPELINE,
+    "Live events dropped from a full subscriber buffer, by channel family.",
+    "family",
+)
+
 # Health.
 HEALTH_READY = _family(
     "ptf_health_ready",

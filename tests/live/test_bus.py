@@ -9,10 +9,13 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import redis.asyncio as aioredis
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from services.runtime.config.operations import LiveSettings
 from services.runtime.live.bus import BACKPRESSURE_DROP, LiveBus, LiveSubscription
 from services.runtime.live.envelope import Envelope
+from services.runtime.live.metrics import LiveMetrics
 from services.runtime.redis_client import RedisKeys, create_redis
 from tests.support.polling import eventually
 
@@ -24,11 +27,12 @@ async def _next(subscription: LiveSubscription) -> Envelope | None:
 
 @asynccontextmanager
 async def _running_bus(
-    redis_url: str, prefix: str, settings: LiveSettings
+    redis_url: str, prefix: str, settings: LiveSettings, metrics: LiveMetrics | None = None
 ) -> AsyncIterator[LiveBus]:
     """One replica's bus on its own Redis connection, as a separate process would have."""
     client: aioredis.Redis = create_redis(redis_url)
-    bus = LiveBus(client, RedisKeys(prefix), settings)
+    live_metrics = metrics or LiveMetrics(MeterProvider().get_meter("test"))
+    bus = LiveBus(client, RedisKeys(prefix), settings, live_metrics)
     await bus.start()
     task = asyncio.create_task(bus.run())
     try:
@@ -105,3 +109,41 @@ async def test_resume_delivers_only_events_after_the_last_seen_seq(
         assert [e.seq for e in later] == seqs[5:]
         capped = await bus.retained_after("health", 0)
         assert [e.seq for e in capped] == seqs[3:]
+
+
+def _values(reader: InMemoryMetricReader, name: str) -> dict[str, float]:
+    """The exported points of instrument `name`, by their `family` label."""
+    found: dict[str, float] = {}
+    data = reader.get_metrics_data()
+    assert data is not None
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                if metric.name == name:
+                    for point in metric.data.data_points:
+                        found[str(point.attributes["family"])] = point.value  # type: ignore[index,union-attr]
+    return found
+
+
+async def test_metrics_count_events_published_and_dropped_and_open_streams_by_family(
+    redis_url: str, redis_prefix: str
+) -> None:
+    reader = InMemoryMetricReader()
+    metrics = LiveMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
+    settings = LiveSettings(subscriber_buffer=2)
+    async with _running_bus(redis_url, redis_prefix, settings, metrics) as bus:
+        with bus.subscribe("jobs.acme"), bus.subscribe("incidents.acme"):
+            for n in range(5):
+                await bus.publish("jobs.acme", "job.done", {"n": n})
+
+            async def all_arrived() -> bool:
+                return bus.last_seq_seen("jobs.acme") == 5
+
+            await eventually(all_arrived, within=30)
+            streams = _values(reader, "ptf_live_active_streams")
+            assert (streams["jobs"], streams["incidents"], streams["health"]) == (1, 1, 0)
+        streams = _values(reader, "ptf_live_active_streams")
+        assert (streams["jobs"], streams["incidents"]) == (0, 0)
+    published = _values(reader, "ptf_live_events_published")
+    assert (published["jobs"], published["incidents"]) == (5, 0)
+    assert _values(reader, "ptf_live_events_dropped")["jobs"] == 3

@@ -11,9 +11,11 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
 
 from services.pipeline.service import make_definition
 from services.runtime.live.bus import LiveBus
+from services.runtime.live.metrics import LiveMetrics
 from tests.conftest import StartService
 from tests.pipeline.service_support import (
     ADMIN,
@@ -40,7 +42,8 @@ async def _pipeline(start_service: StartService, workers: int = 0) -> AsyncItera
 @asynccontextmanager
 async def _publisher(svc: ServiceHandle) -> AsyncIterator[LiveBus]:
     runtime = svc.running.runtime
-    bus = LiveBus(runtime.redis, runtime.keys, runtime.config.live)
+    meter = MeterProvider().get_meter("test")
+    bus = LiveBus(runtime.redis, runtime.keys, runtime.config.live, LiveMetrics(meter))
     yield bus
     await bus.close()
 

@@ -93,7 +93,10 @@ async def _batching(svc: ServiceHandle) -> AsyncIterator[Batching]:
     pipeline_metrics = PipelineMetrics(metrics.meter, pilot_enabled=runtime.config.pilot_enabled)
     jobs = TakeoverJobStore(runtime.pool)
     queue = JobQueue(runtime.redis, runtime.keys)
-    notifier = JobNotifier(runtime.redis, runtime.keys, runtime.config.live)
+    publisher = LivePublisher(
+        runtime.redis, runtime.keys, runtime.config.live, pipeline_metrics.live
+    )
+    notifier = JobNotifier(runtime.redis, runtime.keys, publisher)
     pilot = pilot_guard(runtime.config, runtime.redis, runtime.keys, pipeline_metrics)
     processor = InvoiceProcessor(
         runtime.pool,
@@ -105,7 +108,7 @@ async def _batching(svc: ServiceHandle) -> AsyncIterator[Batching]:
         pipeline_metrics,
         pilot,
     )
-    feed = IncidentFeed(LivePublisher(runtime.redis, runtime.keys, runtime.config.live))
+    feed = IncidentFeed(publisher)
     worker = Worker(consumer_name(0), queue, jobs, processor, notifier, feed, settings.queue, pilot)
     try:
         yield Batching(svc, worker, jobs, queue, notifier)

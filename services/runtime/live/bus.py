@@ -28,7 +28,9 @@ from redis.exceptions import RedisError
 from services.runtime.config.operations import LiveSettings
 from services.runtime.live.channels import validate_channel
 from services.runtime.live.envelope import Envelope, EnvelopeError, parse_envelope
+from services.runtime.live.metrics import LiveMetrics
 from services.runtime.redis_client import RedisKeys
+from services.runtime.supervision import cancellation_requested
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +68,7 @@ class LiveSubscription:
         if len(self._events) >= self._buffer:
             oldest = self._events.popleft()
             self._dropped += 1
+            self._bus.metrics.dropped(self.channel)
             self._last_dropped_seq = oldest.seq
         self._events.append(envelope)
         self._wake.set()
@@ -125,10 +128,17 @@ class LivePublisher:
     the script is sent with EVAL so a pipeline needs no SCRIPT EXISTS first.
     """
 
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys, settings: LiveSettings) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: RedisKeys,
+        settings: LiveSettings,
+        metrics: LiveMetrics,
+    ) -> None:
         self._client = client
         self._keys = keys
         self._settings = settings
+        self._metrics = metrics
         self._script = client.register_script(_PUBLISH_SCRIPT)
 
     def _call(
@@ -170,6 +180,7 @@ class LivePublisher:
         """Publish one envelope and answer its seq; a Redis problem raises RedisError."""
         keys, args = self._call(channel, event, data, ok, error_code)
         seq = await self._script(keys=keys, args=args)
+        self._metrics.published(channel)
         return int(seq)
 
     def stage(
@@ -185,22 +196,31 @@ class LivePublisher:
         """Queue one envelope's publish on `pipe`; it is sent when the caller executes it."""
         keys, args = self._call(channel, event, data, ok, error_code)
         pipe.eval(_PUBLISH_SCRIPT, len(keys), *keys, *args)
+        self._metrics.published(channel)
 
 
 class LiveBus:
     """Publishes envelopes on any live channel and fans all of them out locally."""
 
-    def __init__(self, client: aioredis.Redis, keys: RedisKeys, settings: LiveSettings) -> None:
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        keys: RedisKeys,
+        settings: LiveSettings,
+        metrics: LiveMetrics,
+    ) -> None:
         self._client = client
         self._keys = keys
         self._settings = settings
+        self.metrics = metrics
         self._pattern = keys.key("live", "*")
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
-        self.publisher = LivePublisher(client, keys, settings)
+        self.publisher = LivePublisher(client, keys, settings, metrics)
         self._subscribers: dict[str, set[LiveSubscription]] = {}
         self._last_event_at: dict[str, datetime] = {}
         self._last_seq: dict[str, int] = {}
         self._closed = asyncio.Event()
+        self._reading = False
 
     async def start(self) -> None:
         """Subscribe before serving, so no early event is missed."""
@@ -240,13 +260,31 @@ class LiveBus:
         return self._last_seq.get(channel, 0)
 
     async def run(self) -> None:
-        """Background task: read the pattern subscription and offer each envelope."""
+        """Background task: read the pattern subscription and offer each envelope.
+
+        The subscription's connection is closed here, by its reader, when the task
+        ends (cancelled at shutdown or after `close`): closed from `close()` under a
+        pending read, redis-py would fail that read and leave its socket unclosed.
+        """
+        self._reading = True
+        try:
+            await self._read_until_closed()
+        finally:
+            self._reading = False
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _read_until_closed(self) -> None:
         failures = 0
         while not self._closed.is_set():
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
                 failures = 0
+                if cancellation_requested():
+                    raise asyncio.CancelledError
             except (RedisError, OSError) as exc:
+                if cancellation_requested():
+                    raise asyncio.CancelledError from exc
                 if self._closed.is_set():
                     return
                 delay = _RETRY_SECONDS[min(failures, len(_RETRY_SECONDS) - 1)]
@@ -274,13 +312,15 @@ class LiveBus:
             subscription.end()
         else:
             self._subscribers.setdefault(channel, set()).add(subscription)
+            self.metrics.stream_opened(channel)
         return subscription
 
     def unsubscribe(self, subscription: LiveSubscription) -> None:
         """Stop delivering to `subscription` (idempotent)."""
         group = self._subscribers.get(subscription.channel)
-        if group is not None:
+        if group is not None and subscription in group:
             group.discard(subscription)
+            self.metrics.stream_closed(subscription.channel)
             if not group:
                 del self._subscribers[subscription.channel]
 
@@ -296,5 +336,6 @@ class LiveBus:
         for group in tuple(self._subscribers.values()):
             for subscriber in tuple(group):
                 subscriber.end()
-        with contextlib.suppress(RedisError, OSError):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+        if not self._reading:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
