@@ -19,6 +19,7 @@ from redis.exceptions import RedisError
 
 from services.runtime.db import DATABASE_DOWN
 from services.runtime.server import Runtime
+from services.runtime.supervision import cancellation_requested
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +45,9 @@ class Housekeeping:
                 log.warning(
                     "housekeeping %s skipped: store unavailable (%s)", name, type(exc).__name__
                 )
-            if _cancelling():
-                # redis-py can swallow the cancellation of a call in flight (seen with
-                # the stream trim at shutdown): the chore then returns as if Redis had
-                # answered, and the loop would sleep a whole interval, holding up the
-                # service's stop. Honour the cancellation here.
+            if cancellation_requested():
+                # A stream trim in flight at shutdown, its cancellation swallowed by
+                # redis-py: without this the loop would sleep a whole interval.
                 raise asyncio.CancelledError
             if removed.get(name):
                 log.info("housekeeping %s removed %d item(s)", name, removed[name])
@@ -59,11 +58,6 @@ class Housekeeping:
         while True:
             await self.run_once()
             await asyncio.sleep(self._interval)
-
-
-def _cancelling() -> bool:
-    task = asyncio.current_task()
-    return task is not None and task.cancelling() > 0
 
 
 def spawn_housekeeping(runtime: Runtime, chores: Mapping[str, Chore]) -> Housekeeping:

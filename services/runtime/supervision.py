@@ -20,6 +20,18 @@ log = logging.getLogger(__name__)
 CrashHandler = Callable[[], Awaitable[None]]
 
 
+def cancellation_requested() -> bool:
+    """True once the running task has been asked to stop.
+
+    redis-py can swallow the cancellation of a call in flight (a stream trim or a
+    pub/sub read at shutdown) and return as if Redis had answered; a loop around
+    such a call checks this and raises `CancelledError` itself, or the service's
+    stop waits on a task that never ends.
+    """
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
+
+
 class Supervisor:
     """Owns a process's background tasks; `failures` maps a crashed task to its exception."""
 
