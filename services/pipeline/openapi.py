@@ -125,11 +125,13 @@ _CONFIDENCE: Json = {"type": "number", "minimum": 0, "maximum": 1}
 
 
 def _measured(value: Json) -> Json:
-    return {**obj({"value": value, "confidence": _CONFIDENCE}), "additionalProperties": False}
+    return obj({"value": value, "confidence": _CONFIDENCE})
 
 
-# The extraction document of SPEC §3.2. The service ignores unknown keys (extractors add
-# their own); the contract lists none, so a client that follows it sends none.
+# The extraction document of SPEC §3.2. The service ignores unknown keys at every level
+# (extractors add their own, clients tag documents), so the schema leaves them open: a
+# document with an extra key is valid, not one the service should refuse. A text field
+# is stripped and an empty one means absent, so a blank invoice_period is allowed too.
 _EXTRACTION: Json = {
     **obj(
         {
@@ -140,15 +142,15 @@ _EXTRACTION: Json = {
             "other_charges_tl": _measured(_AMOUNT),
             "vat_rate": _measured({"type": "number", "minimum": 0, "maximum": 1}),
             "provider": text(200),
-            "invoice_period": {"type": "string", "pattern": "^[0-9]{4}-(0[1-9]|1[0-2])$"},
+            "invoice_period": {
+                "type": "string",
+                "pattern": "^\\s*([0-9]{4}-(0[1-9]|1[0-2]))?\\s*$",
+            },
             "tariff_group": text(200),
             "lines": {
                 "type": "array",
                 "maxItems": 500,
-                "items": {
-                    **obj({"kwh": _AMOUNT, "unit_price_tl": _AMOUNT, "amount_tl": _AMOUNT}),
-                    "additionalProperties": False,
-                },
+                "items": obj({"kwh": _AMOUNT, "unit_price_tl": _AMOUNT, "amount_tl": _AMOUNT}),
             },
         },
         required=[
@@ -157,7 +159,6 @@ _EXTRACTION: Json = {
             "invoice_total_with_vat_tl",
         ],
     ),
-    "additionalProperties": False,
 }
 # An empty file or body is refused (EMPTY_BODY, EMPTY_FILE).
 _BINARY: Json = {"type": "string", "format": "binary", "minLength": 1}
