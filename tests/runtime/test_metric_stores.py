@@ -60,7 +60,7 @@ def test_reason_labels_are_the_gate_proto_enum_without_prefix_or_unspecified() -
     ]
     assert list(REASON_LABELS) == expected
     assert "S1_RATE_HIGH" in REASON_LABELS
-    assert len(REASON_LABELS) == 16
+    assert len(REASON_LABELS) == 17
 
 
 def test_breach_kinds_are_no_override_and_non_overridable() -> None:

@@ -179,7 +179,7 @@ async def test_metrics_scrape_uses_the_seed_names_with_every_label(
     assert scraped[("release_preflight_verdict_total", (("verdict", "release_block"),))] == 1
     assert scraped[("release_preflight_override_total", (("result", "none"),))] == 1
     reasons = {labels for name, labels in scraped if name == "release_preflight_reason_total"}
-    assert len(reasons) == 16
+    assert len(reasons) == 17
 
 
 async def test_gate_decisions_are_not_exported_by_telemetry(
