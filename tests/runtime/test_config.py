@@ -21,6 +21,7 @@ from services.runtime.config import (
     parse_boolean,
     validate_config,
 )
+from services.runtime.config.operations import LiveSettings
 from services.runtime.config.validation import find_violations
 
 
@@ -280,3 +281,41 @@ def test_every_boolean_setting_accepts_the_same_words(raw: str, expected: bool) 
 def test_parse_boolean_refuses_other_words() -> None:
     with pytest.raises(ValueError, match="'maybe' is not a boolean"):
         parse_boolean("maybe")
+
+
+def test_live_settings_are_read_from_the_environment() -> None:
+    config = load_config(
+        "pipeline",
+        {
+            "BUILD_ID": "b",
+            "PTF_LIVE_SUBSCRIBER_BUFFER": "50",
+            "PTF_LIVE_RETAINED_PER_CHANNEL": "300",
+            "PTF_LIVE_HEARTBEAT_SECONDS": "5",
+            "PTF_LIVE_STALE_AFTER_SECONDS": "30",
+            "PTF_LIVE_DEAD_AFTER_SECONDS": "90",
+        },
+    )
+    live = config.live
+    assert (live.subscriber_buffer, live.retained_per_channel) == (50, 300)
+    assert (live.heartbeat_seconds, live.stale_after_seconds, live.dead_after_seconds) == (
+        5.0,
+        30.0,
+        90.0,
+    )
+
+
+def test_live_settings_default_when_the_environment_sets_none() -> None:
+    assert load_config("pipeline", {"BUILD_ID": "b"}).live == LiveSettings()
+
+
+def test_an_unreadable_live_setting_is_a_config_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match="PTF_LIVE_SUBSCRIBER_BUFFER: 'many' is not a valid int"):
+        load_config("pipeline", {"PTF_LIVE_SUBSCRIBER_BUFFER": "many"})
+
+
+def test_live_staleness_thresholds_out_of_order_are_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="0 < stale_after < dead_after"):
+        load_config(
+            "pipeline",
+            {"PTF_LIVE_STALE_AFTER_SECONDS": "120", "PTF_LIVE_DEAD_AFTER_SECONDS": "60"},
+        )

@@ -18,6 +18,7 @@ import yaml
 from services.runtime.config.operations import (
     HousekeepingSettings,
     HttpServerSettings,
+    LiveSettings,
     PipelineSettings,
 )
 from services.runtime.config.settings import (
@@ -292,6 +293,24 @@ def _seconds_settings(
     return settings
 
 
+def _live_settings(environ: Mapping[str, str], problems: list[str]) -> LiveSettings:
+    """The live layer's settings: defaults, then `PTF_LIVE_*`."""
+    base = LiveSettings()
+
+    def read(name: str, default: _T, parse: Callable[[str], _T]) -> _T:
+        return _setting(environ, name, default, parse, problems)
+
+    settings = LiveSettings(
+        subscriber_buffer=read("PTF_LIVE_SUBSCRIBER_BUFFER", base.subscriber_buffer, int),
+        retained_per_channel=read("PTF_LIVE_RETAINED_PER_CHANNEL", base.retained_per_channel, int),
+        heartbeat_seconds=read("PTF_LIVE_HEARTBEAT_SECONDS", base.heartbeat_seconds, float),
+        stale_after_seconds=read("PTF_LIVE_STALE_AFTER_SECONDS", base.stale_after_seconds, float),
+        dead_after_seconds=read("PTF_LIVE_DEAD_AFTER_SECONDS", base.dead_after_seconds, float),
+    )
+    problems.extend(settings.problems())
+    return settings
+
+
 def _port(environ: Mapping[str, str], name: str, default: int, problems: list[str]) -> int:
     raw = environ.get(name, "")
     if not raw:
@@ -352,6 +371,7 @@ def load_config(service: str, environ: Mapping[str, str] | None = None) -> AppCo
             health=env_map.get("PTF_HEALTH_ADDR", "127.0.0.1:50054"),
         ),
         pipeline=_pipeline_settings(env_map, problems),
+        live=_live_settings(env_map, problems),
         housekeeping=_seconds_settings(
             env_map,
             HousekeepingSettings,
