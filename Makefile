@@ -44,9 +44,10 @@ lint: $(GEN_STAMP) check-thresholds
 check-thresholds:
 	scripts/check-threshold-constants.sh services
 
-# Debian tools the tests run (prometheus and promtool, kubectl); installed when missing.
+# Debian tools the tests run (prometheus and promtool, kubectl, chromium); installed when missing.
 tools:
-	scripts/ensure-debian-tools.sh promtool=prometheus prometheus=prometheus kubectl=kubectl
+	scripts/ensure-debian-tools.sh promtool=prometheus prometheus=prometheus kubectl=kubectl \
+		chromium=chromium
 
 pytest: $(GEN_STAMP) tools
 	$(PY) -m pytest
