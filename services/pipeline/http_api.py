@@ -128,54 +128,26 @@ class PipelineHttp:
         self._events = events
 
     def routes(self) -> list[web.RouteDef]:
-        observed = self._observed
-        return [
-            web.post("/full-process", observed("/full-process", self.full_process)),
-            web.get("/jobs/{job_id}", observed("/jobs/{job_id}", self.get_job)),
-            web.get("/admin/incidents", observed("/admin/incidents", self.list_incidents)),
-            web.post(
-                "/admin/incidents/{incident_id}/resolve",
-                observed("/admin/incidents/{incident_id}/resolve", self.resolve),
-            ),
-            web.post(
-                "/admin/incidents/{incident_id}/feedback",
-                observed("/admin/incidents/{incident_id}/feedback", self.feedback),
-            ),
-            web.get(
-                "/admin/feedback-stats", observed("/admin/feedback-stats", self.feedback_stats)
-            ),
-            web.get("/admin/system-health", observed("/admin/system-health", self.system_health)),
-            web.post(
-                "/admin/tenants/{tenant_id}/purge",
-                observed("/admin/tenants/{tenant_id}/purge", self.request_purge),
-            ),
-            web.post(
-                "/admin/tenants/{tenant_id}/purge/confirm",
-                observed("/admin/tenants/{tenant_id}/purge/confirm", self.confirm_purge),
-            ),
-            *self._backtest_routes(),
+        """Every route, each observed under its own path template."""
+        table: list[tuple[str, str, Handler]] = [
+            ("POST", "/full-process", self.full_process),
+            ("GET", "/jobs/{job_id}", self.get_job),
+            ("GET", "/admin/incidents", self.list_incidents),
+            ("POST", "/admin/incidents/{incident_id}/resolve", self.resolve),
+            ("POST", "/admin/incidents/{incident_id}/feedback", self.feedback),
+            ("GET", "/admin/feedback-stats", self.feedback_stats),
+            ("GET", "/admin/system-health", self.system_health),
+            ("POST", "/admin/tenants/{tenant_id}/purge", self.request_purge),
+            ("POST", "/admin/tenants/{tenant_id}/purge/confirm", self.confirm_purge),
+            ("POST", "/admin/backtests", self.start_backtest),
+            ("POST", "/admin/backtests/confirm", self.confirm_backtest),
+            ("GET", "/admin/backtests/{backtest_id}", self.backtest_status),
+            ("GET", "/admin/backtests/{backtest_id}/result", self.backtest_result),
+            ("GET", "/admin/backtests/{backtest_id}/result/download", self.backtest_download),
         ]
-
-    def _backtest_routes(self) -> list[web.RouteDef]:
-        observed = self._observed
         return [
-            web.post("/admin/backtests", observed("/admin/backtests", self.start_backtest)),
-            web.post(
-                "/admin/backtests/confirm",
-                observed("/admin/backtests/confirm", self.confirm_backtest),
-            ),
-            web.get(
-                "/admin/backtests/{backtest_id}",
-                observed("/admin/backtests/{backtest_id}", self.backtest_status),
-            ),
-            web.get(
-                "/admin/backtests/{backtest_id}/result",
-                observed("/admin/backtests/{backtest_id}/result", self.backtest_result),
-            ),
-            web.get(
-                "/admin/backtests/{backtest_id}/result/download",
-                observed("/admin/backtests/{backtest_id}/result/download", self.backtest_download),
-            ),
+            web.route(method, path, self._observed(path, handler))
+            for method, path, handler in table
         ]
 
     def _observed(self, route: str, handler: Handler) -> Handler:
