@@ -34,6 +34,8 @@ from services.runtime.db import MigrationSet
 from services.runtime.housekeeping import spawn_housekeeping
 from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
 from services.runtime.keys.channels import service_channel
+from services.runtime.live.bus import LiveBus
+from services.runtime.live.metrics import LiveMetrics
 from services.runtime.metric_stores import GateMetricStore
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 from services.runtime.tokens.factory import create_token_store, expired_token_purge
@@ -80,9 +82,10 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
     metrics_dir = Path(config.metrics_dir)
     metrics = GateMetrics(options.metric_store(metrics_dir), metrics_dir)
     metrics.register(runtime.metrics.meter)
-    bus = DecisionBus(runtime.redis, runtime.keys)
-    await bus.start()
-    runtime.spawn("gate-decision-fanout", bus.run)
+    live = LiveBus(runtime.redis, runtime.keys, config.live, LiveMetrics(runtime.metrics.meter))
+    await live.start()
+    runtime.spawn("gate-live-fanout", live.run)
+    bus = DecisionBus(live)
     reporter = DecisionReporter(endpoints.telemetry, timeout_seconds=gate.SIGNAL_TIMEOUT_SECONDS)
     audit = options.audit(runtime.pool)
     deps = GateDependencies(
@@ -115,7 +118,7 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
         gate_pb2_grpc.add_GateServiceServicer_to_server(servicer, server)
 
     async def on_shutdown() -> None:
-        await bus.close()  # ends every WatchDecisions stream, so none holds up the stop
+        await live.close()  # ends every WatchDecisions stream, so none holds up the stop
         await metrics.flush()
 
     async def after_stop() -> None:

@@ -18,13 +18,12 @@ from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
 
 from services.gate.audit import AuditRepository, encode_cursor
 from services.gate.auth import GateAccess
-from services.gate.decisions import DecisionBus
+from services.gate.decisions import DecisionBus, watched_event
 from services.gate.dedup import RequestDedup
 from services.gate.engine import GateEngine
 from services.gate.mapping import (
     audit_entry,
     check_response,
-    decision_event,
     override_info,
     preflight_result,
     timestamp,
@@ -142,23 +141,16 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def WatchDecisions(
         self, request: gate_pb2.WatchDecisionsRequest, context: Context
     ) -> AsyncIterator[gate_pb2.DecisionEvent]:
-        """Every Check decision of every replica until the gate shuts down."""
+        """Every Check decision of every replica (and drop warnings) until the gate shuts down."""
         await self._auth.authorize("WatchDecisions", context.invocation_metadata())
         release = release_filter(request.release)
         with self._bus.subscribe() as subscription:
             # Initial metadata tells the client its subscription is live.
             await context.send_initial_metadata(())
-            while (notice := await subscription.next()) is not None:
-                if release is None or notice.release == release:
-                    yield decision_event(
-                        notice.seq,
-                        notice.ts,
-                        notice.release,
-                        notice.verdict,
-                        notice.decision,
-                        notice.reasons,
-                        notice.override_result,
-                    )
+            while (envelope := await subscription.next()) is not None:
+                event = watched_event(envelope, release)
+                if event is not None:
+                    yield event
 
     async def DescribeOverride(
         self, request: gate_pb2.DescribeOverrideRequest, context: Context

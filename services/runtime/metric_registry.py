@@ -287,25 +287,26 @@ PILOT_ENABLED = _family(
     "1 while the pilot kill switch lets pilot work through, 0 when it is off.",
 )
 
-# Live layer (docs/SPEC.md §8): the processes that publish and serve live streams.
+# Live layer (docs/SPEC.md §8): every service that publishes or serves live channels.
+_LIVE_OWNERS = frozenset({GATE, PIPELINE})
 LIVE_ACTIVE_STREAMS = _family(
     "ptf_live_active_streams",
     "gauge",
-    PIPELINE,
+    _LIVE_OWNERS,
     "Live streams this process serves now, by channel family.",
     "family",
 )
 LIVE_EVENTS_PUBLISHED = _family(
     "ptf_live_events_published_total",
     "counter",
-    PIPELINE,
+    _LIVE_OWNERS,
     "Live events this process published (or staged on a pipeline), by channel family.",
     "family",
 )
 LIVE_EVENTS_DROPPED = _family(
     "ptf_live_events_dropped_total",
     "counter",
-    PIPELINE,
+    _LIVE_OWNERS,
     "Live events dropped from a full subscriber buffer, by channel family.",
     "family",
 )

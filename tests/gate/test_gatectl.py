@@ -321,32 +321,6 @@ async def _rewrite_decision(pg: asyncpg.Pool, row_id: int, decision: str) -> Non
         await conn.execute("UPDATE gate_audit SET decision = $1 WHERE id = $2", decision, row_id)
 
 
-async def test_watch_prints_each_live_decision(start_gate: StartGate, release: str) -> None:
-    async with start_gate() as svc:
-        process = await asyncio.create_subprocess_exec(
-            GATECTL,
-            "watch",
-            "--release",
-            release,
-            "--count",
-            "1",
-            "--json",
-            "--admin-key",
-            ADMIN_KEY,
-            *target(svc),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        assert process.stderr is not None
-        assert (await process.stderr.readline()).startswith(b"watching gate decisions")
-        await gate_stub(svc).Check(
-            gate_pb2.CheckRequest(preflight=preflight_request(release), operator="ops")
-        )
-        out, _ = await process.communicate()
-    event = json.loads(out)
-    assert (process.returncode, event["release"], event["decision"]) == (0, release, "ALLOW")
-
-
 # --- post-deploy -------------------------------------------------------------------
 
 

@@ -116,11 +116,13 @@ def build_parser() -> Parser:
     verify.add_argument("--page-size", type=_positive(int), default=500)
     verify.add_argument("--json", action="store_true")
 
-    watch = commands.add_parser("watch", help="stream live gate decisions")
+    watch = commands.add_parser(
+        "watch", help="stream live gate decisions (each a live envelope; drop warnings too)"
+    )
     _connection(watch)
     watch.add_argument("--release")
     watch.add_argument("--count", type=_positive(int), help="stop after this many decisions")
-    watch.add_argument("--json", action="store_true", help="one JSON object per line")
+    watch.add_argument("--json", action="store_true", help="one envelope as JSON per line")
 
     post = commands.add_parser(
         "post-deploy",

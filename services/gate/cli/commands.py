@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import AsyncIterator, Awaitable
@@ -34,6 +33,8 @@ from services.gate.domain.spec import parse_spec
 from services.gate.mapping import audit_record, reason_code
 from services.runtime.keys import API_KEY_METADATA
 from services.runtime.keys.channels import keyed_channel
+from services.runtime.live.bus import BACKPRESSURE_DROP
+from services.runtime.live.envelope import EnvelopeError, parse_envelope
 from services.runtime.tokens.errors import token_hash
 
 if TYPE_CHECKING:
@@ -282,7 +283,14 @@ async def audit_verify(args: argparse.Namespace) -> int:
 
 
 async def watch(args: argparse.Namespace) -> int:
-    """`gatectl watch`: print live decisions until the stream ends or --count is reached."""
+    """`gatectl watch`: print each live event's envelope until the stream ends or --count
+    decisions were printed.
+
+    Every event is checked with the runtime's envelope parser before it is shown;
+    drop warnings (`live.backpressure_drop`: this watcher fell behind) are shown
+    too but not counted. An event that is not a valid envelope is reported on
+    stderr and skipped.
+    """
     seen = 0
     async with gate(args) as stub:
         call = stub.WatchDecisions(gate_pb2.WatchDecisionsRequest(release=args.release or ""))
@@ -300,11 +308,15 @@ async def watch(args: argparse.Namespace) -> int:
                     warn("the gate ended the stream")
                     break
                 assert isinstance(event, gate_pb2.DecisionEvent)
-                seen += 1
-                if args.json:
-                    print(json.dumps(render.decision_dict(event), sort_keys=True), flush=True)
-                else:
-                    print(render.decision_line(event), flush=True)
+                try:
+                    envelope = parse_envelope(event.envelope)
+                except EnvelopeError as exc:
+                    warn(f"skipped event #{event.seq}: not a valid live envelope ({exc})")
+                    continue
+                if envelope.event != BACKPRESSURE_DROP:
+                    seen += 1
+                line = envelope.to_json() if args.json else render.envelope_line(envelope)
+                print(line, flush=True)
         finally:
             call.cancel()
     return OK

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import Any
 
 from google.protobuf.timestamp_pb2 import Timestamp
@@ -25,6 +25,8 @@ from services.gate.mapping import (
     token_error_name,
     verdict_name,
 )
+from services.runtime.live.bus import BACKPRESSURE_DROP
+from services.runtime.live.envelope import Envelope
 
 
 def iso(stamp: Timestamp) -> str | None:
@@ -199,25 +201,14 @@ def audit_rows(entries: Iterable[dict[str, Any]]) -> list[list[str]]:
     ]
 
 
-def decision_line(event: gate_pb2.DecisionEvent) -> str:
-    """One human-readable line per live decision."""
-    when = iso(event.ts) or datetime.now(UTC).isoformat()
-    reasons = ",".join(reason_name(r) for r in event.reasons) or "-"
+def envelope_line(envelope: Envelope) -> str:
+    """One human-readable line per live event: a decision, or a drop warning."""
+    head = f"#{envelope.seq} {envelope.ts.isoformat()}"
+    data = envelope.data
+    if envelope.event == BACKPRESSURE_DROP:
+        return f"{head} {envelope.event} dropped={data.get('dropped')} (this watcher fell behind)"
+    reasons = ",".join(str(r) for r in data.get("reasons", ())) or "-"
     return (
-        f"#{event.seq} {when} {event.release} {decision_name(event.decision)} "
-        f"{verdict_name(event.verdict)} override={override_result_name(event.override_result)} "
-        f"reasons={reasons}"
+        f"{head} {data.get('release')} {data.get('decision')} {data.get('verdict')} "
+        f"override={str(data.get('override_result', '')).lower()} reasons={reasons}"
     )
-
-
-def decision_dict(event: gate_pb2.DecisionEvent) -> dict[str, Any]:
-    """The JSON form of a live decision."""
-    return {
-        "seq": event.seq,
-        "ts": iso(event.ts),
-        "release": event.release,
-        "decision": decision_name(event.decision),
-        "verdict": verdict_name(event.verdict),
-        "override_result": override_result_name(event.override_result),
-        "reasons": [reason_name(r) for r in event.reasons],
-    }
