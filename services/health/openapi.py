@@ -17,6 +17,16 @@ _CHECK = obj(
     {"status": {"type": "string", "enum": ["ok", "warning", "error"]}, "message": STRING},
     required=["status"],
 )
+_LIVE_CHANNEL = obj(
+    {
+        "staleness": {"type": ["string", "null"], "enum": ["fresh", "stale", "dead", None]},
+        "last_event_at": TIMESTAMP,
+        "age_seconds": {"type": "number", "minimum": 0},
+        "last_seq": {"type": "integer", "minimum": 1},
+        "message": STRING,
+    },
+    required=["staleness"],
+)
 _REPORT: Json = obj(
     {
         "status": {"type": "string", "enum": ["ready", "not_ready"]},
@@ -27,6 +37,7 @@ _REPORT: Json = obj(
         "pilot": {"type": "object"},
         "last_activity": {"type": "object", "additionalProperties": nullable(STRING)},
         "failing_checks": {"type": "array", "items": STRING},
+        "live": {"type": "object", "additionalProperties": _LIVE_CHANNEL},
     },
     required=["status", "timestamp", "build_id", "config_hash", "checks", "last_activity"],
 )

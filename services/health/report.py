@@ -62,6 +62,8 @@ class ReadinessReport:
     checks: dict[str, CheckResult]
     pilot: dict[str, Any] | None
     last_activity: dict[str, str | None]
+    # Staleness of live channels by name (`health`); shown only, never failing readiness.
+    live: dict[str, dict[str, Any]] | None = None
 
     @property
     def failing_checks(self) -> list[str]:
@@ -86,6 +88,8 @@ class ReadinessReport:
         if self.pilot is not None:
             body["pilot"] = self.pilot
         body["last_activity"] = self.last_activity
+        if self.live is not None:
+            body["live"] = self.live
         if not self.ready:
             body["failing_checks"] = self.failing_checks
         return body
@@ -100,4 +104,7 @@ class ReadinessReport:
             values = " ".join(f"{k}={v}" for k, v in result.values.items())
             detail = f" - {result.message}" if result.message else ""
             lines.append(f"{result.status.value.upper():<8}{name:<12}{values}{detail}")
+        for channel, block in (self.live or {}).items():
+            values = " ".join(f"{k}={v}" for k, v in block.items())
+            lines.append(f"{'LIVE':<8}{channel:<12}{values}")
         return "\n".join(lines) + "\n"

@@ -1,4 +1,5 @@
-"""Wiring of the health service: `/health/ready` over HTTP and `Ready` over gRPC (SPEC §6).
+"""Wiring of the health service: `/health/ready` over HTTP and `Ready` over gRPC (SPEC §6),
+and its `health.status` events on the `health` live channel (live_feed.py).
 
 Health's own Kubernetes readiness uses `/health`: the service that explains why
 the system is not ready must stay reachable when it is not.
@@ -7,6 +8,7 @@ the system is not ready must stay reachable when it is not.
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -23,6 +25,7 @@ from services.health.checks import (
     queue_check,
     services_check,
 )
+from services.health.live_feed import HealthFeed
 from services.health.metrics import HealthMetrics
 from services.health.openapi import PATHS as OPENAPI_PATHS
 from services.health.pipeline_status import (
@@ -37,6 +40,8 @@ from services.health.readiness import Readiness
 from services.health.report import CheckStatus, ReadinessReport
 from services.runtime.cache import SingleFlightCache
 from services.runtime.keys.channels import service_channel
+from services.runtime.live.bus import LivePublisher
+from services.runtime.live.metrics import LiveMetrics
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 
 SERVICE_NAME = health_pb2.DESCRIPTOR.services_by_name["HealthService"].full_name
@@ -129,6 +134,12 @@ async def build(runtime: Runtime) -> ServiceParts:
         except PipelineUnreachable as exc:
             return {"status": CheckStatus.ERROR.value, "message": str(exc)}
 
+    feed = HealthFeed(
+        LivePublisher(runtime.redis, runtime.keys, config.live, LiveMetrics(runtime.metrics.meter)),
+        config.live,
+        refresh_seconds=thresholds.Health.REFRESH_SECONDS,
+        clock=lambda: datetime.now(UTC),
+    )
     readiness = Readiness(
         config,
         {
@@ -141,6 +152,7 @@ async def build(runtime: Runtime) -> ServiceParts:
         pilot=pilot,
         activity=activity,
         on_report=HealthMetrics(runtime.metrics.meter).observe,
+        feed=feed,
     )
     runtime.spawn(
         "health-readiness-refresh",

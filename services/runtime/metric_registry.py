@@ -288,7 +288,7 @@ PILOT_ENABLED = _family(
 )
 
 # Live layer (docs/SPEC.md §8): every service that publishes or serves live channels.
-_LIVE_OWNERS = frozenset({GATE, PIPELINE})
+_LIVE_OWNERS = frozenset({GATE, PIPELINE, HEALTH})
 LIVE_ACTIVE_STREAMS = _family(
     "ptf_live_active_streams",
     "gauge",

@@ -11,86 +11,21 @@ import asyncio
 import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import NamedTuple
 
 import asyncpg
-import grpc
 import pytest
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from prometheus_client.parser import text_string_to_metric_families
 from ptf.health.v1 import health_pb2 as ready_pb2
 from ptf.health.v1 import health_pb2_grpc as ready_pb2_grpc
 
-from services.health.service import DEFINITION
 from services.pipeline.extractors import ExtractorRateLimit
 from services.pipeline.pilot import INVOICE_LIMITER, pilot_limiter
-from services.pipeline.service import make_definition
-from tests.conftest import StartService
-from tests.pipeline.service_support import NO_TELEMETRY, fast_settings
+from tests.health.support import Peers, StartHealth
 from tests.support.polling import eventually
 from tests.support.services import ServiceHandle
-
-FAST = {"PTF_THRESHOLD__HEALTH__CACHE_SECONDS": "0.001"}
-
-
-@dataclass
-class Peers:
-    """Stand-ins for gate, telemetry and pipeline: real servers with controllable health."""
-
-    servicer: health.aio.HealthServicer
-    address: str
-
-    async def set_serving(self, serving: bool) -> None:
-        status = (
-            health_pb2.HealthCheckResponse.SERVING
-            if serving
-            else health_pb2.HealthCheckResponse.NOT_SERVING
-        )
-        await self.servicer.set("", status)
-
-
-@pytest.fixture
-async def peers() -> AsyncIterator[Peers]:
-    server = grpc.aio.server()
-    servicer = health.aio.HealthServicer()
-    health_pb2_grpc.add_HealthServicer_to_server(servicer, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield Peers(servicer, f"127.0.0.1:{port}")
-    await server.stop(0)
-
-
-class System(NamedTuple):
-    health: ServiceHandle
-    pipeline: ServiceHandle
-
-
-StartHealth = Callable[..., AbstractAsyncContextManager[System]]
-# No workers or relay: jobs a test inserts stay where the test put them.
-PIPELINE = make_definition(fast_settings(inprocess_workers=0, run_relay=False))
-
-
-@pytest.fixture
-def start_health(start_service: StartService, peers: Peers) -> StartHealth:
-    """A real pipeline (configured by `pipeline`) and health (by `env`) pointed at it."""
-
-    @asynccontextmanager
-    async def start(pipeline: dict[str, str] | None = None, **env: str) -> AsyncIterator[System]:
-        pipeline_env = {"PTF_TELEMETRY_ADDR": NO_TELEMETRY, **(pipeline or {})}
-        async with start_service(PIPELINE, **pipeline_env) as pipe:
-            addresses = {
-                "PTF_GATE_ADDR": peers.address,
-                "PTF_TELEMETRY_ADDR": peers.address,
-                "PTF_PIPELINE_ADDR": pipe.running.grpc_target,
-            }
-            async with start_service(DEFINITION, **{**addresses, **FAST, **env}) as svc:
-                yield System(svc, pipe)
-
-    return start
 
 
 async def _ready(svc: ServiceHandle) -> tuple[int, dict[str, object]]:
@@ -347,12 +282,13 @@ async def test_kill_switch_off_keeps_the_system_ready(start_health: StartHealth)
     assert body["pilot"]["enabled"] is False  # type: ignore[index]
 
 
-async def test_verbose_gives_a_line_per_check(start_health: StartHealth) -> None:
+async def test_verbose_gives_a_line_per_check_and_live_channel(start_health: StartHealth) -> None:
     async with start_health() as (svc, _), svc.http.get("/health/ready?verbose") as response:
         text = await response.text()
     assert response.status == 200
     assert text.startswith("READY")
-    assert len(text.splitlines()) == 6
+    assert len(text.splitlines()) == 7
+    assert text.splitlines()[-1].startswith("LIVE    health      staleness=fresh")
 
 
 async def test_grpc_ready_returns_the_same_report(start_health: StartHealth, peers: Peers) -> None:

@@ -183,6 +183,22 @@ class LivePublisher:
         self._metrics.published(channel)
         return int(seq)
 
+    async def last_event(self, channel: str) -> Envelope | None:
+        """The newest retained envelope of `channel`, as every replica sees it in Redis.
+
+        None when the channel has none yet (or its newest is unreadable); a Redis
+        problem raises RedisError.
+        """
+        raw = await self._client.lindex(
+            self._keys.key("livemeta", validate_channel(channel), "retained"), -1
+        )
+        if raw is None:
+            return None
+        try:
+            return parse_envelope(raw)
+        except EnvelopeError:
+            return None
+
     def stage(
         self,
         pipe: Pipeline,
