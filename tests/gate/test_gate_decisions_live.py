@@ -31,6 +31,7 @@ from tests.gate.service_support import (
     new_release,
     preflight_request,
 )
+from tests.support.polling import eventually
 from tests.support.services import ServiceHandle
 
 _NO_WINDOW_GROWTH = [("grpc.http2.bdp_probe", 0)]
@@ -218,3 +219,23 @@ async def test_published_gate_decisions_are_counted_by_family_on_metrics(
         async with svc.http.get("/metrics") as response:
             text = await response.text()
     assert 'ptf_live_events_published_total{family="gate.decisions"} 1.0' in text
+
+
+async def test_an_open_watch_is_an_active_gate_decisions_stream_on_metrics(
+    start_gate: StartGate,
+) -> None:
+    async with start_gate() as svc:
+
+        async def streams() -> str:
+            async with svc.http.get("/metrics") as response:
+                return await response.text()
+
+        async with _watch(svc):
+            open_text = await streams()
+        closed = 'ptf_live_active_streams{family="gate.decisions"} 0.0'
+
+        async def closed_again() -> bool:
+            return closed in await streams()
+
+        await eventually(closed_again, within=10)
+    assert 'ptf_live_active_streams{family="gate.decisions"} 1.0' in open_text
