@@ -67,9 +67,11 @@ class DecisionBus:
 def watched_event(envelope: Envelope, release: str | None) -> gate_pb2.DecisionEvent | None:
     """The `DecisionEvent` a watcher of `release` (None: every release) gets for `envelope`.
 
-    A drop warning reaches every watcher whatever its filter, with only seq, ts
-    and the envelope set; a decision of another release, or one whose data this
-    gate cannot read (another version's), is skipped.
+    A drop warning reaches every watcher whatever its filter (the subscription
+    buffers the whole channel, so its count may include other releases'
+    decisions), with only seq, ts and the envelope set; a decision of another
+    release, or one whose data this gate cannot read (another version's), is
+    skipped.
     """
     if envelope.event == BACKPRESSURE_DROP:
         return gate_pb2.DecisionEvent(
