@@ -12,13 +12,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
 from opentelemetry.sdk.metrics import MeterProvider
 
 from services.health.live_feed import STATUS_EVENT, HealthFeed
+from services.health.report import CheckResult, CheckStatus, ReadinessReport
 from services.runtime.config.operations import LiveSettings
 from services.runtime.live.bus import LiveBus, LivePublisher, LiveSubscription
 from services.runtime.live.channels import HEALTH
@@ -203,3 +204,53 @@ async def test_staleness_is_null_with_a_reason_when_the_live_store_is_unreachabl
         await client.aclose()
     assert block["staleness"] is None
     assert block["message"].startswith("live store unreachable")
+
+
+def _report(*failing: str) -> ReadinessReport:
+    checks = {"database": CheckResult(CheckStatus.OK)}
+    checks.update({name: CheckResult(CheckStatus.ERROR) for name in failing})
+    return ReadinessReport(
+        timestamp=datetime.now(UTC),
+        build_id="test",
+        config_hash="sha256:test",
+        checks=checks,
+        pilot=None,
+        last_activity={},
+    )
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+async def _published_seqs(client: aioredis.Redis, prefix: str) -> list[int]:
+    bus = LiveBus(client, RedisKeys(prefix), LiveSettings(), _metrics())
+    return [e.seq for e in await bus.retained_after(HEALTH, 0)]
+
+
+async def test_an_unchanged_verdict_within_the_refresh_interval_is_not_published_again(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    clock = _Clock()
+    publisher = LivePublisher(redis_client, RedisKeys(redis_prefix), LiveSettings(), _metrics())
+    feed = HealthFeed(publisher, LiveSettings(), refresh_seconds=15, clock=clock)
+    await feed.publish(_report())
+    clock.now += timedelta(seconds=14)
+    await feed.publish(_report())
+    assert await _published_seqs(redis_client, redis_prefix) == [1]
+
+
+async def test_a_changed_verdict_within_the_refresh_interval_is_published(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    clock = _Clock()
+    publisher = LivePublisher(redis_client, RedisKeys(redis_prefix), LiveSettings(), _metrics())
+    feed = HealthFeed(publisher, LiveSettings(), refresh_seconds=15, clock=clock)
+    await feed.publish(_report())
+    await feed.publish(_report("queue"))
+    await feed.publish(_report("queue", "services"))
+    assert await _published_seqs(redis_client, redis_prefix) == [1, 2, 3]
