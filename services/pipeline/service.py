@@ -57,6 +57,7 @@ from services.runtime.housekeeping import spawn_housekeeping
 from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
 from services.runtime.keys.channels import service_channel
 from services.runtime.live.bus import LiveBus, LivePublisher
+from services.runtime.live.grpc_stream import LIVE_SERVICE_NAME, register_live
 from services.runtime.live.openapi import LIVE_PATHS
 from services.runtime.live.sse import LiveHttp
 from services.runtime.metric_registry import RESULT_TRUNCATED
@@ -270,6 +271,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
 
     def register(server: grpc.aio.Server) -> None:
         pipeline_pb2_grpc.add_PipelineServiceServicer_to_server(PipelineServicer(app), server)
+        register_live(server, live, access, config.live)
 
     async def on_shutdown() -> None:
         parts.notifier.close()
@@ -280,7 +282,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         await channel.close()
 
     return ServiceParts(
-        grpc_service_names=[SERVICE_NAME],
+        grpc_service_names=[SERVICE_NAME, LIVE_SERVICE_NAME],
         register_grpc=register,
         routes=[*http.routes(), *LiveHttp(live, access, config.live).routes()],
         openapi={**OPENAPI_PATHS, **LIVE_PATHS},
