@@ -35,6 +35,7 @@ from services.runtime.housekeeping import spawn_housekeeping
 from services.runtime.keys import KEY_MIGRATIONS, Access, seed_dev_keys
 from services.runtime.keys.channels import service_channel
 from services.runtime.live.bus import LiveBus
+from services.runtime.live.grpc_stream import LIVE_SERVICE_NAME, register_live
 from services.runtime.live.metrics import LiveMetrics
 from services.runtime.metric_stores import GateMetricStore
 from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
@@ -116,9 +117,10 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
 
     def register(server: grpc.aio.Server) -> None:
         gate_pb2_grpc.add_GateServiceServicer_to_server(servicer, server)
+        register_live(server, live, access, config.live)
 
     async def on_shutdown() -> None:
-        await live.close()  # ends every WatchDecisions stream, so none holds up the stop
+        await live.close()  # ends WatchDecisions and Subscribe streams: none holds up the stop
         await metrics.flush()
 
     async def after_stop() -> None:
@@ -127,7 +129,7 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
         await metrics.flush()
 
     return ServiceParts(
-        grpc_service_names=[SERVICE_NAME],
+        grpc_service_names=[SERVICE_NAME, LIVE_SERVICE_NAME],
         register_grpc=register,
         on_shutdown=on_shutdown,
         after_stop=after_stop,

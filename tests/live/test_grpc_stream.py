@@ -11,22 +11,32 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import grpc
 import pytest
 from opentelemetry.sdk.metrics import MeterProvider
+from ptf.gate.v1 import gate_pb2
 from ptf.live.v1 import live_pb2, live_pb2_grpc
 
 from services.pipeline.service import make_definition
 from services.runtime.errors import ERROR_CODE_METADATA
 from services.runtime.live.bus import BACKPRESSURE_DROP, LivePublisher
+from services.runtime.live.channels import GATE_DECISIONS
 from services.runtime.live.client import LiveStream, envelope_of, live_stream
 from services.runtime.live.envelope import Envelope, EnvelopeError
 from services.runtime.live.grpc_stream import live_event
 from services.runtime.live.metrics import LiveMetrics
 from services.runtime.live.streams import MAX_LAST_EVENT_ID
 from tests.conftest import StartService
+from tests.gate.service_support import (
+    gate_starter,
+    gate_stub,
+    new_release,
+    preflight_request,
+    signal_servers,
+)
 from tests.pipeline.service_support import (
     DEV_ADMIN_KEY,
     NO_TELEMETRY,
@@ -107,6 +117,23 @@ async def test_a_subscriber_on_one_pipeline_receives_a_job_processed_by_the_othe
             job = await submit(two, tenant, document())
             event = await _next(stream)
         assert (event.data["job_id"], event.data["state"]) == (job["job_id"], "DONE")
+
+
+async def test_a_gate_check_decision_arrives_on_the_gates_own_live_service(
+    start_service: StartService, tmp_path: Path
+) -> None:
+    release = new_release()
+    async with signal_servers() as signals:
+        start_gate = gate_starter(start_service, signals, tmp_path / "gate-metrics")
+        async with start_gate() as gate, live_stream(gate.admin_channel, GATE_DECISIONS) as stream:
+            check = gate_pb2.CheckRequest(preflight=preflight_request(release), operator="ops")
+            await gate_stub(gate).Check(check)
+            event = await _next(stream)
+    assert (event.event, event.channel, event.data["release"]) == (
+        "gate.decision",
+        GATE_DECISIONS,
+        release,
+    )
 
 
 @pytest.mark.parametrize("channel", ["gate.decisions", "health"])
