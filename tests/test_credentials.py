@@ -20,6 +20,7 @@ from typing import Any
 import grpc
 import pytest
 from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
+from ptf.live.v1 import live_pb2, live_pb2_grpc
 from ptf.pipeline.v1 import pipeline_pb2, pipeline_pb2_grpc
 from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 
@@ -57,6 +58,11 @@ def _preflight(tenant: str = "pilot") -> gate_pb2.PreflightRequest:
     )
 
 
+async def _live_subscribe(channel: grpc.aio.Channel) -> Any:
+    request = live_pb2.SubscribeRequest(channel="health")
+    return await live_pb2_grpc.LiveServiceStub(channel).Subscribe(request).read()
+
+
 GATE_CALLS: dict[str, GrpcCall] = {
     "Preflight": lambda ch: gate_pb2_grpc.GateServiceStub(ch).Preflight(_preflight()),
     "Check": lambda ch: gate_pb2_grpc.GateServiceStub(ch).Check(
@@ -76,6 +82,7 @@ GATE_CALLS: dict[str, GrpcCall] = {
     "WatchDecisions": lambda ch: (
         gate_pb2_grpc.GateServiceStub(ch).WatchDecisions(gate_pb2.WatchDecisionsRequest()).read()
     ),
+    "LiveService.Subscribe": _live_subscribe,
 }
 TELEMETRY_CALLS: dict[str, GrpcCall] = {
     "RecordEvents": lambda ch: telemetry_pb2_grpc.TelemetryServiceStub(ch).RecordEvents(
@@ -113,6 +120,7 @@ PIPELINE_CALLS: dict[str, GrpcCall] = {
     "GetReadinessStatus": lambda ch: pipeline_pb2_grpc.PipelineServiceStub(ch).GetReadinessStatus(
         pipeline_pb2.GetReadinessStatusRequest()
     ),
+    "LiveService.Subscribe": _live_subscribe,
 }
 GRPC_CALLS = {"gate": GATE_CALLS, "telemetry": TELEMETRY_CALLS, "pipeline": PIPELINE_CALLS}
 HTTP_CALLS: dict[str, list[tuple[str, str]]] = {
