@@ -184,6 +184,22 @@ async def test_a_missing_oversized_or_unknown_channel_is_refused_as_sse_refuses_
     assert refused == (status, code)
 
 
+async def test_a_request_that_is_not_a_subscribe_request_is_invalid_argument(
+    start_service: StartService,
+) -> None:
+    """Bytes that do not parse as the message (a truncated field) are the client's error."""
+    async with _pipeline(start_service) as svc:
+        subscribe = svc.admin_channel.unary_stream("/ptf.live.v1.LiveService/Subscribe")
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            async for _ in subscribe(b"\x0a\x05ab"):
+                pass
+    trailers = dict(refused.value.trailing_metadata() or ())
+    assert (refused.value.code(), trailers.get(ERROR_CODE_METADATA)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "MALFORMED_REQUEST",
+    )
+
+
 async def test_an_out_of_range_last_event_id_is_invalid_argument(
     start_service: StartService,
 ) -> None:
