@@ -17,9 +17,11 @@ Heartbeats are stream messages, not only HTTP/2 PINGs: a PING ends at the
 first proxy, whose stream idle timeout counts only data.
 
 Shutdown: the service's `on_shutdown` closes the bus, which ends every
-subscription, so each stream finishes with OK before the server stops; a
-stream stuck in a write to a client that reads nothing is cancelled by the
-server's grace period like any other call.
+subscription, so each stream finishes with OK before the server stops. A
+stream whose client reads nothing cannot finish: its status waits behind data
+the client's window does not take, and cancelling the handler task does not
+change that (tried: gRPC core still holds the call). Only the server's stop
+cancels such a call, after its grace period, as for any other call.
 """
 
 from __future__ import annotations
