@@ -30,7 +30,12 @@ from tests.pipeline.service_support import (
     new_tenant,
     submit,
 )
-from tests.pipeline.test_backtests import LOWER_SEVERE, backtest_params, run_backtest
+from tests.pipeline.test_backtests import (
+    LOWER_SEVERE,
+    backtest_params,
+    queue_backtest,
+    run_backtest,
+)
 
 
 async def test_a_spec_naming_a_backtest_that_raises_s1_is_hold_config_backtest_regression(
@@ -56,3 +61,22 @@ async def test_a_spec_naming_a_backtest_that_raises_s1_is_hold_config_backtest_r
     reason = next(r for r in result.reasons if r.code == code)
     assert reason.observed == 1.0
     assert "old 0" in reason.message
+
+
+async def test_a_spec_naming_a_backtest_not_yet_done_is_signal_unavailable(
+    start_service: StartService, start_gate: StartGate, pg: asyncpg.Pool
+) -> None:
+    """No worker runs here, so the confirmed backtest stays QUEUED while the gate asks."""
+    async with start_service(
+        make_definition(fast_settings(inprocess_workers=0)), PTF_TELEMETRY_ADDR=NO_TELEMETRY
+    ) as pipeline:
+        tenant = await new_tenant(pg, "gbq")
+        backtest_id = await queue_backtest(pipeline, backtest_params(tenant, LOWER_SEVERE))
+        async with start_gate(PTF_PIPELINE_ADDR=pipeline.running.grpc_target) as gate:
+            result = await gate_stub(gate).Preflight(
+                preflight_request(new_release(), f'backtest_id: "{backtest_id}"')
+            )
+    code = gate_pb2.BLOCK_REASON_CODE_SIGNAL_UNAVAILABLE
+    reason = next(r for r in result.reasons if r.code == code)
+    assert reason.signal == "backtest"
+    assert "CONFIG_BACKTEST_REGRESSION" not in reason_names(result)

@@ -92,8 +92,8 @@ async def _start(svc: ServiceHandle, params: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-async def run_backtest(svc: ServiceHandle, params: dict[str, Any]) -> str:
-    """Start, confirm and wait until DONE; the backtest id."""
+async def queue_backtest(svc: ServiceHandle, params: dict[str, Any]) -> str:
+    """Start and confirm; the id of the queued backtest."""
     started = await _start(svc, params)
     status, queued = await _call(
         svc,
@@ -103,6 +103,12 @@ async def run_backtest(svc: ServiceHandle, params: dict[str, Any]) -> str:
     )
     assert status == 202, queued
     backtest_id: str = queued["backtest_id"]
+    return backtest_id
+
+
+async def run_backtest(svc: ServiceHandle, params: dict[str, Any]) -> str:
+    """Start, confirm and wait until DONE; the backtest id."""
+    backtest_id = await queue_backtest(svc, params)
     for _ in range(600):
         status, body = await _call(svc, "GET", f"/admin/backtests/{backtest_id}")
         assert status == 200, body
