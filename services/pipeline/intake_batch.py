@@ -3,8 +3,9 @@
 There is no timer. The first submission flushes at once; those arriving while a
 flush runs gather and form the next batch (at most `max_batch_size` rows). A
 batch is one INSERT of invoices and jobs (`ON CONFLICT DO NOTHING`, so a
-document already stored keeps its job), one lookup of every document's job, and
-then one pipelined XADD for the new jobs: a row is always committed before its
+document already stored keeps its job) returning the new jobs, a lookup only
+for documents an earlier batch stored (none in the common case), and then one
+pipelined XADD for the new jobs: a row is always committed before its
 stream message exists, and a crash in between leaves a QUEUED job the sweeper
 re-sends. Two identical documents in one batch are written once and both
 callers get that job.
@@ -28,7 +29,7 @@ import asyncpg
 from redis.exceptions import RedisError
 
 from services.pipeline.documents import Submission
-from services.pipeline.jobs import JobStore, JobView
+from services.pipeline.jobs import JobStore, JobView, job_view
 from services.pipeline.queue import JobQueue
 from services.runtime.db import DATABASE_DOWN
 
@@ -54,7 +55,8 @@ WITH input AS (
 INSERT INTO pipeline_jobs (job_id, tenant_id, invoice_id, state, received_at)
 SELECT input.job_id, input.tenant_id, input.invoice_id, 'QUEUED', input.received_at
 FROM inv JOIN input ON input.invoice_id = inv.invoice_id
-RETURNING job_id
+RETURNING job_id, tenant_id, invoice_id, state, attempts, error_code, error_message,
+          created_at, updated_at, finished_at
 """
 
 DocumentKey = tuple[str, str]
@@ -133,7 +135,7 @@ class IntakeBatcher:
             if not _row_error(exc):
                 raise
             # A row-level failure: each document on its own, so only the bad one fails.
-            created = set()
+            created = {}
             for entry in batch:
                 try:
                     created |= await self._insert([entry])
@@ -143,9 +145,12 @@ class IntakeBatcher:
                     log.warning("intake row refused: %s", type(row_exc).__name__)
                     _fail(entry, row_exc)
             batch = [entry for entry in batch if not _answered(entry)]
-        self.statements += 1
-        views = await self._jobs.find_many([entry.key for entry in batch])
-        fresh = [e for e in batch if e.job_id in created and e.key in views]
+        fresh = [e for e in batch if e.job_id in created]
+        views = {e.key: created[e.job_id] for e in fresh}
+        stored_before = [e.key for e in batch if e.job_id not in created]
+        if stored_before:
+            self.statements += 1
+            views |= await self._jobs.find_many(stored_before)
         queue_error: Exception | None = None
         if fresh:
             try:
@@ -165,8 +170,8 @@ class IntakeBatcher:
                         Stored(view, new and index == 0, queue_error if new else None)
                     )
 
-    async def _insert(self, batch: list[_Entry]) -> set[UUID]:
-        """Write the batch in one statement; the job ids it created."""
+    async def _insert(self, batch: list[_Entry]) -> dict[UUID, JobView]:
+        """Write the batch in one statement; the jobs it created, by job id."""
         self.statements += 1
         rows = await self._pool.fetch(
             _CREATE_MANY,
@@ -181,7 +186,7 @@ class IntakeBatcher:
             [e.job_id for e in batch],
             [e.received_at for e in batch],
         )
-        return {row["job_id"] for row in rows}
+        return {row["job_id"]: job_view(row) for row in rows}
 
 
 def _row_error(exc: Exception) -> bool:

@@ -30,9 +30,12 @@ class _Statements:
 
     def __init__(self) -> None:
         self.count = 0
+        self.on_tables = 0
 
     def __call__(self, record: object) -> None:
         self.count += 1
+        if "pipeline_" in getattr(record, "query", ""):
+            self.on_tables += 1
 
     async def attach(self, conn: asyncpg.Connection) -> None:
         conn.add_query_logger(self)
@@ -90,13 +93,33 @@ async def test_concurrent_submissions_are_written_by_fewer_statements_than_submi
     counted_pool: asyncpg.Pool, queue: JobQueue, statements: _Statements
 ) -> None:
     """Must: 40 concurrent submissions are stored, each as its own new job, by far fewer
-    statements than 40 (one insert and one lookup per flush)."""
+    statements than 40 (one insert per flush)."""
     submissions = [_submission() for _ in range(40)]
     statements.count = 0
     results = await _store_all(_batcher(counted_pool, queue), submissions)
     assert all(isinstance(r, Stored) and r.created for r in results)
     assert len({r.job.job_id for r in results if isinstance(r, Stored)}) == 40
     assert statements.count < 40
+
+
+async def test_a_batch_of_new_documents_is_one_statement_with_no_lookup(
+    counted_pool: asyncpg.Pool, queue: JobQueue, statements: _Statements
+) -> None:
+    """Must: the insert returns the new jobs, so a flush of only new documents runs one
+    statement (the lookup is for documents stored by an earlier batch)."""
+    batcher = _batcher(counted_pool, queue)
+    results = await _store_all(batcher, [_submission() for _ in range(5)])
+    assert all(isinstance(r, Stored) and r.created for r in results)
+    assert statements.on_tables == batcher.flushes
+
+
+async def test_a_new_job_is_answered_as_its_row_reads_back(
+    counted_pool: asyncpg.Pool, queue: JobQueue
+) -> None:
+    """Must: the job a caller gets from the insert is the job a later read returns."""
+    (result,) = await _store_all(_batcher(counted_pool, queue), [_submission()])
+    assert isinstance(result, Stored)
+    assert await JobStore(counted_pool).get(result.job.job_id, TENANT) == result.job
 
 
 async def test_a_lone_submission_is_written_at_once_and_queued_after_its_commit(
