@@ -33,7 +33,7 @@ from services.gate.domain.reasons import BlockReasonCode
 from services.gate.domain.signals import Signals, snapshot
 from services.gate.domain.spec import ReleaseSpec
 from services.gate.escalation import EscalationRepository
-from services.gate.mapping import preflight_record
+from services.gate.mapping import PreflightReplies
 from services.gate.metrics import GateMetrics
 from services.gate.requests import OverrideInput, PreflightInput, translated_input_errors
 from services.gate.signal_sources import SignalSources
@@ -134,6 +134,8 @@ class GateEngine:
         self._deps = deps
         self._clock = clock
         self._verdicts = VerdictCache(config.thresholds.Gate.VERDICT_CACHE_MAX_ENTRIES)
+        # One template per cached verdict (and outcome), so the same bound.
+        self.replies = PreflightReplies(config.thresholds.Gate.VERDICT_CACHE_MAX_ENTRIES)
 
     def now(self) -> datetime:
         """The injected clock, normalized to UTC (audit hashes use its ISO form)."""
@@ -175,7 +177,7 @@ class GateEngine:
 
     def report_preflight(self, run: PreflightRun) -> None:
         """Hand the run to telemetry's preflight store (best effort, never blocks)."""
-        self._deps.reporter.report_preflight(preflight_record(run))
+        self._deps.reporter.report_preflight(self.replies.record(run))
 
     async def _evaluate_and_record(
         self,

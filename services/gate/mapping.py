@@ -15,6 +15,7 @@ exposes the row.
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -47,11 +48,17 @@ _TOKEN = "TOKEN_ERROR_"
 _B = BlockReasonCode
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
 def timestamp(value: datetime) -> Timestamp:
-    """A protobuf Timestamp of an aware datetime (stored in UTC)."""
-    stamp = Timestamp()
-    stamp.FromDatetime(value.astimezone(UTC))
-    return stamp
+    """A protobuf Timestamp of an aware datetime.
+
+    Integer arithmetic on the offset from the epoch: exact to the microsecond like
+    `Timestamp.FromDatetime`, at a third of its cost (every Preflight makes two).
+    """
+    delta = value - _EPOCH
+    return Timestamp(seconds=delta.days * 86400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 # Domain name → proto enum value, one table per enum, typed with the generated
@@ -204,6 +211,13 @@ def _reason(reason: Reason) -> gate_pb2.Reason:
 
 def preflight_result(run: PreflightRun) -> gate_pb2.PreflightResult:
     """The `PreflightResult` message of a preflight run."""
+    result = _result_template(run)
+    _stamp_result(result, run)
+    return result
+
+
+def _result_template(run: PreflightRun) -> gate_pb2.PreflightResult:
+    """Everything of the result but what each run has of its own (see `_stamp_result`)."""
     outcome = run.outcome
     result = gate_pb2.PreflightResult(
         verdict=verdict_code(outcome.verdict),
@@ -212,11 +226,8 @@ def preflight_result(run: PreflightRun) -> gate_pb2.PreflightResult:
         override_applied=outcome.override_applied,
         contract_breach=outcome.contract_breach,
         override_result=override_result_code(outcome.override_result),
-        duration_ms=run.duration_ms,
         spec_hash=run.spec.spec_hash,
         release=run.spec.release,
-        request_id=run.request_id,
-        evaluated_at=timestamp(run.evaluated_at),
         dry_run_reasons=[_reason(r) for r in run.evaluation.dry_run_reasons],
     )
     if outcome.token_error is not None:
@@ -224,6 +235,12 @@ def preflight_result(run: PreflightRun) -> gate_pb2.PreflightResult:
     if outcome.breach_kind is not None:
         result.breach_kind = breach_kind_code(outcome.breach_kind)
     return result
+
+
+def _stamp_result(result: gate_pb2.PreflightResult, run: PreflightRun) -> None:
+    result.duration_ms = run.duration_ms
+    result.request_id = run.request_id
+    result.evaluated_at.CopyFrom(timestamp(run.evaluated_at))
 
 
 def decision_code(decision: str) -> gate_pb2.Decision:
@@ -375,16 +392,76 @@ def override_info(description: OverrideDescription) -> gate_pb2.OverrideInfo:
 
 def preflight_record(run: PreflightRun) -> telemetry_pb2.RecordPreflightRequest:
     """A run as telemetry's `RecordPreflight` takes it (PreflightMetric, docs/seeds/000.txt)."""
+    record = _record_template(run)
+    _stamp_record(record, run)
+    return record
+
+
+def _record_template(run: PreflightRun) -> telemetry_pb2.RecordPreflightRequest:
     outcome = run.outcome
-    stamp = timestamp(run.evaluated_at)
     return telemetry_pb2.RecordPreflightRequest(
-        timestamp=stamp,
         verdict=f"VERDICT_{outcome.verdict}",
         exit_code=outcome.verdict.exit_code,
         reasons=sorted(str(code) for code in run.evaluation.codes),
         override_applied=outcome.override_applied,
         contract_breach=outcome.contract_breach,
         override_result=str(outcome.override_result),
-        duration_ms=run.duration_ms,
         spec_hash=run.spec.spec_hash,
     )
+
+
+def _stamp_record(record: telemetry_pb2.RecordPreflightRequest, run: PreflightRun) -> None:
+    record.timestamp.CopyFrom(timestamp(run.evaluated_at))
+    record.duration_ms = run.duration_ms
+
+
+class PreflightReplies:
+    """`preflight_result` and `preflight_record`, built from a copy of a template per
+    (evaluation, outcome, spec hash, release).
+
+    Under load the verdict cache hands every Preflight of a release the same
+    `Evaluation` object, so all but the run's own fields (duration, request id,
+    evaluation time) are built once and copied (a C-level copy) per call.
+    Evaluations are recognized by identity and kept with their templates, so an
+    id is never reused while its entry lives. Bounded, oldest first out.
+    """
+
+    def __init__(self, max_entries: int) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be >= 1")
+        self._max_entries = max_entries
+        self._templates: OrderedDict[
+            tuple[int, object, str, str],
+            tuple[object, gate_pb2.PreflightResult, telemetry_pb2.RecordPreflightRequest],
+        ] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._templates)
+
+    def result(self, run: PreflightRun) -> gate_pb2.PreflightResult:
+        """The same message as `preflight_result(run)`."""
+        result = gate_pb2.PreflightResult()
+        result.CopyFrom(self._entry(run)[1])
+        _stamp_result(result, run)
+        return result
+
+    def record(self, run: PreflightRun) -> telemetry_pb2.RecordPreflightRequest:
+        """The same message as `preflight_record(run)`."""
+        record = telemetry_pb2.RecordPreflightRequest()
+        record.CopyFrom(self._entry(run)[2])
+        _stamp_record(record, run)
+        return record
+
+    def _entry(
+        self, run: PreflightRun
+    ) -> tuple[object, gate_pb2.PreflightResult, telemetry_pb2.RecordPreflightRequest]:
+        key = (id(run.evaluation), run.outcome, run.spec.spec_hash, run.spec.release)
+        entry = self._templates.get(key)
+        if entry is not None and entry[0] is run.evaluation:
+            return entry
+        entry = (run.evaluation, _result_template(run), _record_template(run))
+        self._templates[key] = entry
+        self._templates.move_to_end(key)
+        while len(self._templates) > self._max_entries:
+            self._templates.popitem(last=False)
+        return entry

@@ -25,7 +25,6 @@ from services.gate.mapping import (
     audit_entry,
     check_response,
     override_info,
-    preflight_result,
     timestamp,
 )
 from services.gate.requests import (
@@ -79,7 +78,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     async def _preflight(self, inp: PreflightInput) -> gate_pb2.PreflightResult:
         run = await self._engine.preflight(inp, inp.request_id or request_id_var.get())
         self._engine.report_preflight(run)
-        return preflight_result(run)
+        return self._engine.replies.result(run)
 
     async def Check(
         self, request: gate_pb2.CheckRequest, context: Context

@@ -5,8 +5,9 @@ Fire-and-forget with a deadline: telemetry being slow or down never delays
 or changes a decision. Each event carries a fresh UUID, so telemetry's
 idempotent ingestion would count a retried send once. Preflight runs are
 buffered and sent in batches by one sender at a time, which lingers briefly
-before each batch: a busy gate makes a few calls to telemetry a second instead
-of one per preflight, and telemetry saves its store once per batch.
+before each batch that is not yet full: a busy gate makes a few calls to
+telemetry a second instead of one per preflight, and telemetry saves its store
+once per batch.
 Pending sends are awaited (each bounded by its deadline) at shutdown.
 """
 
@@ -118,8 +119,11 @@ class DecisionReporter:
     async def _send_preflights(self) -> None:
         """Send what is buffered, a batch at a time, until the buffer is empty."""
         while self._runs:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._flush_now.wait(), timeout=self._linger)
+            # A full batch goes at once: lingering then would only cap the reported
+            # rate at MAX_BATCH_RUNS per linger time and drop the rest at the bound.
+            if len(self._runs) < MAX_BATCH_RUNS:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._flush_now.wait(), timeout=self._linger)
             batch = [self._runs.popleft() for _ in range(min(MAX_BATCH_RUNS, len(self._runs)))]
             request = telemetry_pb2.RecordPreflightsRequest(runs=batch)
             try:

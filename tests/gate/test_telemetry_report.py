@@ -62,3 +62,29 @@ async def test_runs_reported_within_the_linger_time_go_out_in_one_batch() -> Non
         await asyncio.sleep(0.005)
     await reporter.drain()
     assert telemetry.batches == [3]
+
+
+class CountingTelemetry:
+    """Telemetry that answers at once and says when a batch arrived."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+        self.arrived = asyncio.Event()
+
+    async def RecordPreflights(self, request: Any, **options: Any) -> None:
+        self.batches.append(len(request.runs))
+        self.arrived.set()
+
+
+async def test_a_full_batch_goes_without_lingering() -> None:
+    telemetry = CountingTelemetry()
+    reporter = DecisionReporter(
+        telemetry,  # type: ignore[arg-type]
+        timeout_seconds=60,
+        linger_seconds=3600,
+    )
+    for _ in range(MAX_BATCH_RUNS):
+        reporter.report_preflight(telemetry_pb2.RecordPreflightRequest())
+    await asyncio.wait_for(telemetry.arrived.wait(), timeout=30)
+    assert telemetry.batches == [MAX_BATCH_RUNS]
+    await reporter.drain()
