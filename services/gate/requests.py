@@ -96,6 +96,35 @@ class PreflightInput:
     request_id: str
 
 
+class PreflightInputs:
+    """Validated preflight inputs by the request's serialized bytes.
+
+    A CI loop sends the same request over and over, and `preflight_input` is a
+    pure function of the request (its spec parse already cached by `SpecCache`):
+    the bytes, one C-level serialization, stand for the whole request. A request
+    serialized differently (another map order) is merely parsed again. Bounded,
+    oldest first out; refused requests are not kept, so each is refused afresh.
+    """
+
+    def __init__(self, max_entries: int = 256) -> None:
+        self._max = max_entries
+        self._specs = SpecCache(max_entries)
+        self._inputs: OrderedDict[bytes, PreflightInput] = OrderedDict()
+
+    def parse(self, request: gate_pb2.PreflightRequest) -> PreflightInput:
+        """The same input as `preflight_input(request)` (raises like it)."""
+        key = request.SerializeToString()
+        inp = self._inputs.get(key)
+        if inp is not None:
+            self._inputs.move_to_end(key)
+            return inp
+        inp = preflight_input(request, self._specs.parse)
+        self._inputs[key] = inp
+        if len(self._inputs) > self._max:
+            self._inputs.popitem(last=False)
+        return inp
+
+
 @dataclass(frozen=True)
 class OverrideInput:
     release: str

@@ -29,10 +29,9 @@ from services.gate.mapping import (
 )
 from services.gate.requests import (
     PreflightInput,
-    SpecCache,
+    PreflightInputs,
     audit_query,
     override_input,
-    preflight_input,
     release_filter,
     token_hash_input,
 )
@@ -59,14 +58,14 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         self._auth = auth
         self._bus = bus
         self._audit = audit
-        self._specs = SpecCache()
+        self._inputs = PreflightInputs()
 
     async def Preflight(
         self, request: gate_pb2.PreflightRequest, context: Context
     ) -> gate_pb2.PreflightResult:
         """Evaluate a release spec; the same request_id replays the first answer."""
         await self._auth.authorize("Preflight", context.invocation_metadata())
-        inp = preflight_input(request, self._specs.parse)
+        inp = self._inputs.parse(request)
         return await self._dedup.run(
             "Preflight",
             inp.request_id,
@@ -85,7 +84,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
     ) -> gate_pb2.CheckResponse:
         """Enforcement: ALLOW only for an OK verdict; audited under the key's operator."""
         caller = await self._auth.authorize("Check", context.invocation_metadata())
-        inp = preflight_input(request.preflight, self._specs.parse)
+        inp = self._inputs.parse(request.preflight)
         operator = caller.operator
         return await self._dedup.run(
             "Check",
