@@ -1,6 +1,7 @@
 """Gate `Preflight` with cached signals vs a bare grpc.aio echo server (SPEC §12).
 
-Same Python client, same concurrency, same request count, at concurrency 1,
+Same Python client, same concurrency, same request count and the same call
+metadata (the service key the gate checks; the echo ignores it), at concurrency 1,
 16 and 64; gate and echo runs alternate so machine noise hits both alike.
 Each figure is the median of REPETITIONS runs, with the spread (max - min).
 The targets (throughput ≥ 0.8× the echo server's, p99 ≤ 1.5× its p99) apply
@@ -112,6 +113,8 @@ async def bench_gate(gate_target: str) -> list[BenchRow]:
             echo_runs: list[LoadResult] = []
             for _ in range(REPETITIONS):
                 gate_runs.append(await _measure(preflight, concurrency))
-                echo_runs.append(await _measure(lambda: echo(payload), concurrency))
+                echo_runs.append(
+                    await _measure(lambda: echo(payload, metadata=SERVICE_KEY), concurrency)
+                )
             rows += _rows(concurrency, gate_runs, echo_runs)
     return rows
