@@ -18,9 +18,9 @@ from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any
 
-from services.pipeline.domain import PipelineDomainError, content_hash, parse_extraction
+from services.pipeline.domain import PipelineDomainError, parse_extraction
 from services.pipeline.domain.errors import ErrorCode
-from services.pipeline.domain.hashing import MAX_DEPTH, canonical_json
+from services.pipeline.domain.hashing import MAX_DEPTH, canonical_hash, canonical_json
 from services.pipeline.errors import UnsupportedMediaType
 from services.runtime.errors import InvalidInput, PtfError, Unprocessable
 
@@ -127,7 +127,7 @@ def json_submission(raw: bytes | str, file_name: str = "") -> Submission:
     document = decode_json(raw)
     try:
         canonical = canonical_json(document)
-        digest = content_hash(document)
+        digest = canonical_hash(canonical)
         parse_extraction(document)
     except PipelineDomainError as exc:
         raise domain_error(exc) from exc

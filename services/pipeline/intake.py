@@ -10,6 +10,7 @@ and a new document takes a slot of the hourly budget (a resubmission does not).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -89,8 +90,10 @@ class Intake:
         self.check_extractor(submission)
         self._pilot.check_open(tenant_id)
         job_id = uuid4()
-        # Subscribed before the insert, a synchronous caller cannot miss the result.
-        with self._watcher.subscribe(job_id) as subscription:
+        # Subscribed before the insert, a synchronous caller cannot miss the result; an
+        # asynchronous one waits for nothing, so the notifications skip it.
+        watching = self._watcher.subscribe(job_id) if wait else contextlib.nullcontext()
+        with watching as subscription:
             stored = await self._store(tenant_id, submission, received_at, job_id)
             job, created = stored.job, stored.created
             if stored.queue_error is not None:
@@ -98,7 +101,7 @@ class Intake:
             if wait and not job.state.final:
                 timeout = self.settings.sync_timeout_seconds
                 async with store_errors():
-                    if created:
+                    if created and subscription is not None:
                         job = await self._watcher.wait_subscribed(subscription, job, timeout)
                     else:
                         job = await self._watcher.wait_final(job, timeout)

@@ -6,7 +6,7 @@ caller answers from the notification without reading the job row again. The
 notification is the live envelope on the tenant's `jobs.<tenant>` channel
 (docs/SPEC.md §8), so live subscribers and waiters read the same event. A
 publish reaches waiters in the same process directly and every other process
-through one pattern subscription on the jobs channels (dispatched locally). A
+through the process's one live subscription (the LiveBus calls `on_envelope`). A
 waiter also polls the row now and then, so a lost notification costs latency,
 never correctness. `payload` is the one place the event's data is decided.
 """
@@ -22,15 +22,13 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
-import redis.asyncio as aioredis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from services.pipeline.jobs import JobState, JobStore, JobView
 from services.runtime.live.bus import LivePublisher
 from services.runtime.live.channels import jobs_channel
-from services.runtime.live.envelope import EnvelopeError, parse_envelope
-from services.runtime.redis_client import RedisKeys
+from services.runtime.live.envelope import Envelope
 
 log = logging.getLogger(__name__)
 
@@ -57,12 +55,8 @@ def payload(tenant_id: str, job_id: UUID, state: JobState, view: JobView | None)
     return {"job_id": str(job_id), "tenant_id": tenant_id, "state": state.value}
 
 
-def parse(raw: bytes | str) -> tuple[UUID, Published] | None:
-    """The job and notification of a published envelope; None for one that is not ours."""
-    try:
-        envelope = parse_envelope(raw)
-    except EnvelopeError:
-        return None
+def from_envelope(envelope: Envelope) -> tuple[UUID, Published] | None:
+    """The job and notification an envelope carries; None for another event."""
     if envelope.event != JOB_EVENT:
         return None
     data = envelope.data
@@ -98,10 +92,8 @@ class JobSubscription:
 class JobNotifier:
     """Publishes job state changes and dispatches them to this process's subscriptions."""
 
-    def __init__(self, redis: aioredis.Redis, keys: RedisKeys, live: LivePublisher) -> None:
-        self._redis = redis
+    def __init__(self, live: LivePublisher) -> None:
         self._live = live
-        self._pattern = keys.key("live", "jobs.*")
         self._subscriptions: dict[UUID, set[JobSubscription]] = {}
         self.closed = False
 
@@ -154,26 +146,14 @@ class JobNotifier:
         for subscription in self._subscriptions.get(job_id, ()):
             subscription.put(published)
 
-    def _on_message(self, data: object) -> None:
-        parsed = parse(data if isinstance(data, bytes) else str(data))
+    def on_envelope(self, envelope: Envelope) -> None:
+        """A live envelope another process published (the LiveBus's listener): a job state
+        change reaches this process's subscriptions."""
+        if not self._subscriptions:
+            return  # nobody here waits (async intake): skip decoding the job
+        parsed = from_envelope(envelope)
         if parsed is not None:
             self._dispatch(*parsed)
-
-    async def listen(self) -> None:
-        """Background task: relay the Redis channel to local subscriptions, reconnecting."""
-        while True:
-            try:
-                async with self._redis.pubsub() as pubsub:
-                    await pubsub.psubscribe(self._pattern)
-                    while True:
-                        message = await pubsub.get_message(
-                            ignore_subscribe_messages=True, timeout=1.0
-                        )
-                        if message is not None and message.get("type") == "pmessage":
-                            self._on_message(message.get("data"))
-            except (RedisError, OSError):
-                log.warning("job notification channel lost; reconnecting")
-                await asyncio.sleep(1.0)
 
 
 class JobWatcher:

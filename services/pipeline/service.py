@@ -137,7 +137,7 @@ def build_workers(
     session = aiohttp.ClientSession()
     queue = JobQueue(redis, keys)
     publisher = LivePublisher(redis, keys, config.live, metrics.live)
-    notifier = JobNotifier(redis, keys, publisher)
+    notifier = JobNotifier(publisher)
     feed = IncidentFeed(publisher)
     jobs = JobStore(pool)
     pilot = pilot_guard(config, redis, keys, metrics)
@@ -247,6 +247,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     )
     http = PipelineHttp(app, events)
     live = LiveBus(runtime.redis, runtime.keys, config.live, metrics.live)
+    live.add_listener(parts.notifier.on_envelope)
     await live.start()
     runtime.spawn("pipeline-live-fanout", live.run)
     sampler = QueueSampler(pool, config.thresholds, metrics, settings.queue_sample_interval_seconds)
@@ -260,7 +261,6 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
             "job-stream": parts.queue.trim_acknowledged,
         },
     )
-    runtime.spawn("pipeline-job-notifications", parts.notifier.listen)
     runtime.spawn("pipeline-http-events", events.run)
     runtime.spawn("pipeline-queue-sampler", sampler.run)
     if settings.run_relay:

@@ -26,7 +26,7 @@ async def test_a_batch_of_job_events_staged_on_a_pipeline_costs_one_round_trip(
     publisher = LivePublisher(
         client, keys, LiveSettings(), LiveMetrics(MeterProvider().get_meter("test"))
     )
-    notifier = JobNotifier(client, keys, publisher)
+    notifier = JobNotifier(publisher)
     changes = [("acme", uuid.uuid4(), JobState.FAILED, None) for _ in range(10)]
     try:
         before = traffic.redis_round_trips

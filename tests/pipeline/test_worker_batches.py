@@ -96,7 +96,7 @@ async def _batching(svc: ServiceHandle) -> AsyncIterator[Batching]:
     publisher = LivePublisher(
         runtime.redis, runtime.keys, runtime.config.live, pipeline_metrics.live
     )
-    notifier = JobNotifier(runtime.redis, runtime.keys, publisher)
+    notifier = JobNotifier(publisher)
     pilot = pilot_guard(runtime.config, runtime.redis, runtime.keys, pipeline_metrics)
     processor = InvoiceProcessor(
         runtime.pool,

@@ -27,7 +27,11 @@ def content_hash(document: object) -> str:
     non-string keys, other Python objects) and for nesting deeper than
     `MAX_DEPTH`.
     """
-    canonical = canonical_json(document)
+    return canonical_hash(canonical_json(document))
+
+
+def canonical_hash(canonical: str) -> str:
+    """The content hash of an already canonical JSON text (`canonical_json`'s result)."""
     return "sha256:" + hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 

@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -233,6 +234,7 @@ class LiveBus:
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self.publisher = LivePublisher(client, keys, settings, metrics)
         self._subscribers: dict[str, set[LiveSubscription]] = {}
+        self._listeners: list[Callable[[Envelope], None]] = []
         self._last_event_at: dict[str, datetime] = {}
         self._last_seq: dict[str, int] = {}
         self._closed = asyncio.Event()
@@ -319,6 +321,13 @@ class LiveBus:
             self._last_seq[envelope.channel] = envelope.seq
             for subscriber in tuple(self._subscribers.get(envelope.channel, ())):
                 subscriber.offer(envelope)
+            for listener in self._listeners:
+                listener(envelope)
+
+    def add_listener(self, listener: Callable[[Envelope], None]) -> None:
+        """Call `listener` with every envelope this process receives, on any channel (the
+        pipeline's job waiters), so a process needs no second subscription of its own."""
+        self._listeners.append(listener)
 
     def subscribe(self, channel: str, buffer: int | None = None) -> LiveSubscription:
         """A subscription to events published on `channel` from now on."""
