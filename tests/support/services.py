@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+import asyncio
+import io
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
 import grpc
@@ -31,6 +34,32 @@ class ServiceHandle:
 
 ConfigFactory = Callable[..., AppConfig]
 
+# Well inside pytest-timeout's 120 s, so a stuck start or stop fails with the stuck
+# tasks' stacks instead of an opaque timeout that shows only idle threads.
+LIFECYCLE_SECONDS = 60.0
+
+T = TypeVar("T")
+
+
+def _task_stacks() -> str:
+    """Every other pending task of this loop with its stack: where a lifecycle step waits."""
+    out = io.StringIO()
+    for task in asyncio.all_tasks():
+        if task is not asyncio.current_task():
+            task.print_stack(limit=12, file=out)
+    return out.getvalue()
+
+
+async def _within_lifecycle_limit(step: str, awaitable: Awaitable[T]) -> T:
+    try:
+        async with asyncio.timeout(LIFECYCLE_SECONDS):
+            return await awaitable
+    except TimeoutError:
+        raise AssertionError(
+            f"service {step} did not finish within {LIFECYCLE_SECONDS:.0f} s;"
+            f" pending tasks:\n{_task_stacks()}"
+        ) from None
+
 
 def make_config_factory(base_env: Mapping[str, str]) -> ConfigFactory:
     """`factory(service, **env)` → AppConfig on ports 0 with the test stores."""
@@ -48,7 +77,9 @@ async def running_service(
     definition: ServiceDefinition, config: AppConfig, *, grace_seconds: float = 5.0
 ) -> AsyncIterator[ServiceHandle]:
     """Start, hand out a connected channel and HTTP session, shut down afterwards."""
-    running = await start_service(definition, config, grace_seconds=grace_seconds)
+    running = await _within_lifecycle_limit(
+        "start", start_service(definition, config, grace_seconds=grace_seconds)
+    )
     try:
         async with (
             grpc.aio.insecure_channel(running.grpc_target) as channel,
@@ -64,4 +95,4 @@ async def running_service(
                 http=http,
             )
     finally:
-        await running.shutdown()
+        await _within_lifecycle_limit("shutdown", running.shutdown())
