@@ -19,11 +19,11 @@ from ptf.gate.v1 import gate_pb2, gate_pb2_grpc
 
 from services.gate.decisions import DECISION, watched_event
 from services.runtime.config.operations import LiveSettings
-from services.runtime.live.bus import BACKPRESSURE_DROP, LiveBus, LivePublisher
+from services.runtime.live.bus import BACKPRESSURE_DROP, LivePublisher
 from services.runtime.live.channels import GATE_DECISIONS
 from services.runtime.live.envelope import Envelope, parse_envelope
 from services.runtime.live.metrics import LiveMetrics
-from services.runtime.redis_client import RedisKeys, create_redis
+from services.runtime.redis_client import RedisKeys
 from tests.gate.service_support import (
     ADMIN,
     StartGate,
@@ -31,6 +31,7 @@ from tests.gate.service_support import (
     new_release,
     preflight_request,
 )
+from tests.support.live import running_bus
 from tests.support.polling import eventually
 from tests.support.services import ServiceHandle
 
@@ -39,22 +40,6 @@ _NO_WINDOW_GROWTH = [("grpc.http2.bdp_probe", 0)]
 
 def _check(release: str) -> gate_pb2.CheckRequest:
     return gate_pb2.CheckRequest(preflight=preflight_request(release), operator="ops@example")
-
-
-@asynccontextmanager
-async def _live_bus(redis_url: str, prefix: str) -> AsyncIterator[LiveBus]:
-    client: aioredis.Redis = create_redis(redis_url)
-    bus = LiveBus(
-        client, RedisKeys(prefix), LiveSettings(), LiveMetrics(MeterProvider().get_meter("t"))
-    )
-    await bus.start()
-    task = asyncio.create_task(bus.run())
-    try:
-        yield bus
-    finally:
-        await bus.close()
-        await task
-        await client.aclose()
 
 
 @asynccontextmanager
@@ -97,7 +82,7 @@ async def test_a_check_decision_arrives_as_a_gate_decisions_envelope_on_another_
     start_gate: StartGate, redis_url: str, redis_prefix: str
 ) -> None:
     release = new_release()
-    async with start_gate() as svc, _live_bus(redis_url, redis_prefix) as other:
+    async with start_gate() as svc, running_bus(redis_url, redis_prefix) as other:
         with other.subscribe(GATE_DECISIONS) as subscription:
             await gate_stub(svc).Check(_check(release))
             async with asyncio.timeout(15):
@@ -138,7 +123,7 @@ async def test_a_check_decision_is_retained_for_resume(
     start_gate: StartGate, redis_url: str, redis_prefix: str
 ) -> None:
     release = new_release()
-    async with start_gate() as svc, _live_bus(redis_url, redis_prefix) as other:
+    async with start_gate() as svc, running_bus(redis_url, redis_prefix) as other:
         await gate_stub(svc).Check(_check(release))
         retained = await other.retained_after(GATE_DECISIONS, 0)
     assert [e.data["release"] for e in retained] == [release]

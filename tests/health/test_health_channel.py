@@ -16,7 +16,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis.asyncio as aioredis
-from opentelemetry.sdk.metrics import MeterProvider
 
 from services.health.live_feed import STATUS_EVENT, HealthFeed
 from services.health.report import CheckResult, CheckStatus, ReadinessReport
@@ -24,9 +23,9 @@ from services.runtime.config.operations import LiveSettings
 from services.runtime.live.bus import LiveBus, LivePublisher, LiveSubscription
 from services.runtime.live.channels import HEALTH
 from services.runtime.live.envelope import Envelope
-from services.runtime.live.metrics import LiveMetrics
 from services.runtime.redis_client import RedisKeys, create_redis
 from tests.health.support import Peers, StartHealth
+from tests.support.live import live_metrics, running_bus
 from tests.support.polling import eventually
 from tests.support.services import ServiceHandle
 
@@ -34,23 +33,11 @@ from tests.support.services import ServiceHandle
 NO_REFRESH = {"PTF_THRESHOLD__HEALTH__REFRESH_SECONDS": "3600"}
 
 
-def _metrics() -> LiveMetrics:
-    return LiveMetrics(MeterProvider().get_meter("test"))
-
-
 @asynccontextmanager
 async def _subscribed(redis_url: str, prefix: str) -> AsyncIterator[LiveSubscription]:
-    client: aioredis.Redis = create_redis(redis_url)
-    bus = LiveBus(client, RedisKeys(prefix), LiveSettings(), _metrics())
-    await bus.start()
-    task = asyncio.create_task(bus.run())
-    try:
+    async with running_bus(redis_url, prefix) as bus:
         with bus.subscribe(HEALTH) as subscription:
             yield subscription
-    finally:
-        await bus.close()
-        await task
-        await client.aclose()
 
 
 async def _next(subscription: LiveSubscription) -> Envelope:
@@ -171,7 +158,7 @@ async def test_readiness_reads_the_channels_newest_event_from_redis(
 ) -> None:
     """An event another process published is the one readiness ages: staleness comes
     from the retained list in Redis, which every replica shares, not from memory."""
-    publisher = LivePublisher(redis_client, RedisKeys(redis_prefix), LiveSettings(), _metrics())
+    publisher = LivePublisher(redis_client, RedisKeys(redis_prefix), LiveSettings(), live_metrics())
     async with start_health(**NO_REFRESH) as (svc, _):
         own = (await _live_health(svc))["last_seq"]
         other = await publisher.publish(HEALTH, STATUS_EVENT, {"status": "ready"})
@@ -193,7 +180,7 @@ async def test_published_health_events_are_counted_by_family_on_metrics(
 async def test_staleness_is_null_with_a_reason_when_the_live_store_is_unreachable() -> None:
     client: aioredis.Redis = create_redis("redis://127.0.0.1:1/0")
     feed = HealthFeed(
-        LivePublisher(client, RedisKeys("unreachable"), LiveSettings(), _metrics()),
+        LivePublisher(client, RedisKeys("unreachable"), LiveSettings(), live_metrics()),
         LiveSettings(),
         refresh_seconds=15,
         clock=lambda: datetime.now(UTC),
@@ -228,7 +215,7 @@ class _Clock:
 
 
 async def _published_seqs(client: aioredis.Redis, prefix: str) -> list[int]:
-    bus = LiveBus(client, RedisKeys(prefix), LiveSettings(), _metrics())
+    bus = LiveBus(client, RedisKeys(prefix), LiveSettings(), live_metrics())
     return [e.seq for e in await bus.retained_after(HEALTH, 0)]
 
 
@@ -236,7 +223,7 @@ async def test_an_unchanged_verdict_within_the_refresh_interval_is_not_published
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     clock = _Clock()
-    publisher = LivePublisher(redis_client, RedisKeys(redis_prefix), LiveSettings(), _metrics())
+    publisher = LivePublisher(redis_client, RedisKeys(redis_prefix), LiveSettings(), live_metrics())
     feed = HealthFeed(publisher, LiveSettings(), refresh_seconds=15, clock=clock)
     await feed.publish(_report())
     clock.now += timedelta(seconds=14)
@@ -248,7 +235,7 @@ async def test_a_changed_verdict_within_the_refresh_interval_is_published(
     redis_client: aioredis.Redis, redis_prefix: str
 ) -> None:
     clock = _Clock()
-    publisher = LivePublisher(redis_client, RedisKeys(redis_prefix), LiveSettings(), _metrics())
+    publisher = LivePublisher(redis_client, RedisKeys(redis_prefix), LiveSettings(), live_metrics())
     feed = HealthFeed(publisher, LiveSettings(), refresh_seconds=15, clock=clock)
     await feed.publish(_report())
     await feed.publish(_report("queue"))

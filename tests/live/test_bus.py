@@ -5,10 +5,7 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
-import redis.asyncio as aioredis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
@@ -16,7 +13,7 @@ from services.runtime.config.operations import LiveSettings
 from services.runtime.live.bus import BACKPRESSURE_DROP, LiveBus, LiveSubscription
 from services.runtime.live.envelope import Envelope
 from services.runtime.live.metrics import LiveMetrics
-from services.runtime.redis_client import RedisKeys, create_redis
+from tests.support.live import running_bus
 from tests.support.polling import eventually
 
 
@@ -25,31 +22,13 @@ async def _next(subscription: LiveSubscription) -> Envelope | None:
         return await subscription.next()
 
 
-@asynccontextmanager
-async def _running_bus(
-    redis_url: str, prefix: str, settings: LiveSettings, metrics: LiveMetrics | None = None
-) -> AsyncIterator[LiveBus]:
-    """One replica's bus on its own Redis connection, as a separate process would have."""
-    client: aioredis.Redis = create_redis(redis_url)
-    live_metrics = metrics or LiveMetrics(MeterProvider().get_meter("test"))
-    bus = LiveBus(client, RedisKeys(prefix), settings, live_metrics)
-    await bus.start()
-    task = asyncio.create_task(bus.run())
-    try:
-        yield bus
-    finally:
-        await bus.close()
-        await task
-        await client.aclose()
-
-
 async def test_a_subscriber_on_each_replica_sees_events_published_through_the_other(
     redis_url: str, redis_prefix: str
 ) -> None:
     settings = LiveSettings()
     async with (
-        _running_bus(redis_url, redis_prefix, settings) as one,
-        _running_bus(redis_url, redis_prefix, settings) as two,
+        running_bus(redis_url, redis_prefix, settings) as one,
+        running_bus(redis_url, redis_prefix, settings) as two,
     ):
         with one.subscribe("jobs.acme") as on_one, two.subscribe("jobs.acme") as on_two:
             first = await one.publish("jobs.acme", "job.done", {"job_id": "a"})
@@ -78,7 +57,7 @@ async def test_a_subscriber_that_reads_nothing_gets_the_newest_200_and_one_drop_
     (2 shared cores, embedded Redis): 0.78/0.49, 0.49/0.43, 0.28/0.31 ms, i.e. the same
     within noise. No timed assertion."""
     settings = LiveSettings(subscriber_buffer=200)
-    async with _running_bus(redis_url, redis_prefix, settings) as bus:
+    async with running_bus(redis_url, redis_prefix, settings) as bus:
         baseline = await _publish_latencies(bus, "jobs.other", 1000)
         with bus.subscribe("jobs.acme") as idle:
             loaded = await _publish_latencies(bus, "jobs.acme", 1000)
@@ -103,7 +82,7 @@ async def test_a_subscriber_that_reads_nothing_gets_the_newest_200_and_one_drop_
 async def test_resume_delivers_only_events_after_the_last_seen_seq(
     redis_url: str, redis_prefix: str
 ) -> None:
-    async with _running_bus(redis_url, redis_prefix, LiveSettings(retained_per_channel=5)) as bus:
+    async with running_bus(redis_url, redis_prefix, LiveSettings(retained_per_channel=5)) as bus:
         seqs = [await bus.publish("health", "health.sample", {"n": n}) for n in range(8)]
         later = await bus.retained_after("health", seqs[4])
         assert [e.seq for e in later] == seqs[5:]
@@ -131,7 +110,7 @@ async def test_metrics_count_events_published_and_dropped_and_open_streams_by_fa
     reader = InMemoryMetricReader()
     metrics = LiveMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
     settings = LiveSettings(subscriber_buffer=2)
-    async with _running_bus(redis_url, redis_prefix, settings, metrics) as bus:
+    async with running_bus(redis_url, redis_prefix, settings, metrics) as bus:
         with bus.subscribe("jobs.acme"), bus.subscribe("incidents.acme"):
             for n in range(5):
                 await bus.publish("jobs.acme", "job.done", {"n": n})
