@@ -35,7 +35,7 @@ from services.gate.domain.reasons import BlockReasonCode, ReasonLevel, Verdict
 from services.runtime.tokens.errors import TokenError
 
 if TYPE_CHECKING:
-    # The engine builds its results with `preflight_record`, so only the types come back.
+    # The engine builds its replies with PreflightReplies, so only the types come back.
     from services.gate.engine import OverrideDescription, PreflightRun
 
 _VERDICT = "VERDICT_"
