@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from bench.backtest import bench_backtest
+from bench.cpu import CpuMeter
 from bench.gate import bench_gate
 from bench.health import bench_health_ready
 from bench.pipeline import (
@@ -39,6 +40,17 @@ def _pipeline_ports(stack: dict[str, ChildService]) -> list[int]:
     ]
 
 
+def _cpu_meter(
+    stack: dict[str, ChildService], postgres: EmbeddedPostgres, redis: EmbeddedRedis
+) -> CpuMeter:
+    """Every service process of the stack, PostgreSQL (with its backends) and Redis."""
+    assert postgres.process is not None
+    assert redis.process is not None
+    pids = {name: child.process.pid for name, child in stack.items()}
+    pids.update(postgres=postgres.process.pid, redis=redis.process.pid)
+    return CpuMeter(pids, trees=frozenset({"postgres"}))
+
+
 def main() -> None:
     Path(".data").mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(dir=".data", prefix="bench-") as folder:
@@ -57,7 +69,11 @@ def main() -> None:
                 rows += bench_idle_processes(stack)
                 rows += asyncio.run(bench_gate(f"127.0.0.1:{stack['gate'].grpc_port}"))
                 rows += asyncio.run(bench_health_ready(stack["health"].http_port))
-                one_worker = asyncio.run(measure_throughput(_pipeline_ports(stack)))
+                one_worker = asyncio.run(
+                    measure_throughput(
+                        _pipeline_ports(stack), _cpu_meter(stack, postgres, redis_server)
+                    )
+                )
                 raw_rates = [
                     asyncio.run(raw_rate(env["DATABASE_URL"], env["REDIS_URL"]))
                     for _ in range(REPETITIONS)
@@ -66,7 +82,11 @@ def main() -> None:
                 rows += asyncio.run(bench_run_summary(stack, env))
                 rows += asyncio.run(bench_backtest(stack, env))
             with running_stack(env, workers=2) as stack:
-                two_workers = asyncio.run(measure_throughput(_pipeline_ports(stack)))
+                two_workers = asyncio.run(
+                    measure_throughput(
+                        _pipeline_ports(stack), _cpu_meter(stack, postgres, redis_server)
+                    )
+                )
             rows += throughput_rows(one_worker, two_workers, raw_rates)
         finally:
             redis_server.stop()

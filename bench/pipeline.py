@@ -20,6 +20,7 @@ from typing import Any
 
 import aiohttp
 
+from bench.cpu import CpuMeter
 from bench.load import run_closed_loop
 from bench.report import BenchRow, median_and_spread
 from bench.scrape import counter_total
@@ -128,24 +129,39 @@ def _percentile(ordered: list[float], q: float) -> float:
 
 @dataclass(frozen=True)
 class Throughput:
-    """Invoices/s of each repetition and the traffic counters' growth over all of them."""
+    """Invoices/s of each repetition, and the traffic counters' and CPU's growth over all."""
 
     rates: list[float]
     traffic: dict[str, float]
+    cpu_seconds: dict[str, float]
 
     def per_invoice(self, name: str) -> float:
         return self.traffic[name] / (INVOICES * len(self.rates))
 
+    def cpu_us_per_invoice(self) -> dict[str, float]:
+        invoices = INVOICES * len(self.rates)
+        return {name: seconds * 1e6 / invoices for name, seconds in self.cpu_seconds.items()}
 
-async def measure_throughput(http_ports: list[int]) -> Throughput:
-    """REPETITIONS full-path runs against the pipeline API (`http_ports[0]`) and its workers."""
+
+async def measure_throughput(http_ports: list[int], cpu: CpuMeter) -> Throughput:
+    """REPETITIONS full-path runs against the pipeline API (`http_ports[0]`) and its workers.
+
+    `cpu` names every process of the stack (and the stores): their CPU over the runs,
+    per invoice, says where the time goes.
+    """
     bases = [f"http://127.0.0.1:{port}" for port in http_ports]
     connector = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=connector) as session:
         before = await _traffic(session, bases)
+        cpu_before = cpu.snapshot()
         rates = [await _throughput(session, bases) for _ in range(REPETITIONS)]
+        cpu_after = cpu.snapshot()
         after = await _traffic(session, bases)
-    return Throughput(rates, {name: after[name] - before[name] for name in TRAFFIC})
+    return Throughput(
+        rates,
+        {name: after[name] - before[name] for name in TRAFFIC},
+        {name: cpu_after[name] - cpu_before[name] for name in cpu_after},
+    )
 
 
 def throughput_rows(
@@ -186,6 +202,22 @@ def throughput_rows(
         met = limit is None or figure <= limit
         target = "-" if limit is None else f"≤ {limit}"
         rows.append(BenchRow(f"pipeline {label} per invoice", figure, "", None, target, met))
+    return rows + cpu_rows(one)
+
+
+def cpu_rows(one: Throughput) -> list[BenchRow]:
+    """CPU µs per invoice of each process over the 1-worker runs, and their sum.
+
+    Two cores give a ceiling of 2,000,000 / total invoices/s; the largest rows are
+    where the next gain is.
+    """
+    per_process = one.cpu_us_per_invoice()
+    rows = [
+        BenchRow(f"pipeline CPU per invoice: {name}", figure, "µs", None, "-", True)
+        for name, figure in per_process.items()
+    ]
+    total = sum(per_process.values())
+    rows.append(BenchRow("pipeline CPU per invoice: all processes", total, "µs", None, "-", True))
     return rows
 
 

@@ -1,0 +1,74 @@
+"""CPU time of the stack's processes, read from /proc (Linux), for CPU-per-invoice rows.
+
+On a shared two-core machine invoices/s moves with whatever else runs; the CPU a
+process spends per invoice barely does, and it says which process a change helped.
+PostgreSQL is counted as its postmaster and every backend under it.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (which may hold spaces)."""
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2 :].split()
+
+
+def _own_seconds(pid: int) -> float:
+    """User + system CPU seconds of one live process (fields utime, stime)."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every live process under `pid`, found by parent pid."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            parent = int(_stat_fields(int(entry.name))[1])
+        except (OSError, ValueError):
+            continue
+        parents.setdefault(parent, []).append(int(entry.name))
+    found, frontier = [], [pid]
+    while frontier:
+        children = parents.get(frontier.pop(), [])
+        found.extend(children)
+        frontier.extend(children)
+    return found
+
+
+def _tree_seconds(pid: int) -> float:
+    total = _own_seconds(pid)
+    for child in _descendants(pid):
+        try:
+            total += _own_seconds(child)
+        except OSError:
+            continue
+    return total
+
+
+@dataclass(frozen=True)
+class CpuMeter:
+    """Named processes to read; `trees` are counted with all their descendants."""
+
+    pids: dict[str, int]
+    trees: frozenset[str] = frozenset()
+
+    def snapshot(self) -> dict[str, float]:
+        """CPU seconds so far of each named process and of this (the load-driving) one."""
+        seconds = {
+            name: _tree_seconds(pid) if name in self.trees else _own_seconds(pid)
+            for name, pid in self.pids.items()
+        }
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        seconds["bench client"] = usage.ru_utime + usage.ru_stime
+        return seconds
