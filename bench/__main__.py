@@ -23,7 +23,7 @@ from bench.pipeline import (
     throughput_rows,
 )
 from bench.processes import bench_idle_processes, running_stack
-from bench.raw_baseline import raw_rate
+from bench.raw_baseline import raw_http_rate, raw_rate
 from bench.report import RESULTS, render, write_results
 from bench.telemetry import bench_run_summary
 from bench.tokens import bench_tokens
@@ -78,6 +78,10 @@ def main() -> None:
                     asyncio.run(raw_rate(env["DATABASE_URL"], env["REDIS_URL"]))
                     for _ in range(REPETITIONS)
                 ]
+                raw_http_rates = [
+                    asyncio.run(raw_http_rate(env["DATABASE_URL"], env["REDIS_URL"]))
+                    for _ in range(REPETITIONS)
+                ]
                 rows += asyncio.run(bench_sync_latency(stack["pipeline"].http_port))
                 rows += asyncio.run(bench_run_summary(stack, env))
                 rows += asyncio.run(bench_backtest(stack, env))
@@ -87,7 +91,7 @@ def main() -> None:
                         _pipeline_ports(stack), _cpu_meter(stack, postgres, redis_server)
                     )
                 )
-            rows += throughput_rows(one_worker, two_workers, raw_rates)
+            rows += throughput_rows(one_worker, two_workers, raw_rates, raw_http_rates)
         finally:
             redis_server.stop()
             postgres.stop()

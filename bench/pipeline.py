@@ -165,14 +165,28 @@ async def measure_throughput(http_ports: list[int], cpu: CpuMeter) -> Throughput
 
 
 def throughput_rows(
-    one: Throughput, two: Throughput | None, raw_rates: list[float]
+    one: Throughput, two: Throughput | None, raw_rates: list[float], raw_http_rates: list[float]
 ) -> list[BenchRow]:
-    """Invoices/s with 1 (and 2) worker processes against the raw baseline, then traffic/invoice."""
+    """Invoices/s with 1 (and 2) worker processes against the raw baselines, then traffic/invoice.
+
+    The target ratio is to the raw baseline without HTTP, as the issue sets it; the
+    ratio to the raw baseline with a bare HTTP intake is reported beside it.
+    """
     rate, spread = median_and_spread(one.rates)
     raw, raw_spread = median_and_spread(raw_rates)
+    raw_http, raw_http_spread = median_and_spread(raw_http_rates)
     rows = [
         BenchRow(
             "raw baseline (batched asyncpg + Redis loop)", raw, "/s", None, "-", True, raw_spread
+        ),
+        BenchRow(
+            "raw baseline with a bare aiohttp intake",
+            raw_http,
+            "/s",
+            None,
+            "-",
+            True,
+            raw_http_spread,
         ),
         BenchRow(
             "pipeline full path, 1 worker process",
@@ -181,6 +195,15 @@ def throughput_rows(
             raw,
             f"≥ {TARGET_RATE:,}/s, ≥ {RAW_RATIO}× raw",
             rate >= TARGET_RATE and rate >= RAW_RATIO * raw,
+            spread,
+        ),
+        BenchRow(
+            "pipeline full path vs raw with HTTP intake",
+            rate,
+            "/s",
+            raw_http,
+            "(report only)",
+            True,
             spread,
         ),
     ]
