@@ -1,14 +1,16 @@
 """Group commit of intake: concurrent submissions written by one multi-row statement.
 
 There is no timer. The first submission flushes at once; those arriving while a
-flush runs gather and form the next batch (at most `max_batch_size` rows). A
-batch is one INSERT of invoices and jobs (`ON CONFLICT DO NOTHING`, so a
-document already stored keeps its job) returning the new jobs, a lookup only
+flush's INSERT runs gather and form the next batch (at most `max_batch_size`
+rows). A batch is one INSERT of invoices and jobs (`ON CONFLICT DO NOTHING`, so
+a document already stored keeps its job) returning the new jobs, a lookup only
 for documents an earlier batch stored (none in the common case), and then one
 pipelined XADD for the new jobs: a row is always committed before its
 stream message exists, and a crash in between leaves a QUEUED job the sweeper
-re-sends. Two identical documents in one batch are written once and both
-callers get that job.
+re-sends. The lookup, the XADD and the answers run in a task of their own, so
+the next batch's INSERT does not wait for this batch's Redis round trip (a
+synchronous submission's wait is one INSERT, not INSERT + XADD). Two identical
+documents in one batch are written once and both callers get that job.
 
 One caller's failure never fails its neighbours: if the batch statement fails
 on a row (anything but the database being down) each document is retried on
@@ -23,7 +25,7 @@ import asyncio
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import asyncpg
 from redis.exceptions import RedisError
@@ -38,23 +40,23 @@ log = logging.getLogger(__name__)
 
 _CREATE_MANY = """
 WITH input AS (
-    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
-                         $6::text[], $7::text[], $8::bytea[], $9::uuid[], $10::timestamptz[])
-        AS t(invoice_id, tenant_id, content_hash, source_kind, content_type, file_name,
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::text[], $7::bytea[], $8::uuid[], $9::timestamptz[])
+        AS t(tenant_id, content_hash, source_kind, content_type, file_name,
              document, file_bytes, job_id, received_at)
 ), inv AS (
     INSERT INTO pipeline_invoices
         (invoice_id, tenant_id, content_hash, source_kind, content_type, file_name,
          document, file_bytes)
-    SELECT invoice_id, tenant_id, content_hash, source_kind, content_type, file_name,
+    SELECT gen_random_uuid(), tenant_id, content_hash, source_kind, content_type, file_name,
            document::jsonb, file_bytes
     FROM input
     ON CONFLICT (tenant_id, content_hash) DO NOTHING
-    RETURNING invoice_id
+    RETURNING invoice_id, tenant_id, content_hash
 )
 INSERT INTO pipeline_jobs (job_id, tenant_id, invoice_id, state, received_at)
-SELECT input.job_id, input.tenant_id, input.invoice_id, 'QUEUED', input.received_at
-FROM inv JOIN input ON input.invoice_id = inv.invoice_id
+SELECT input.job_id, input.tenant_id, inv.invoice_id, 'QUEUED', input.received_at
+FROM inv JOIN input USING (tenant_id, content_hash)
 RETURNING job_id, tenant_id, invoice_id, state, attempts, error_code, error_message,
           created_at, updated_at, finished_at
 """
@@ -97,6 +99,7 @@ class IntakeBatcher:
         self._max = max_batch_size
         self._pending: dict[DocumentKey, _Entry] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._answering: set[asyncio.Task[None]] = set()
         self.flushes = 0
         self.statements = 0
 
@@ -112,39 +115,61 @@ class IntakeBatcher:
         entry.waiters.append(waiter)
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush_while_pending())
-        # Shielded: a cancelled caller leaves the batch (and its neighbours) alone.
-        return await asyncio.shield(waiter)
+        # A cancelled caller cancels only its own future: the flush runs in its own task
+        # and skips answered futures, so the batch and its neighbours go on.
+        return await waiter
 
     async def _flush_while_pending(self) -> None:
         while self._pending:
             keys = list(self._pending)[: self._max]
             batch = [self._pending.pop(key) for key in keys]
             try:
-                await self._flush(batch)
+                batch, created = await self._write(batch)
             except BaseException as exc:
                 for entry in batch:
                     _fail(entry, exc)
                 if not isinstance(exc, Exception):
                     raise
+                continue
+            task = asyncio.create_task(self._queue_and_answer(batch, created))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
 
-    async def _flush(self, batch: list[_Entry]) -> None:
+    async def _queue_and_answer(self, batch: list[_Entry], created: dict[UUID, JobView]) -> None:
+        try:
+            await self._answer(batch, created)
+        except BaseException as exc:
+            for entry in batch:
+                _fail(entry, exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _write(self, batch: list[_Entry]) -> tuple[list[_Entry], dict[UUID, JobView]]:
+        """The batch's INSERT (each row on its own after a row-level refusal, so only the
+        bad one fails): the entries not refused, and the jobs created, by job id."""
         self.flushes += 1
         try:
-            created = await self._insert(batch)
+            return batch, await self._insert(batch)
         except Exception as exc:
             if not _row_error(exc):
                 raise
-            # A row-level failure: each document on its own, so only the bad one fails.
-            created = {}
-            for entry in batch:
-                try:
-                    created |= await self._insert([entry])
-                except Exception as row_exc:
-                    if not _row_error(row_exc):
-                        raise
-                    log.warning("intake row refused: %s", type(row_exc).__name__)
-                    _fail(entry, row_exc)
-            batch = [entry for entry in batch if not _answered(entry)]
+        # A row-level failure: each document on its own, so only the bad one fails.
+        created: dict[UUID, JobView] = {}
+        kept = []
+        for entry in batch:
+            try:
+                created |= await self._insert([entry])
+            except Exception as row_exc:
+                if not _row_error(row_exc):
+                    raise
+                log.warning("intake row refused: %s", type(row_exc).__name__)
+                _fail(entry, row_exc)
+            else:
+                kept.append(entry)
+        return kept, created
+
+    async def _answer(self, batch: list[_Entry], created: dict[UUID, JobView]) -> None:
+        """Look up what an earlier batch stored, queue the new jobs, answer every caller."""
         fresh = [e for e in batch if e.job_id in created]
         views = {e.key: created[e.job_id] for e in fresh}
         stored_before = [e.key for e in batch if e.job_id not in created]
@@ -175,7 +200,6 @@ class IntakeBatcher:
         self.statements += 1
         rows = await self._pool.fetch(
             _CREATE_MANY,
-            [uuid4() for _ in batch],
             [e.tenant_id for e in batch],
             [e.submission.content_hash for e in batch],
             [e.submission.kind.value for e in batch],
@@ -194,10 +218,6 @@ def _row_error(exc: Exception) -> bool:
     if isinstance(exc, asyncpg.DataError):
         return True
     return isinstance(exc, asyncpg.PostgresError) and not isinstance(exc, DATABASE_DOWN)
-
-
-def _answered(entry: _Entry) -> bool:
-    return all(waiter.done() for waiter in entry.waiters)
 
 
 def _fail(entry: _Entry, exc: BaseException) -> None:

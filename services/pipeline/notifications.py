@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -73,20 +74,40 @@ def from_envelope(envelope: Envelope) -> tuple[UUID, Published] | None:
 
 
 class JobSubscription:
-    """Notifications published for one job, as they arrive."""
+    """Notifications published for one job, as they arrive.
+
+    A deque and one future with a timer, not `asyncio.wait_for` on a queue: on Python
+    3.11 `wait_for` wraps the read in a task of its own, so every synchronous
+    submission paid a task and two more event-loop turns between the notification
+    and its answer.
+    """
 
     def __init__(self) -> None:
-        self._queue: asyncio.Queue[Published] = asyncio.Queue()
+        self._arrived: deque[Published] = deque()
+        self._waiter: asyncio.Future[None] | None = None
 
     def put(self, published: Published) -> None:
-        self._queue.put_nowait(published)
+        self._arrived.append(published)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
 
     async def next(self, within_seconds: float) -> Published | None:
         """The next notification, or None after `within_seconds`."""
-        try:
-            return await asyncio.wait_for(self._queue.get(), timeout=max(within_seconds, 0.0))
-        except TimeoutError:
-            return None
+        if not self._arrived and within_seconds > 0:
+            loop = asyncio.get_running_loop()
+            self._waiter = loop.create_future()
+            timer = loop.call_later(within_seconds, _wake, self._waiter)
+            try:
+                await self._waiter
+            finally:
+                timer.cancel()
+                self._waiter = None
+        return self._arrived.popleft() if self._arrived else None
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 class JobNotifier:
