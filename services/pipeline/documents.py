@@ -114,7 +114,12 @@ def decode_json(raw: bytes | str) -> Any:
         raise InvalidInput("INVALID_JSON", "body holds a number out of range") from exc
     except ValueError as exc:
         raise InvalidInput("INVALID_JSON", f"body is not valid JSON: {exc}") from exc
-    return _storable(decoded)
+    # Strict JSON holds no raw control character, so a decoded NUL or lone surrogate
+    # comes from a \u escape or from a surrogate already in `text`: a body with neither
+    # (almost every one) skips the walk over its strings.
+    if "\\u" in text or _UNSTORABLE.search(text):
+        return _storable(decoded)
+    return decoded
 
 
 def domain_error(exc: PipelineDomainError) -> PtfError:
