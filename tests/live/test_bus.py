@@ -126,3 +126,29 @@ async def test_metrics_count_events_published_and_dropped_and_open_streams_by_fa
     published = _values(reader, "ptf_live_events_published")
     assert (published["jobs"], published["incidents"]) == (5, 0)
     assert _values(reader, "ptf_live_events_dropped")["jobs"] == 3
+
+
+async def test_a_listener_that_wants_nothing_now_is_skipped_until_it_wants_again(
+    redis_url: str, redis_prefix: str
+) -> None:
+    """Messages nobody here reads are not parsed; a subscribed channel and a listener that
+    wants events again see every later event, in order."""
+    heard: list[Envelope] = []
+    wanting = False
+    async with running_bus(redis_url, redis_prefix, LiveSettings()) as bus:
+        bus.add_listener(heard.append, lambda: wanting)
+        await bus.publish("jobs.acme", "job.done", {"n": 0})
+        with bus.subscribe("jobs.other") as other:
+            await bus.publish("jobs.other", "job.done", {"n": 1})
+            got = await _next(other)
+            assert got is not None and got.data == {"n": 1}
+        assert bus.last_seq_seen("jobs.acme") == 0
+        assert [e.data["n"] for e in heard] == [1]
+        wanting = True
+        await bus.publish("jobs.acme", "job.done", {"n": 2})
+
+        async def arrived() -> bool:
+            return bus.last_seq_seen("jobs.acme") > 0
+
+        await eventually(arrived, within=30)
+        assert [e.data["n"] for e in heard] == [1, 2]

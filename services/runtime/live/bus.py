@@ -4,7 +4,10 @@ Publishing is one Lua call: INCR the channel's counter (so `seq` increases
 across replicas), append the envelope to the channel's capped retained list
 (for Last-Event-ID resume) and PUBLISH it. Every process holds one pattern
 subscription on the live channels and hands each envelope to its local
-subscribers, so a subscriber on any replica sees events published by all.
+subscribers, so a subscriber on any replica sees events published by all. A
+message on a channel nobody in this process wants (no subscriber, no listener
+that wants events now) is not parsed: the channel is read from the pub/sub
+channel name, so a process with no reader pays only the receive.
 
 A subscriber's buffer is bounded: when full the oldest event is dropped and
 counted, and the next read first delivers one `backpressure_drop` event with
@@ -49,6 +52,10 @@ redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 redis.call('PUBLISH', KEYS[3], payload)
 return seq
 """
+
+
+def _always() -> bool:
+    return True
 
 
 class LiveSubscription:
@@ -231,10 +238,12 @@ class LiveBus:
         self._settings = settings
         self.metrics = metrics
         self._pattern = keys.key("live", "*")
+        self._channel_prefix = keys.key("live", "")
         self._pubsub = client.pubsub(ignore_subscribe_messages=True)
         self.publisher = LivePublisher(client, keys, settings, metrics)
         self._subscribers: dict[str, set[LiveSubscription]] = {}
         self._listeners: list[Callable[[Envelope], None]] = []
+        self._wanted: list[Callable[[], bool]] = []
         self._last_event_at: dict[str, datetime] = {}
         self._last_seq: dict[str, int] = {}
         self._closed = asyncio.Event()
@@ -270,11 +279,13 @@ class LiveBus:
         return found
 
     def last_event_at(self, channel: str) -> datetime | None:
-        """When this process last saw an event on `channel` (for `compute_staleness`)."""
+        """When this process last saw an event on `channel` (for `compute_staleness`); only
+        channels someone in this process listens to are tracked."""
         return self._last_event_at.get(channel)
 
     def last_seq_seen(self, channel: str) -> int:
-        """The seq of the last event this process received on `channel` (0: none yet)."""
+        """The seq of the last event this process received on `channel` (0: none yet); only
+        channels someone in this process listens to are tracked."""
         return self._last_seq.get(channel, 0)
 
     async def run(self) -> None:
@@ -312,6 +323,8 @@ class LiveBus:
                 continue
             if message is None or message.get("type") != "pmessage":
                 continue
+            if not self._wants(message["channel"]):
+                continue
             try:
                 envelope = parse_envelope(message["data"])
             except EnvelopeError as exc:
@@ -324,10 +337,27 @@ class LiveBus:
             for listener in self._listeners:
                 listener(envelope)
 
-    def add_listener(self, listener: Callable[[Envelope], None]) -> None:
+    def _wants(self, pubsub_channel: bytes | str) -> bool:
+        """Whether a message on `pubsub_channel` has a reader here, before parsing it."""
+        if any(wanted() for wanted in self._wanted):
+            return True
+        name = pubsub_channel.decode() if isinstance(pubsub_channel, bytes) else pubsub_channel
+        return name.removeprefix(self._channel_prefix) in self._subscribers
+
+    def add_listener(
+        self,
+        listener: Callable[[Envelope], None],
+        wants: Callable[[], bool] | None = None,
+    ) -> None:
         """Call `listener` with every envelope this process receives, on any channel (the
-        pipeline's job waiters), so a process needs no second subscription of its own."""
+        pipeline's job waiters), so a process needs no second subscription of its own.
+
+        `wants` answers whether the listener has a reader right now; while it answers
+        False (and no subscriber is on the channel) messages are not parsed for it.
+        Without it the listener wants everything.
+        """
         self._listeners.append(listener)
+        self._wanted.append(wants if wants is not None else _always)
 
     def subscribe(self, channel: str, buffer: int | None = None) -> LiveSubscription:
         """A subscription to events published on `channel` from now on."""
