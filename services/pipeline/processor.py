@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -164,9 +165,10 @@ class InvoiceProcessor:
                     outcomes.append(Outcome(job, state))
             except LeaseLost:
                 _lease_lost(job)
-        for outcome in outcomes:
-            if outcome.state.final:
-                self._metrics.jobs_finished.add(1, {"state": outcome.state.value})
+        # One counter add per final state, not per job: the exported sums are the same.
+        finished = Counter(o.state.value for o in outcomes if o.state.final)
+        for final_state, count in finished.items():
+            self._metrics.jobs_finished.add(count, {"state": final_state})
         return outcomes
 
     async def _prepare(self, job: ClaimedJob) -> _Prepared:
