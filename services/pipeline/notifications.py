@@ -167,6 +167,11 @@ class JobNotifier:
         for subscription in self._subscriptions.get(job_id, ()):
             subscription.put(published)
 
+    def wants(self) -> bool:
+        """Whether anyone here waits for a job: while not, the LiveBus need not even parse
+        job events for this listener (async intake has no waiters)."""
+        return bool(self._subscriptions)
+
     def on_envelope(self, envelope: Envelope) -> None:
         """A live envelope another process published (the LiveBus's listener): a job state
         change reaches this process's subscriptions."""
