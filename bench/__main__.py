@@ -21,6 +21,7 @@ from bench.pipeline import (
     bench_sync_latency,
     measure_throughput,
     throughput_rows,
+    warm_up,
 )
 from bench.processes import bench_idle_processes, running_stack
 from bench.raw_baseline import raw_http_rate, raw_rate
@@ -69,6 +70,7 @@ def main() -> None:
                 rows += bench_idle_processes(stack)
                 rows += asyncio.run(bench_gate(f"127.0.0.1:{stack['gate'].grpc_port}"))
                 rows += asyncio.run(bench_health_ready(stack["health"].http_port))
+                asyncio.run(warm_up(_pipeline_ports(stack), env["DATABASE_URL"]))
                 one_worker = asyncio.run(
                     measure_throughput(
                         _pipeline_ports(stack), _cpu_meter(stack, postgres, redis_server)

@@ -158,9 +158,17 @@ RETURNING job_id, tenant_id, invoice_id, state, attempts, error_code, error_mess
 # A row another transaction has locked (a worker claiming or committing it right
 # now) is skipped rather than waited for, so two overlapping batches can never
 # deadlock; its message takes the unclaimed path like any job someone else runs.
+# The state test is a CASE on purpose: written as `state = 'QUEUED' OR ...` it
+# implies the partial `pipeline_jobs_unfinished` index, whose row estimate comes
+# from statistics taken when the queue was short, and the planner then reads the
+# whole backlog for every batch instead of one primary-key probe per message
+# (docs/performance.md). The UPDATE joins on the job id alone: FOR UPDATE has
+# re-checked these conditions on the newest row version, and the row stays
+# locked until the statement commits.
 _CLAIMABLE = """j.attempts < $5
-      AND ((j.state = 'QUEUED' AND j.next_attempt_at <= now())
-           OR (j.state = 'RUNNING' AND j.lease_expires_at < now()))"""
+      AND CASE j.state WHEN 'QUEUED' THEN j.next_attempt_at <= now()
+                       WHEN 'RUNNING' THEN j.lease_expires_at < now()
+                       ELSE false END"""
 _CLAIM_MANY = f"""
 WITH wanted AS (
     SELECT DISTINCT w.job_id, w.tenant_id
@@ -175,7 +183,7 @@ WITH wanted AS (
     SET state = 'RUNNING', attempts = j.attempts + 1, lease_owner = $3,
         lease_expires_at = now() + make_interval(secs => $4), updated_at = now()
     FROM locked l
-    WHERE j.job_id = l.job_id AND {_CLAIMABLE}
+    WHERE j.job_id = l.job_id
     RETURNING j.job_id, j.tenant_id, j.invoice_id, j.attempts, j.received_at
 )
 SELECT c.job_id, c.tenant_id, c.invoice_id, c.attempts, c.received_at,
@@ -230,7 +238,9 @@ WITH outcome AS (
               extraction_ms)
 ), locked AS (
     -- In job id order, so two batches that both still hold one job (a lease taken
-    -- over in between) wait for each other in one order and never deadlock.
+    -- over in between) wait for each other in one order and never deadlock. After
+    -- a wait, FOR UPDATE re-checks the lease on the newest row version, so
+    -- `fenced` below joins on the job id alone.
     SELECT j.job_id
     FROM pipeline_jobs j JOIN outcome o ON j.job_id = o.job_id AND j.tenant_id = o.tenant_id
     WHERE j.state = 'RUNNING' AND j.lease_owner = $1
@@ -241,7 +251,7 @@ WITH outcome AS (
     SET state = 'DONE', finished_at = now(), updated_at = now(), finished_by = $1,
         lease_owner = NULL, lease_expires_at = NULL, error_code = NULL, error_message = NULL
     FROM locked l
-    WHERE j.job_id = l.job_id AND j.state = 'RUNNING' AND j.lease_owner = $1
+    WHERE j.job_id = l.job_id
     RETURNING j.job_id, j.tenant_id, j.invoice_id, j.attempts, j.created_at, j.updated_at,
               j.finished_at
 ), saved AS (
