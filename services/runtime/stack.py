@@ -127,9 +127,15 @@ def spawn_service(
 
 
 def spawn_pipeline_worker(
-    env: dict[str, str], http_port: int, *, concurrency: int = 2, quiet: bool = False
+    env: dict[str, str], http_port: int, *, concurrency: int = 1, quiet: bool = False
 ) -> ChildService:
-    """`python -m services.pipeline worker`, with `/health` and `/metrics` on `http_port`."""
+    """`python -m services.pipeline worker`, with `/health` and `/metrics` on `http_port`.
+
+    One worker loop: the local stack shares its machine's cores with PostgreSQL,
+    Redis and the API, and a second loop there only splits the same messages into
+    smaller batches, more statements and more CPU per invoice (docs/performance.md).
+    Scale with `PTF_STACK_PIPELINE_WORKERS` processes instead.
+    """
     child_env = dict(env)
     metrics_root = Path(env.get("PTF_METRICS_DIR", str(DATA_DIR / "metrics")))
     child_env["PTF_METRICS_DIR"] = str(metrics_root / PIPELINE_WORKER)
