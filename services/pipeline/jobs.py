@@ -158,17 +158,13 @@ RETURNING job_id, tenant_id, invoice_id, state, attempts, error_code, error_mess
 # A row another transaction has locked (a worker claiming or committing it right
 # now) is skipped rather than waited for, so two overlapping batches can never
 # deadlock; its message takes the unclaimed path like any job someone else runs.
-# The state test is a CASE on purpose: written as `state = 'QUEUED' OR ...` it
-# implies the partial `pipeline_jobs_unfinished` index, whose row estimate comes
-# from statistics taken when the queue was short, and the planner then reads the
-# whole backlog for every batch instead of one primary-key probe per message
-# (docs/performance.md). The UPDATE joins on the job id alone: FOR UPDATE has
-# re-checked these conditions on the newest row version, and the row stays
-# locked until the statement commits.
+# The UPDATE joins on the job id alone: FOR UPDATE has re-checked these
+# conditions on the newest row version, and the row stays locked until this
+# transaction ends (repeating them there once made the planner join the whole
+# backlog against the batch; docs/performance.md).
 _CLAIMABLE = """j.attempts < $5
-      AND CASE j.state WHEN 'QUEUED' THEN j.next_attempt_at <= now()
-                       WHEN 'RUNNING' THEN j.lease_expires_at < now()
-                       ELSE false END"""
+      AND ((j.state = 'QUEUED' AND j.next_attempt_at <= now())
+           OR (j.state = 'RUNNING' AND j.lease_expires_at < now()))"""
 _CLAIM_MANY = f"""
 WITH wanted AS (
     SELECT DISTINCT w.job_id, w.tenant_id
@@ -305,7 +301,9 @@ LEFT JOIN pipeline_incidents old
 """
 
 # Kill switch (docs/SPEC.md §3.6): a job nobody is running becomes SKIPPED instead of running.
-_SKIPPABLE = "(state = 'QUEUED' OR (state = 'RUNNING' AND lease_expires_at < now()))"
+_SKIPPABLE = (
+    "finished_at IS NULL AND (state = 'QUEUED' OR (state = 'RUNNING' AND lease_expires_at < now()))"
+)
 _SKIP = f"""
 UPDATE pipeline_jobs
 SET state = 'SKIPPED', finished_at = now(), updated_at = now(), finished_by = $3,
@@ -317,7 +315,7 @@ RETURNING job_id
 _SWEEP = """
 WITH due AS (
     SELECT job_id FROM pipeline_jobs
-    WHERE state IN ('QUEUED', 'RUNNING')
+    WHERE finished_at IS NULL
       AND ((state = 'QUEUED' AND next_attempt_at <= now()
             AND (enqueued_at < next_attempt_at
                  OR enqueued_at < now() - make_interval(secs => $1)))

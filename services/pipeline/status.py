@@ -47,9 +47,9 @@ __all__ = [
 
 _QUEUE_COLUMNS = """
   (SELECT count(*) FROM pipeline_jobs
-    WHERE state IN ('QUEUED', 'RUNNING') AND ($1::text IS NULL OR tenant_id = $1)) AS depth,
+    WHERE finished_at IS NULL AND ($1::text IS NULL OR tenant_id = $1)) AS depth,
   (SELECT min(created_at) FROM pipeline_jobs
-    WHERE state IN ('QUEUED', 'RUNNING') AND ($1::text IS NULL OR tenant_id = $1)) AS oldest,
+    WHERE finished_at IS NULL AND ($1::text IS NULL OR tenant_id = $1)) AS oldest,
   (SELECT max(finished_at) FROM pipeline_jobs
     WHERE finished_at IS NOT NULL AND ($1::text IS NULL OR tenant_id = $1)) AS last_finished,
   now() AS now"""
