@@ -87,7 +87,11 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
     await live.start()
     runtime.spawn("gate-live-fanout", live.run)
     bus = DecisionBus(live)
-    reporter = DecisionReporter(endpoints.telemetry, timeout_seconds=gate.SIGNAL_TIMEOUT_SECONDS)
+    reporter = DecisionReporter(
+        endpoints.telemetry,
+        timeout_seconds=gate.SIGNAL_TIMEOUT_SECONDS,
+        linger_seconds=gate.PREFLIGHT_REPORT_LINGER_SECONDS,
+    )
     audit = options.audit(runtime.pool)
     deps = GateDependencies(
         signals=SignalSources(

@@ -30,11 +30,12 @@ from ptf.telemetry.v1 import telemetry_pb2, telemetry_pb2_grpc
 log = logging.getLogger(__name__)
 
 MAX_PENDING = 256
-# Preflight runs waiting for the sender; beyond this they are dropped and counted.
-MAX_BUFFERED_RUNS = 1024
-MAX_BATCH_RUNS = 500
-# How long the sender collects runs before sending a batch.
-LINGER_SECONDS = 0.2
+# Telemetry's own bound on a RecordPreflights batch (telemetry.proto: at most 1000 runs).
+# Batches as large as telemetry takes: it saves its store once per batch, and that save
+# (its last 1000 runs as JSON, ~10 ms here) costs three times validating 500 runs.
+MAX_BATCH_RUNS = 1000
+# Preflight runs waiting for the sender (two batches); beyond this they are dropped and counted.
+MAX_BUFFERED_RUNS = 2 * MAX_BATCH_RUNS
 
 
 class DecisionReporter:
@@ -45,7 +46,7 @@ class DecisionReporter:
         stub: telemetry_pb2_grpc.TelemetryServiceAsyncStub,
         *,
         timeout_seconds: float,
-        linger_seconds: float = LINGER_SECONDS,
+        linger_seconds: float,
     ) -> None:
         self._stub = stub
         self._timeout = timeout_seconds

@@ -105,6 +105,11 @@ class GateThresholds:
     REQUEST_DEDUP_MINUTES: int = 60
     SIGNAL_TIMEOUT_SECONDS: float = 2.0
     SIGNAL_CACHE_SECONDS: float = 5.0
+    # How long the gate collects Preflight runs before it sends telemetry a batch that is
+    # not yet full. Telemetry validates each run and saves its store (its recent runs as
+    # JSON) once per batch, so fewer, fuller batches cost it less CPU per run; a run reaches
+    # telemetry this much later at most (shutdown sends without lingering).
+    PREFLIGHT_REPORT_LINGER_SECONDS: float = 0.5
     # How long a gate process reuses a release's escalation state (first-seen times).
     ESCALATION_CACHE_SECONDS: float = 1.0
     # Time-independent Preflight evaluations kept per signal snapshot (LRU bound).
