@@ -5,7 +5,9 @@ timed until the workers have finished them all (`ptf_pipeline_jobs_finished`),
 REPETITIONS times; the store traffic counters of the pipeline's processes (API
 and worker processes) over those runs give statements and round trips per
 invoice. Latency: synchronous submissions open-loop at SYNC_RATE/s; p50/p95/p99
-of request → processed answer. Documents carry no invoice period, so no offer
+of request → processed answer, and the p95 of its three parts as the answered
+job's own timestamps split it (request → stored, stored → commit, commit →
+answer; docs/performance.md). Documents carry no invoice period, so no offer
 lookup and no incident: the common clean invoice.
 """
 
@@ -16,6 +18,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
@@ -101,17 +104,39 @@ async def _throughput(session: aiohttp.ClientSession, bases: list[str]) -> float
     return INVOICES / (time.perf_counter() - started)
 
 
-async def _latencies(session: aiohttp.ClientSession, base: str, rate: float) -> list[float]:
-    """Synchronous submissions started open-loop at `rate`/s; request → answer, sorted."""
+SYNC_PARTS = ("request → stored", "stored → commit", "commit → answer")
+
+
+@dataclass(frozen=True)
+class SyncRun:
+    """One open-loop run: request → answer latencies and their parts (ms), each sorted."""
+
+    totals: list[float]
+    parts: dict[str, list[float]]
+
+
+def _parts(began: float, answered: float, job: dict[str, Any]) -> tuple[float, float, float]:
+    """The job row's `created_at` and `finished_at` (transaction starts of the intake
+    INSERT and of the batch commit) split a synchronous call into three parts."""
+    stored = datetime.fromisoformat(job["created_at"]).timestamp()
+    committed = datetime.fromisoformat(job["finished_at"]).timestamp()
+    return (stored - began) * 1000, (committed - stored) * 1000, (answered - committed) * 1000
+
+
+async def _latencies(session: aiohttp.ClientSession, base: str, rate: float) -> SyncRun:
+    """Synchronous submissions started open-loop at `rate`/s; request → answer, and its parts."""
     url = f"{base}/full-process?tenant_id={TENANT}"
     headers = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
-    latencies: list[float] = []
+    totals: list[float] = []
+    parts: list[tuple[float, float, float]] = []
 
     async def submit() -> None:
-        began = time.perf_counter()
+        began, began_wall = time.perf_counter(), time.time()
         async with session.post(url, data=invoice_document(), headers=headers) as response:
-            await response.read()
-        latencies.append((time.perf_counter() - began) * 1000)
+            body = await response.read()
+        totals.append((time.perf_counter() - began) * 1000)
+        if response.status == 200:
+            parts.append(_parts(began_wall, time.time(), json.loads(body)))
 
     started = time.perf_counter()
     tasks = []
@@ -121,7 +146,10 @@ async def _latencies(session: aiohttp.ClientSession, base: str, rate: float) -> 
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(submit()))
     await asyncio.gather(*tasks)
-    return sorted(latencies)
+    return SyncRun(
+        sorted(totals),
+        {name: sorted(p[i] for p in parts) for i, name in enumerate(SYNC_PARTS)},
+    )
 
 
 def _percentile(ordered: list[float], q: float) -> float:
@@ -265,7 +293,8 @@ def cpu_rows(one: Throughput) -> list[BenchRow]:
 
 
 async def bench_sync_latency(http_port: int) -> list[BenchRow]:
-    """p50/p95/p99 of synchronous submissions at SYNC_RATE/s, each the median of REPETITIONS."""
+    """p50/p95/p99 of synchronous submissions at SYNC_RATE/s, then the p95 of each of their
+    parts (report only: where the time goes), each the median of REPETITIONS."""
     base = f"http://127.0.0.1:{http_port}"
     connector = aiohttp.TCPConnector(limit=512)
     runs = []
@@ -274,7 +303,7 @@ async def bench_sync_latency(http_port: int) -> list[BenchRow]:
             runs.append(await _latencies(session, base, SYNC_RATE))
     rows = []
     for q, limit in ((0.5, None), (0.95, SYNC_P95_LIMIT_MS), (0.99, None)):
-        figure, spread = median_and_spread([_percentile(run, q) for run in runs])
+        figure, spread = median_and_spread([_percentile(run.totals, q) for run in runs])
         target = "-" if limit is None else f"≤ {limit:g} ms"
         rows.append(
             BenchRow(
@@ -285,6 +314,16 @@ async def bench_sync_latency(http_port: int) -> list[BenchRow]:
                 target,
                 limit is None or figure <= limit,
                 spread,
+            )
+        )
+    for name in SYNC_PARTS:
+        answered = [run.parts[name] for run in runs if run.parts[name]]
+        if not answered:  # no call was answered 200 within the sync wait: nothing to split
+            continue
+        figure, spread = median_and_spread([_percentile(part, 0.95) for part in answered])
+        rows.append(
+            BenchRow(
+                f"pipeline sync p95 at {SYNC_RATE}/s, {name}", figure, "ms", None, "-", True, spread
             )
         )
     return rows
