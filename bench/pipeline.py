@@ -17,6 +17,8 @@ import asyncio
 import json
 import time
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -172,6 +174,15 @@ class Throughput:
         return {name: seconds * 1e6 / invoices for name, seconds in self.cpu_seconds.items()}
 
 
+@asynccontextmanager
+async def _full_path_client(
+    http_ports: list[int],
+) -> AsyncIterator[tuple[aiohttp.ClientSession, list[str]]]:
+    """The throughput runs' HTTP client and the base URLs of the API and its workers."""
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+        yield session, [f"http://127.0.0.1:{port}" for port in http_ports]
+
+
 async def warm_up(http_ports: list[int], database_url: str) -> None:
     """One unmeasured full-path run, then ANALYZE: the measured runs see steady-state plans.
 
@@ -181,8 +192,7 @@ async def warm_up(http_ports: list[int], database_url: str) -> None:
     (docs/performance.md). A long-running deployment has statistics; so do the
     raw baseline's runs, which come later on the same tables.
     """
-    bases = [f"http://127.0.0.1:{port}" for port in http_ports]
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
+    async with _full_path_client(http_ports) as (session, bases):
         await _throughput(session, bases)
     conn = await asyncpg.connect(database_url)
     try:
@@ -197,9 +207,7 @@ async def measure_throughput(http_ports: list[int], cpu: CpuMeter) -> Throughput
     `cpu` names every process of the stack (and the stores): their CPU over the runs,
     per invoice, says where the time goes.
     """
-    bases = [f"http://127.0.0.1:{port}" for port in http_ports]
-    connector = aiohttp.TCPConnector(limit=256)
-    async with aiohttp.ClientSession(connector=connector) as session:
+    async with _full_path_client(http_ports) as (session, bases):
         before = await _traffic(session, bases)
         cpu_before = cpu.snapshot()
         rates = [await _throughput(session, bases) for _ in range(REPETITIONS)]

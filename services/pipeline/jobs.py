@@ -301,6 +301,8 @@ LEFT JOIN pipeline_incidents old
 """
 
 # Kill switch (docs/SPEC.md §3.6): a job nobody is running becomes SKIPPED instead of running.
+# `finished_at IS NULL` adds nothing the state test does not say; it lets the tenant-wide
+# skip read the unfinished-jobs index instead of every job of the tenant.
 _SKIPPABLE = (
     "finished_at IS NULL AND (state = 'QUEUED' OR (state = 'RUNNING' AND lease_expires_at < now()))"
 )
