@@ -59,9 +59,9 @@ class DecisionBus:
         except RedisError as exc:
             log.warning("could not publish a gate decision: %s", type(exc).__name__)
 
-    def subscribe(self) -> LiveSubscription:
-        """Decisions published from now on, until the live bus closes."""
-        return self._live.subscribe(GATE_DECISIONS)
+    async def subscribe(self) -> LiveSubscription:
+        """Decisions published once this returns, until the live bus closes."""
+        return await self._live.subscribe(GATE_DECISIONS)
 
 
 def watched_event(envelope: Envelope, release: str | None) -> gate_pb2.DecisionEvent | None:

@@ -142,7 +142,7 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         """Every Check decision of every replica (and drop warnings) until the gate shuts down."""
         await self._auth.authorize("WatchDecisions", context.invocation_metadata())
         release = release_filter(request.release)
-        with self._bus.subscribe() as subscription:
+        with await self._bus.subscribe() as subscription:
             # Initial metadata tells the client its subscription is live.
             await context.send_initial_metadata(())
             while (envelope := await subscription.next()) is not None:

@@ -6,9 +6,10 @@ caller answers from the notification without reading the job row again. The
 notification is the live envelope on the tenant's `jobs.<tenant>` channel
 (docs/SPEC.md §8), so live subscribers and waiters read the same event. A
 publish reaches waiters in the same process directly and every other process
-through the process's one live subscription (the LiveBus calls `on_envelope`). A
-waiter also polls the row now and then, so a lost notification costs latency,
-never correctness. `payload` is the one place the event's data is decided.
+through the process's live subscription (the LiveBus calls `on_envelope`), which
+holds the `jobs` channels only while someone in that process waits. A waiter
+also polls the row now and then, so a lost notification costs latency, never
+correctness. `payload` is the one place the event's data is decided.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from services.pipeline.jobs import JobState, JobStore, JobView
-from services.runtime.live.bus import LivePublisher
-from services.runtime.live.channels import jobs_channel
+from services.runtime.live.bus import ListenerInterest, LiveBus, LivePublisher
+from services.runtime.live.channels import JOBS_FAMILY, jobs_channel
 from services.runtime.live.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -116,7 +117,13 @@ class JobNotifier:
     def __init__(self, live: LivePublisher) -> None:
         self._live = live
         self._subscriptions: dict[UUID, set[JobSubscription]] = {}
+        self._interest: ListenerInterest | None = None
         self.closed = False
+
+    def read_from(self, bus: LiveBus) -> None:
+        """Receive what other processes publish for jobs through `bus`, while anyone here
+        waits (a process with only asynchronous intake then receives no job events)."""
+        self._interest = bus.add_listener(JOBS_FAMILY, self.on_envelope)
 
     async def publish(
         self, tenant_id: str, job_id: UUID, state: JobState, view: JobView | None = None
@@ -147,9 +154,13 @@ class JobNotifier:
         self._subscriptions.setdefault(job_id, set()).add(subscription)
         if self.closed:
             subscription.put(_CLOSED_NOTICE)
+        if self._interest is not None:
+            self._interest.acquire()
         try:
             yield subscription
         finally:
+            if self._interest is not None:
+                self._interest.release()
             subscribers = self._subscriptions.get(job_id)
             if subscribers is not None:
                 subscribers.discard(subscription)
@@ -167,16 +178,11 @@ class JobNotifier:
         for subscription in self._subscriptions.get(job_id, ()):
             subscription.put(published)
 
-    def wants(self) -> bool:
-        """Whether anyone here waits for a job: while not, the LiveBus need not even parse
-        job events for this listener (async intake has no waiters)."""
-        return bool(self._subscriptions)
-
     def on_envelope(self, envelope: Envelope) -> None:
         """A live envelope another process published (the LiveBus's listener): a job state
         change reaches this process's subscriptions."""
         if not self._subscriptions:
-            return  # nobody here waits (async intake): skip decoding the job
+            return  # the last waiter left before the subscription did: skip decoding
         parsed = from_envelope(envelope)
         if parsed is not None:
             self._dispatch(*parsed)

@@ -247,7 +247,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     )
     http = PipelineHttp(app, events)
     live = LiveBus(runtime.redis, runtime.keys, config.live, metrics.live)
-    live.add_listener(parts.notifier.on_envelope, parts.notifier.wants)
+    parts.notifier.read_from(live)
     await live.start()
     runtime.spawn("pipeline-live-fanout", live.run)
     sampler = QueueSampler(pool, config.thresholds, metrics, settings.queue_sample_interval_seconds)

@@ -83,7 +83,7 @@ async def test_a_check_decision_arrives_as_a_gate_decisions_envelope_on_another_
 ) -> None:
     release = new_release()
     async with start_gate() as svc, running_bus(redis_url, redis_prefix) as other:
-        with other.subscribe(GATE_DECISIONS) as subscription:
+        with await other.subscribe(GATE_DECISIONS) as subscription:
             await gate_stub(svc).Check(_check(release))
             async with asyncio.timeout(15):
                 envelope = await subscription.next()

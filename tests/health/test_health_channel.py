@@ -36,7 +36,7 @@ NO_REFRESH = {"PTF_THRESHOLD__HEALTH__REFRESH_SECONDS": "3600"}
 @asynccontextmanager
 async def _subscribed(redis_url: str, prefix: str) -> AsyncIterator[LiveSubscription]:
     async with running_bus(redis_url, prefix) as bus:
-        with bus.subscribe(HEALTH) as subscription:
+        with await bus.subscribe(HEALTH) as subscription:
             yield subscription
 
 

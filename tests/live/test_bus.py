@@ -6,14 +6,18 @@ import asyncio
 import statistics
 import time
 
+import pytest
+import redis.asyncio as aioredis
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from services.runtime.config.operations import LiveSettings
+from services.runtime.errors import Unavailable
 from services.runtime.live.bus import BACKPRESSURE_DROP, LiveBus, LiveSubscription
 from services.runtime.live.envelope import Envelope
 from services.runtime.live.metrics import LiveMetrics
-from tests.support.live import running_bus
+from services.runtime.redis_client import RedisKeys
+from tests.support.live import live_metrics, running_bus
 from tests.support.polling import eventually
 
 
@@ -30,7 +34,10 @@ async def test_a_subscriber_on_each_replica_sees_events_published_through_the_ot
         running_bus(redis_url, redis_prefix, settings) as one,
         running_bus(redis_url, redis_prefix, settings) as two,
     ):
-        with one.subscribe("jobs.acme") as on_one, two.subscribe("jobs.acme") as on_two:
+        with (
+            await one.subscribe("jobs.acme") as on_one,
+            await two.subscribe("jobs.acme") as on_two,
+        ):
             first = await one.publish("jobs.acme", "job.done", {"job_id": "a"})
             second = await two.publish("jobs.acme", "job.done", {"job_id": "b"})
             assert second > first
@@ -59,7 +66,7 @@ async def test_a_subscriber_that_reads_nothing_gets_the_newest_200_and_one_drop_
     settings = LiveSettings(subscriber_buffer=200)
     async with running_bus(redis_url, redis_prefix, settings) as bus:
         baseline = await _publish_latencies(bus, "jobs.other", 1000)
-        with bus.subscribe("jobs.acme") as idle:
+        with await bus.subscribe("jobs.acme") as idle:
             loaded = await _publish_latencies(bus, "jobs.acme", 1000)
             print(
                 f"median publish: {statistics.median(baseline) * 1e3:.3f} ms without a"
@@ -111,7 +118,7 @@ async def test_metrics_count_events_published_and_dropped_and_open_streams_by_fa
     metrics = LiveMetrics(MeterProvider(metric_readers=[reader]).get_meter("test"))
     settings = LiveSettings(subscriber_buffer=2)
     async with running_bus(redis_url, redis_prefix, settings, metrics) as bus:
-        with bus.subscribe("jobs.acme"), bus.subscribe("incidents.acme"):
+        with await bus.subscribe("jobs.acme"), await bus.subscribe("incidents.acme"):
             for n in range(5):
                 await bus.publish("jobs.acme", "job.done", {"n": n})
 
@@ -128,28 +135,83 @@ async def test_metrics_count_events_published_and_dropped_and_open_streams_by_fa
     assert _values(reader, "ptf_live_events_dropped")["jobs"] == 3
 
 
-async def test_a_listener_that_wants_nothing_now_is_skipped_until_it_wants_again(
+async def _subscribers_in_redis(client: aioredis.Redis, prefix: str, channel: str) -> int:
+    """How many connections Redis has subscribed to the live channel (exactly, not by pattern)."""
+    [(_, count)] = await client.pubsub_numsub(RedisKeys(prefix).key("live", channel))
+    return int(count)
+
+
+async def test_a_stream_subscription_is_confirmed_by_redis_when_subscribe_returns(
+    redis_url: str, redis_prefix: str, redis_client: aioredis.Redis
+) -> None:
+    async with running_bus(redis_url, redis_prefix) as bus:
+        assert await _subscribers_in_redis(redis_client, redis_prefix, "jobs.acme") == 0
+        with await bus.subscribe("jobs.acme"):
+            assert await _subscribers_in_redis(redis_client, redis_prefix, "jobs.acme") == 1
+            with await bus.subscribe("jobs.acme"):
+                assert await _subscribers_in_redis(redis_client, redis_prefix, "jobs.acme") == 1
+
+        async def unsubscribed() -> bool:
+            return await _subscribers_in_redis(redis_client, redis_prefix, "jobs.acme") == 0
+
+        await eventually(unsubscribed, within=30)
+
+
+async def test_a_process_with_no_reader_of_a_channel_receives_nothing_published_on_it(
     redis_url: str, redis_prefix: str
 ) -> None:
-    """Messages nobody here reads are not parsed; a subscribed channel and a listener that
-    wants events again see every later event, in order."""
+    """Redis sends a process only what it reads: an event on a channel with no stream
+    here and no listener waiting is never received (nor parsed)."""
     heard: list[Envelope] = []
-    wanting = False
-    async with running_bus(redis_url, redis_prefix, LiveSettings()) as bus:
-        bus.add_listener(heard.append, lambda: wanting)
+    async with running_bus(redis_url, redis_prefix) as bus:
+        bus.add_listener("jobs", heard.append)
         await bus.publish("jobs.acme", "job.done", {"n": 0})
-        with bus.subscribe("jobs.other") as other:
-            await bus.publish("jobs.other", "job.done", {"n": 1})
-            got = await _next(other)
-            assert got is not None
-            assert got.data == {"n": 1}
-        assert bus.last_seq_seen("jobs.acme") == 0
-        assert [e.data["n"] for e in heard] == [1]
-        wanting = True
-        await bus.publish("jobs.acme", "job.done", {"n": 2})
+        with await bus.subscribe("incidents.acme") as incidents:
+            await bus.publish("incidents.acme", "incident.created", {"n": 1})
+            assert (await _next(incidents)) is not None
+    assert bus.last_seq_seen("jobs.acme") == 0
+    assert heard == []
 
-        async def arrived() -> bool:
-            return bus.last_seq_seen("jobs.acme") > 0
 
-        await eventually(arrived, within=30)
-        assert [e.data["n"] for e in heard] == [1, 2]
+async def test_a_listener_hears_its_family_only_while_its_interest_is_held(
+    redis_url: str, redis_prefix: str
+) -> None:
+    heard: list[Envelope] = []
+    async with running_bus(redis_url, redis_prefix) as bus:
+        interest = bus.add_listener("jobs", heard.append)
+        interest.acquire()
+
+        async def heard_one() -> bool:
+            await bus.publish("jobs.acme", "job.done", {"n": 1})
+            return bool(heard)
+
+        await eventually(heard_one, within=30)
+        assert {e.channel for e in heard} == {"jobs.acme"}
+        await bus.publish("incidents.acme", "incident.created", {"n": 2})
+        interest.release()
+
+        async def deaf() -> bool:
+            before = len(heard)
+            await bus.publish("jobs.beta", "job.done", {"n": 3})
+            await asyncio.sleep(0.2)
+            return len(heard) == before
+
+        await eventually(deaf, within=30)
+    assert "incidents.acme" not in {e.channel for e in heard}
+
+
+async def test_a_subscription_redis_does_not_confirm_in_time_is_live_store_unavailable(
+    redis_client: aioredis.Redis, redis_prefix: str
+) -> None:
+    """Without its reader running the bus never sees a confirmation: the stream is refused
+    with 503 and leaves no subscriber behind."""
+    settings = LiveSettings(subscribe_timeout_seconds=0.2)
+    bus = LiveBus(redis_client, RedisKeys(redis_prefix), settings, live_metrics())
+    await bus.start()
+    try:
+        with pytest.raises(Unavailable) as refused:
+            await bus.subscribe("jobs.acme")
+        assert refused.value.error_code == "LIVE_STORE_UNAVAILABLE"
+        assert bus.active_subscriptions == 0
+    finally:
+        await bus.close()

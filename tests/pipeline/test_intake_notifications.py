@@ -27,14 +27,19 @@ async def test_a_state_change_another_process_publishes_reaches_a_subscription_v
     bus = LiveBus(redis_client, keys, LiveSettings(), metrics)
     here = JobNotifier(bus.publisher)
     elsewhere = JobNotifier(LivePublisher(redis_client, keys, LiveSettings(), metrics))
-    bus.add_listener(here.on_envelope)
+    here.read_from(bus)
     await bus.start()
     reader = asyncio.create_task(bus.run())
     job_id = uuid.uuid4()
     try:
         with here.subscribe(job_id) as subscription:
-            await elsewhere.publish("acme", job_id, JobState.FAILED)
-            published = await subscription.next(30.0)
+            # The waiter's subscription to the jobs channels is taken in the background:
+            # publish until it has arrived (a waiter in production also polls the row).
+            published = None
+            for _ in range(300):
+                await elsewhere.publish("acme", job_id, JobState.FAILED)
+                if (published := await subscription.next(0.1)) is not None:
+                    break
         assert published is not None
         assert published.state == JobState.FAILED.value
     finally:

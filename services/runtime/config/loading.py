@@ -304,6 +304,9 @@ def _live_settings(environ: Mapping[str, str], problems: list[str]) -> LiveSetti
         subscriber_buffer=read("PTF_LIVE_SUBSCRIBER_BUFFER", base.subscriber_buffer, int),
         retained_per_channel=read("PTF_LIVE_RETAINED_PER_CHANNEL", base.retained_per_channel, int),
         heartbeat_seconds=read("PTF_LIVE_HEARTBEAT_SECONDS", base.heartbeat_seconds, float),
+        subscribe_timeout_seconds=read(
+            "PTF_LIVE_SUBSCRIBE_TIMEOUT_SECONDS", base.subscribe_timeout_seconds, float
+        ),
         stale_after_seconds=read("PTF_LIVE_STALE_AFTER_SECONDS", base.stale_after_seconds, float),
         dead_after_seconds=read("PTF_LIVE_DEAD_AFTER_SECONDS", base.dead_after_seconds, float),
     )

@@ -171,6 +171,9 @@ class LiveSettings:
     retained_per_channel: int = 1000
     # Seconds between heartbeats on an idle stream, so proxies keep it open.
     heartbeat_seconds: float = 15.0
+    # How long opening a stream waits for Redis to confirm this process's subscription
+    # to the channel before it answers 503 LIVE_STORE_UNAVAILABLE.
+    subscribe_timeout_seconds: float = 5.0
     # A channel whose last event is older than this is `stale`, older than dead_after `dead`.
     stale_after_seconds: float = 60.0
     dead_after_seconds: float = 300.0
@@ -184,6 +187,8 @@ class LiveSettings:
             found.append("live retained_per_channel must be >= 1")
         if self.heartbeat_seconds <= 0:
             found.append("live heartbeat_seconds must be > 0")
+        if self.subscribe_timeout_seconds <= 0:
+            found.append("live subscribe_timeout_seconds must be > 0")
         if not 0 < self.stale_after_seconds < self.dead_after_seconds:
             found.append("live thresholds must satisfy 0 < stale_after < dead_after")
         return found

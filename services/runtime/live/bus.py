@@ -2,12 +2,12 @@
 
 Publishing is one Lua call: INCR the channel's counter (so `seq` increases
 across replicas), append the envelope to the channel's capped retained list
-(for Last-Event-ID resume) and PUBLISH it. Every process holds one pattern
-subscription on the live channels and hands each envelope to its local
-subscribers, so a subscriber on any replica sees events published by all. A
-message on a channel nobody in this process wants (no subscriber, no listener
-that wants events now) is not parsed: the channel is read from the pub/sub
-channel name, so a process with no reader pays only the receive.
+(for Last-Event-ID resume) and PUBLISH it. Every process holds one pub/sub
+connection subscribed to exactly what it reads (`subscriptions.py`): each
+channel with an open stream here, and a listener's channel family while the
+listener has someone waiting. It hands each envelope to its local subscribers,
+so a subscriber on any replica sees events published by all, and a process
+with no reader receives nothing.
 
 A subscriber's buffer is bounded: when full the oldest event is dropped and
 counted, and the next read first delivers one `backpressure_drop` event with
@@ -30,9 +30,11 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from services.runtime.config.operations import LiveSettings
+from services.runtime.errors import Unavailable
 from services.runtime.live.channels import validate_channel
 from services.runtime.live.envelope import Envelope, EnvelopeError, parse_envelope
 from services.runtime.live.metrics import LiveMetrics
+from services.runtime.live.subscriptions import Kind, SubscriptionSync
 from services.runtime.redis_client import RedisKeys
 from services.runtime.supervision import cancellation_requested
 
@@ -52,10 +54,6 @@ redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
 redis.call('PUBLISH', KEYS[3], payload)
 return seq
 """
-
-
-def _always() -> bool:
-    return True
 
 
 class LiveSubscription:
@@ -223,8 +221,27 @@ class LivePublisher:
         self._metrics.published(channel)
 
 
+class ListenerInterest:
+    """A listener's claim on its channel family: held while it has someone waiting.
+
+    While any hold is taken the bus keeps the family's pattern subscribed; with
+    none the process receives nothing for the listener (async intake has no
+    waiters, so the pipeline API then gets no job events at all).
+    """
+
+    def __init__(self, subscriptions: SubscriptionSync, pattern: str) -> None:
+        self._subscriptions = subscriptions
+        self._pattern = pattern
+
+    def acquire(self) -> None:
+        self._subscriptions.want(Kind.PATTERN, self._pattern)
+
+    def release(self) -> None:
+        self._subscriptions.unwant(Kind.PATTERN, self._pattern)
+
+
 class LiveBus:
-    """Publishes envelopes on any live channel and fans all of them out locally."""
+    """Publishes envelopes on any live channel and fans out locally what this process reads."""
 
     def __init__(
         self,
@@ -237,21 +254,26 @@ class LiveBus:
         self._keys = keys
         self._settings = settings
         self.metrics = metrics
-        self._pattern = keys.key("live", "*")
         self._channel_prefix = keys.key("live", "")
-        self._pubsub = client.pubsub(ignore_subscribe_messages=True)
+        self._pubsub = client.pubsub()
+        self._subscriptions = SubscriptionSync(self._pubsub)
         self.publisher = LivePublisher(client, keys, settings, metrics)
         self._subscribers: dict[str, set[LiveSubscription]] = {}
-        self._listeners: list[Callable[[Envelope], None]] = []
-        self._wanted: list[Callable[[], bool]] = []
+        # pattern (as Redis reports it) -> the listeners of that channel family
+        self._listeners: dict[str, list[Callable[[Envelope], None]]] = {}
         self._last_event_at: dict[str, datetime] = {}
         self._last_seq: dict[str, int] = {}
         self._closed = asyncio.Event()
         self._reading = False
 
     async def start(self) -> None:
-        """Subscribe before serving, so no early event is missed."""
-        await self._pubsub.psubscribe(self._pattern)
+        """Open the pub/sub connection before serving (a Redis problem raises RedisError).
+
+        It is subscribed to one channel nobody publishes on for as long as it lives: a
+        pub/sub connection with no subscription makes redis-py check its health with a
+        PING whose answer it reads itself, while the reader task reads the same socket.
+        """
+        await self._pubsub.subscribe(self._keys.key("livemeta", "anchor"))
 
     async def publish(
         self,
@@ -289,7 +311,7 @@ class LiveBus:
         return self._last_seq.get(channel, 0)
 
     async def run(self) -> None:
-        """Background task: read the pattern subscription and offer each envelope.
+        """Background task: keep the subscriptions as wanted, read them, offer each envelope.
 
         The subscription's connection is closed here, by its reader, when the task
         ends (cancelled at shutdown or after `close`): closed from `close()` under a
@@ -297,7 +319,10 @@ class LiveBus:
         """
         self._reading = True
         try:
-            await self._read_until_closed()
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._subscriptions.run(), name="live-subscriptions")
+                await self._read_until_closed()
+                self._subscriptions.close()
         finally:
             self._reading = False
             with contextlib.suppress(RedisError, OSError):
@@ -321,53 +346,75 @@ class LiveBus:
                 log.warning("live subscription failed (%s); retrying", type(exc).__name__)
                 await asyncio.sleep(delay)
                 continue
-            if message is None or message.get("type") != "pmessage":
-                continue
-            if not self._wants(message["channel"]):
-                continue
-            try:
-                envelope = parse_envelope(message["data"])
-            except EnvelopeError as exc:
-                log.warning("ignored a malformed live message: %s", exc)
-                continue
-            self._last_event_at[envelope.channel] = envelope.ts
-            self._last_seq[envelope.channel] = envelope.seq
-            for subscriber in tuple(self._subscribers.get(envelope.channel, ())):
-                subscriber.offer(envelope)
-            for listener in self._listeners:
-                listener(envelope)
+            if message is not None:
+                self._handle(message)
 
-    def _wants(self, pubsub_channel: bytes | str) -> bool:
-        """Whether a message on `pubsub_channel` has a reader here, before parsing it."""
-        if any(wanted() for wanted in self._wanted):
-            return True
-        name = pubsub_channel.decode() if isinstance(pubsub_channel, bytes) else pubsub_channel
-        return name.removeprefix(self._channel_prefix) in self._subscribers
+    def _handle(self, message: dict[str, Any]) -> None:
+        """One pub/sub message: a confirmation, a channel's event or a family's event."""
+        kind = message["type"]
+        if kind == "subscribe":
+            self._subscriptions.acknowledged(Kind.CHANNEL, _text(message["channel"]))
+        elif kind == "psubscribe":
+            self._subscriptions.acknowledged(Kind.PATTERN, _text(message["channel"]))
+        elif kind == "message":
+            subscribers = self._subscribers.get(
+                _text(message["channel"]).removeprefix(self._channel_prefix)
+            )
+            envelope = self._received(message["data"]) if subscribers else None
+            if envelope is not None and subscribers:
+                for subscriber in tuple(subscribers):
+                    subscriber.offer(envelope)
+        elif kind == "pmessage":
+            listeners = self._listeners.get(_text(message["pattern"]), ())
+            envelope = self._received(message["data"]) if listeners else None
+            if envelope is not None:
+                for listener in listeners:
+                    listener(envelope)
 
-    def add_listener(
-        self,
-        listener: Callable[[Envelope], None],
-        wants: Callable[[], bool] | None = None,
-    ) -> None:
-        """Call `listener` with every envelope this process receives, on any channel (the
-        pipeline's job waiters), so a process needs no second subscription of its own.
+    def _received(self, data: bytes | str) -> Envelope | None:
+        try:
+            envelope = parse_envelope(data)
+        except EnvelopeError as exc:
+            log.warning("ignored a malformed live message: %s", exc)
+            return None
+        self._last_event_at[envelope.channel] = envelope.ts
+        self._last_seq[envelope.channel] = envelope.seq
+        return envelope
 
-        `wants` answers whether the listener has a reader right now; while it answers
-        False (and no subscriber is on the channel) messages are not parsed for it.
-        Without it the listener wants everything.
+    def add_listener(self, family: str, listener: Callable[[Envelope], None]) -> ListenerInterest:
+        """Call `listener` with every envelope of the `family` channels (`jobs`: every
+        tenant's) while its interest is held, so a process needs no second subscription
+        of its own for its in-process readers (the pipeline's job waiters)."""
+        pattern = self._keys.key("live", f"{family}.*")
+        self._listeners.setdefault(pattern, []).append(listener)
+        return ListenerInterest(self._subscriptions, pattern)
+
+    async def subscribe(self, channel: str, buffer: int | None = None) -> LiveSubscription:
+        """A subscription to events published on `channel` once this returns.
+
+        Returns when Redis has confirmed this process's subscription to the channel;
+        503 LIVE_STORE_UNAVAILABLE when it does not within the configured time.
         """
-        self._listeners.append(listener)
-        self._wanted.append(wants if wants is not None else _always)
-
-    def subscribe(self, channel: str, buffer: int | None = None) -> LiveSubscription:
-        """A subscription to events published on `channel` from now on."""
         size = self._settings.subscriber_buffer if buffer is None else buffer
         subscription = LiveSubscription(self, validate_channel(channel), size)
         if self._closed.is_set():
             subscription.end()
-        else:
-            self._subscribers.setdefault(channel, set()).add(subscription)
-            self.metrics.stream_opened(channel)
+            return subscription
+        self._subscribers.setdefault(channel, set()).add(subscription)
+        self.metrics.stream_opened(channel)
+        key = self._keys.key("live", channel)
+        self._subscriptions.want(Kind.CHANNEL, key)
+        try:
+            await self._subscriptions.confirmed(
+                Kind.CHANNEL, key, self._settings.subscribe_timeout_seconds
+            )
+        except BaseException as exc:
+            self.unsubscribe(subscription)
+            if isinstance(exc, TimeoutError):
+                raise Unavailable(
+                    "LIVE_STORE_UNAVAILABLE", "the live store could not be read; retry"
+                ) from exc
+            raise
         return subscription
 
     def unsubscribe(self, subscription: LiveSubscription) -> None:
@@ -376,6 +423,7 @@ class LiveBus:
         if group is not None and subscription in group:
             group.discard(subscription)
             self.metrics.stream_closed(subscription.channel)
+            self._subscriptions.unwant(Kind.CHANNEL, self._keys.key("live", subscription.channel))
             if not group:
                 del self._subscribers[subscription.channel]
 
@@ -388,9 +436,14 @@ class LiveBus:
         if self._closed.is_set():
             return
         self._closed.set()
+        self._subscriptions.close()
         for group in tuple(self._subscribers.values()):
             for subscriber in tuple(group):
                 subscriber.end()
         if not self._reading:
             with contextlib.suppress(RedisError, OSError):
                 await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+def _text(name: bytes | str) -> str:
+    return name.decode() if isinstance(name, bytes) else name

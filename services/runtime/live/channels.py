@@ -12,7 +12,8 @@ from services.runtime.keys.principal import TENANT_ID_PATTERN, Principal, Role
 
 GATE_DECISIONS = "gate.decisions"
 HEALTH = "health"
-TENANT_FAMILIES = ("jobs", "incidents")
+JOBS_FAMILY = "jobs"
+TENANT_FAMILIES = (JOBS_FAMILY, "incidents")
 FIXED_CHANNELS = (GATE_DECISIONS, HEALTH)
 MAX_CHANNEL_LENGTH = 80
 
@@ -48,7 +49,7 @@ def channel_tenant(name: str) -> str | None:
 
 
 def jobs_channel(tenant_id: str) -> str:
-    return validate_channel(f"jobs.{tenant_id}")
+    return validate_channel(f"{JOBS_FAMILY}.{tenant_id}")
 
 
 def incidents_channel(tenant_id: str) -> str:

@@ -76,7 +76,7 @@ class LiveServicer(live_pb2_grpc.LiveServiceServicer):
         channel = requested_channel(request.channel)
         last_seq = checked_last_event_id(request.last_event_id, "last_event_id")
         await admit(self._access, key_from_metadata(context.invocation_metadata()), channel)
-        with self._bus.subscribe(channel) as subscription:
+        with await self._bus.subscribe(channel) as subscription:
             # Initial metadata tells the client its subscription is registered.
             await context.send_initial_metadata(())
             heartbeat = self._settings.heartbeat_seconds

@@ -63,7 +63,7 @@ class LiveHttp:
         channel = requested_channel(request.query.get("channel"))
         last_seq = _last_event_id(request.headers.get(_LAST_EVENT_ID))
         await admit(self._access, key_from_headers(request.headers), channel)
-        with self._bus.subscribe(channel) as subscription:
+        with await self._bus.subscribe(channel) as subscription:
             response = web.StreamResponse(
                 headers={
                     "Content-Type": "text/event-stream",
