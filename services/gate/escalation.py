@@ -8,9 +8,10 @@ caller can re-evaluate with them.
 
 Every preflight reads this state, so each process keeps it per release for
 `Gate.ESCALATION_CACHE_SECONDS` (the runtime's `TtlCache`: concurrent reads of
-one release share one query) and folds its own writes in. A change another
-replica makes shows up here that much later at most — seconds against
-escalation windows of minutes.
+one release share one query, and a release read steadily is re-read in the
+background before it expires, so no Preflight waits for the query) and folds
+its own writes in. A change another replica makes shows up here that much
+later at most — seconds against escalation windows of minutes.
 """
 
 from __future__ import annotations
@@ -48,7 +49,9 @@ class EscalationRepository:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._pool = pool
-        self._cache: TtlCache[str, FirstSeen] = TtlCache(cache_seconds, clock=clock)
+        self._cache: TtlCache[str, FirstSeen] = TtlCache(
+            cache_seconds, clock=clock, refresh_ahead=True
+        )
 
     async def first_seen(self, release: str) -> FirstSeen:
         """The first-seen time of every reason currently persisting for `release`."""

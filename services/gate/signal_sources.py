@@ -9,7 +9,11 @@ SIGNAL_UNAVAILABLE (HOLD): the gate never answers OK on missing data.
 Answers are cached per (source, parameters) for `SIGNAL_CACHE_SECONDS`,
 failures included (they are values here), and concurrent requests for the
 same key share one in-flight fetch (the runtime's `TtlCache`), so a burst of
-preflights costs each source one call.
+preflights costs each source one call. Under steady load an answer is
+refetched in the background in the second half of its life, so no Preflight
+waits for a refresh (one used to hold every call in flight for the run
+summary's ~50 ms every `SIGNAL_CACHE_SECONDS`), and none is older than
+`SIGNAL_CACHE_SECONDS`.
 
 Backtest results (pipeline `GetBacktestResult`): `metrics_json` is read as
 `{"invoices": N, "old": {"incident_count": a, "severity": {"S1": {"count": s}}},
@@ -86,40 +90,55 @@ class SignalSources:
         self._timeout = timeout_seconds
         # One cache per source, so each holds one type; readiness has no parameters.
         self._readiness_cache: TtlCache[tuple[()], Readiness | Unavailable] = TtlCache(
-            cache_seconds, clock=monotonic
+            cache_seconds, clock=monotonic, refresh_ahead=True
         )
         self._summaries: TtlCache[_SummaryKey, RunSummary | Unavailable] = TtlCache(
-            cache_seconds, clock=monotonic
+            cache_seconds, clock=monotonic, refresh_ahead=True
         )
         self._backtests: TtlCache[str, BacktestSignal | Unavailable] = TtlCache(
-            cache_seconds, clock=monotonic
+            cache_seconds, clock=monotonic, refresh_ahead=True
         )
 
     async def gather(self, spec: ReleaseSpec, now: datetime) -> Signals:
         """Fetch every source the spec needs, concurrently; never raises for a source failure."""
         backtest_id = spec.backtest_id
         summary_key = (spec.tenant_id, spec.window_seconds)
-        cached = self._all_fresh(summary_key, backtest_id)
+
+        def summary() -> Awaitable[RunSummary | Unavailable]:
+            return self._run_summary(spec.tenant_id, spec.window_seconds, now)
+
+        cached = self._all_fresh(summary_key, summary, backtest_id)
         if cached is not None:
             return cached
-        readiness, summary, backtest = await asyncio.gather(
+        readiness, run_summary, backtest = await asyncio.gather(
             self._readiness_cache.get((), self._readiness),
-            self._summaries.get(
-                summary_key, lambda: self._run_summary(spec.tenant_id, spec.window_seconds, now)
-            ),
+            self._summaries.get(summary_key, summary),
             self._backtest_or_none(backtest_id),
         )
-        return Signals(readiness=readiness, run_summary=summary, backtest=backtest)
+        return Signals(readiness=readiness, run_summary=run_summary, backtest=backtest)
 
-    def _all_fresh(self, summary_key: _SummaryKey, backtest_id: str | None) -> Signals | None:
+    def _all_fresh(
+        self,
+        summary_key: _SummaryKey,
+        summary: Callable[[], Awaitable[RunSummary | Unavailable]],
+        backtest_id: str | None,
+    ) -> Signals | None:
         """The signals straight from the cache when every one is fresh: the common case
-        under load, answered without starting a task per source."""
-        readiness = self._readiness_cache.fresh(())
-        summary = self._summaries.fresh(summary_key)
-        backtest = None if backtest_id is None else self._backtests.fresh(backtest_id)
-        if readiness is None or summary is None or (backtest_id is not None and backtest is None):
+        under load, answered without starting a task per source (but a refresh ahead)."""
+        readiness = self._readiness_cache.fresh((), self._readiness)
+        summary_value = self._summaries.fresh(summary_key, summary)
+        backtest = (
+            None
+            if backtest_id is None
+            else self._backtests.fresh(backtest_id, lambda: self._backtest(backtest_id))
+        )
+        if (
+            readiness is None
+            or summary_value is None
+            or (backtest_id is not None and backtest is None)
+        ):
             return None
-        return Signals(readiness=readiness, run_summary=summary, backtest=backtest)
+        return Signals(readiness=readiness, run_summary=summary_value, backtest=backtest)
 
     async def _backtest_or_none(
         self, backtest_id: str | None

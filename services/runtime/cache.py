@@ -13,7 +13,13 @@ is the one they share:
   next call tries again (a source that wants its failures cached returns
   them as values, as the gate's signals do);
 - the number of entries is bounded (oldest first out), so a flood of
-  distinct keys cannot grow the process without limit.
+  distinct keys cannot grow the process without limit;
+- with `refresh_ahead`, a value read in the second half of its life is
+  refetched by one background task while it is still served, so under
+  steady reads no caller waits for a refetch (the gate's Preflight used to
+  stall every call in flight for a signal refresh's round trips), and no
+  value is served past its TTL: a refresh that fails leaves the value to
+  expire and the next read to fetch as without it.
 """
 
 from __future__ import annotations
@@ -39,36 +45,56 @@ class TtlCache(Generic[K, V]):
         *,
         max_entries: int = DEFAULT_MAX_ENTRIES,
         clock: Callable[[], float] = time.monotonic,
+        refresh_ahead: bool = False,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be >= 1")
         self._ttl = ttl_seconds
         self._max_entries = max_entries
         self._clock = clock
+        self._refresh_ahead = refresh_ahead
         # key -> (expires_at, value), oldest store first.
         self._values: OrderedDict[K, tuple[float, V]] = OrderedDict()
         self._in_flight: dict[K, asyncio.Task[V]] = {}
 
-    def fresh(self, key: K) -> V | None:
-        """The cached value of `key` while it is fresh, else None; never fetches."""
+    def fresh(self, key: K, refresh: Callable[[], Awaitable[V]] | None = None) -> V | None:
+        """The cached value of `key` while it is fresh, else None; never waits.
+
+        With `refresh` (and `refresh_ahead`), a value in the second half of its life
+        starts its background refetch, as `get` does."""
         cached = self._values.get(key)
-        if cached is not None and cached[0] > self._clock():
+        if cached is not None and self._live(key, cached[0], refresh):
             return cached[1]
         return None
 
     async def get(self, key: K, fetch: Callable[[], Awaitable[V]]) -> V:
         """The fresh value of `key`, or the result of the one `fetch()` running for it."""
         cached = self._values.get(key)
-        if cached is not None and cached[0] > self._clock():
+        if cached is not None and self._live(key, cached[0], fetch):
             return cached[1]
-        task = self._in_flight.get(key)
-        if task is None:
-            task = asyncio.create_task(self._fetch_and_store(key, fetch))
-            # Retrieve a failure even when every waiter has gone, so it is not
-            # reported as "never retrieved"; the waiters still get it re-raised.
-            task.add_done_callback(_retrieve)
-            self._in_flight[key] = task
-        return await asyncio.shield(task)
+        return await asyncio.shield(self._in_flight.get(key) or self._start_fetch(key, fetch))
+
+    def _live(self, key: K, expires_at: float, refresh: Callable[[], Awaitable[V]] | None) -> bool:
+        """Whether a value expiring at `expires_at` may be served; starts its refresh-ahead."""
+        remaining = expires_at - self._clock()
+        if remaining <= 0:
+            return False
+        if (
+            self._refresh_ahead
+            and refresh is not None
+            and remaining < self._ttl / 2
+            and key not in self._in_flight
+        ):
+            self._start_fetch(key, refresh)
+        return True
+
+    def _start_fetch(self, key: K, fetch: Callable[[], Awaitable[V]]) -> asyncio.Task[V]:
+        task = asyncio.create_task(self._fetch_and_store(key, fetch))
+        # Retrieve a failure even when every waiter has gone (or, refreshing ahead, none
+        # waits), so it is not reported as "never retrieved"; waiters still get it raised.
+        task.add_done_callback(_retrieve)
+        self._in_flight[key] = task
+        return task
 
     def update(self, key: K, change: Callable[[V], V]) -> None:
         """Apply `change` to the cached value of `key`, if any, keeping its expiry.

@@ -174,3 +174,83 @@ async def test_forget_makes_the_next_get_fetch() -> None:
     await cache.get("k", lambda: source.fetch("k"))
     cache.forget("k")
     assert await cache.get("k", lambda: source.fetch("k")) == "k:2"
+
+
+async def _settled() -> None:
+    """Let background fetches run to completion (they never wait on anything here)."""
+    for _ in range(5):
+        await asyncio.sleep(0)
+
+
+async def test_refresh_ahead_serves_a_value_in_its_second_half_and_refetches_it_behind() -> None:
+    clock = Clock()
+    source = Source()
+    cache: TtlCache[str, str] = TtlCache(1.0, clock=clock, refresh_ahead=True)
+    assert await cache.get("k", lambda: source.fetch("k")) == "k:1"
+    clock.now = 0.4
+    assert await cache.get("k", lambda: source.fetch("k")) == "k:1"
+    await _settled()
+    assert source.calls == 1
+    clock.now = 0.6
+    assert await cache.get("k", lambda: source.fetch("k")) == "k:1"
+    await _settled()
+    assert source.calls == 2
+    assert await cache.get("k", lambda: source.fetch("k")) == "k:2"
+
+
+async def test_refresh_ahead_runs_one_refetch_however_many_read_meanwhile() -> None:
+    clock = Clock()
+    release = asyncio.Event()
+    calls = 0
+
+    async def slow() -> int:
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return calls
+
+    cache: TtlCache[str, int] = TtlCache(1.0, clock=clock, refresh_ahead=True)
+    release.set()
+    assert await cache.get("k", slow) == 1
+    release.clear()
+    clock.now = 0.7
+    assert [await cache.get("k", slow) for _ in range(10)] == [1] * 10
+    assert cache.fresh("k", slow) == 1
+    release.set()
+    await _settled()
+    assert calls == 2
+
+
+async def test_refresh_ahead_never_serves_a_value_past_its_ttl_when_refetches_fail() -> None:
+    clock = Clock()
+    failing = False
+    calls = 0
+
+    async def fetch() -> int:
+        nonlocal calls
+        calls += 1
+        if failing:
+            raise RuntimeError("source down")
+        return calls
+
+    cache: TtlCache[str, int] = TtlCache(1.0, clock=clock, refresh_ahead=True)
+    assert await cache.get("k", fetch) == 1
+    failing = True
+    clock.now = 0.8
+    assert await cache.get("k", fetch) == 1
+    await _settled()
+    clock.now = 1.0
+    assert cache.fresh("k") is None
+    with pytest.raises(RuntimeError):
+        await cache.get("k", fetch)
+
+
+async def test_without_refresh_ahead_a_value_is_refetched_only_once_expired() -> None:
+    clock = Clock()
+    source = Source()
+    cache: TtlCache[str, str] = TtlCache(1.0, clock=clock)
+    await cache.get("k", lambda: source.fetch("k"))
+    clock.now = 0.9
+    assert await cache.get("k", lambda: source.fetch("k")) == "k:1"
+    await _settled()
+    assert source.calls == 1

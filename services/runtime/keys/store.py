@@ -136,7 +136,10 @@ class KeyStore:
         self._pool = pool
         self._refused = tuple(hash_key(k) for k in refused_keys if k)
         self._cache: TtlCache[str, Principal | None] = TtlCache(
-            limits.KEY_CACHE_SECONDS, max_entries=limits.KEY_CACHE_MAX_ENTRIES, clock=clock
+            limits.KEY_CACHE_SECONDS,
+            max_entries=limits.KEY_CACHE_MAX_ENTRIES,
+            clock=clock,
+            refresh_ahead=True,
         )
 
     async def lookup(self, raw_key: str) -> Principal | None:
