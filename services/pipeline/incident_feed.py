@@ -10,13 +10,14 @@ the record; a live subscriber that missed one reads the incident list.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias
 from uuid import UUID
 
 from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
-from services.runtime.live.bus import LivePublisher
+from services.runtime.live.bus import LivePublisher, Staged
 from services.runtime.live.channels import incidents_channel
 
 if TYPE_CHECKING:
@@ -44,22 +45,26 @@ def created_data(
     }
 
 
+# An incident a batch commit created: tenant, invoice, job, and the incident row.
+CreatedIncident: TypeAlias = "tuple[str, UUID, UUID, IncidentRow]"
+
+
 class IncidentFeed:
     """Publishes incident creations and resolutions through the live publisher."""
 
     def __init__(self, publisher: LivePublisher) -> None:
         self._publisher = publisher
 
-    def stage_created(
-        self, pipe: Pipeline, tenant_id: str, invoice_id: UUID, job_id: UUID, row: IncidentRow
-    ) -> None:
-        """Queue `incident.created` on `pipe`, a pipeline the caller executes after its commit."""
-        self._publisher.stage(
-            pipe,
-            incidents_channel(tenant_id),
-            INCIDENT_CREATED,
-            created_data(tenant_id, invoice_id, job_id, row),
-        )
+    def stage_created(self, pipe: Pipeline, created: Sequence[CreatedIncident]) -> None:
+        """Queue `incident.created` for each incident on `pipe`, a pipeline the caller
+        executes after its commit: one live publish per tenant channel."""
+        by_tenant: dict[str, list[Staged]] = {}
+        for tenant_id, invoice_id, job_id, row in created:
+            by_tenant.setdefault(tenant_id, []).append(
+                Staged(INCIDENT_CREATED, created_data(tenant_id, invoice_id, job_id, row))
+            )
+        for tenant_id, events in by_tenant.items():
+            self._publisher.stage(pipe, incidents_channel(tenant_id), events)
 
     async def publish_resolved(self, tenant_id: str, incident_id: UUID, reason: str) -> None:
         """`incident.resolved` once the resolution committed; a Redis problem is logged."""

@@ -28,7 +28,7 @@ from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError
 
 from services.pipeline.jobs import JobState, JobStore, JobView
-from services.runtime.live.bus import ListenerInterest, LiveBus, LivePublisher
+from services.runtime.live.bus import ListenerInterest, LiveBus, LivePublisher, Staged
 from services.runtime.live.channels import JOBS_FAMILY, jobs_channel
 from services.runtime.live.envelope import Envelope
 
@@ -140,13 +140,17 @@ class JobNotifier:
     def stage(
         self, pipe: Pipeline, changes: Sequence[tuple[str, UUID, JobState, JobView | None]]
     ) -> None:
-        """A batch's state changes: dispatched here now, and one live publish each queued on
-        `pipe` (the worker's acknowledgement pipeline, so the batch costs one round trip)."""
+        """A batch's state changes: dispatched here now, and published on `pipe` (the
+        worker's acknowledgement pipeline, so the batch costs one round trip), one live
+        publish per tenant channel."""
+        by_tenant: dict[str, list[Staged]] = {}
         for tenant_id, job_id, state, view in changes:
             self._dispatch(job_id, Published(state.value, view))
-            self._live.stage(
-                pipe, jobs_channel(tenant_id), JOB_EVENT, payload(tenant_id, job_id, state, view)
+            by_tenant.setdefault(tenant_id, []).append(
+                Staged(JOB_EVENT, payload(tenant_id, job_id, state, view))
             )
+        for tenant_id, events in by_tenant.items():
+            self._live.stage(pipe, jobs_channel(tenant_id), events)
 
     @contextlib.contextmanager
     def subscribe(self, job_id: UUID) -> Iterator[JobSubscription]:

@@ -151,11 +151,14 @@ class Worker:
         async with self._queue.pipeline() as pipe:
             self._queue.stage_ack(pipe, message_ids)
             self._notifier.stage(pipe, changes)
-            for o in outcomes:
-                if o.incident is not None:
-                    self._incidents.stage_created(
-                        pipe, o.job.tenant_id, o.job.invoice_id, o.job.job_id, o.incident
-                    )
+            self._incidents.stage_created(
+                pipe,
+                [
+                    (o.job.tenant_id, o.job.invoice_id, o.job.job_id, o.incident)
+                    for o in outcomes
+                    if o.incident is not None
+                ],
+            )
             await pipe.execute()
         self.recent.extend((str(o.job.job_id), o.state) for o in outcomes)
 

@@ -1,13 +1,13 @@
 """Publishing live events and fanning them out to this process's subscribers.
 
-Publishing is one Lua call: INCR the channel's counter (so `seq` increases
-across replicas), append the envelope to the channel's capped retained list
-(for Last-Event-ID resume) and PUBLISH it. Every process holds one pub/sub
-connection subscribed to exactly what it reads (`subscriptions.py`): each
-channel with an open stream here, and a listener's channel family while the
-listener has someone waiting. It hands each envelope to its local subscribers,
-so a subscriber on any replica sees events published by all, and a process
-with no reader receives nothing.
+Publishing is one Lua call per channel, for one envelope or a batch: INCRBY the
+channel's counter (so `seq` increases across replicas), append the envelopes to
+the channel's capped retained list (for Last-Event-ID resume) and PUBLISH each.
+Every process holds one pub/sub connection subscribed to exactly what it reads
+(`subscriptions.py`): each channel with an open stream here, and a listener's
+channel family while the listener has someone waiting. It hands each envelope
+to its local subscribers, so a subscriber on any replica sees events published
+by all, and a process with no reader receives nothing.
 
 A subscriber's buffer is bounded: when full the oldest event is dropped and
 counted, and the next read first delivers one `backpressure_drop` event with
@@ -21,7 +21,8 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,16 +45,24 @@ BACKPRESSURE_DROP = "live.backpressure_drop"
 _RETRY_SECONDS = (0.5, 1.0, 2.0, 5.0)
 _SEQ_PLACEHOLDER = ',"seq":0,'
 
-# KEYS: seq counter, retained list, pub/sub channel. ARGV: envelope JSON before
-# and after the seq, the retained length. Returns the seq given to the event.
+# KEYS: seq counter, retained list, pub/sub channel. ARGV: the retained length, then
+# for each envelope its JSON before and after the seq. Returns the last seq given.
 _PUBLISH_SCRIPT = """
-local seq = redis.call('INCR', KEYS[1])
-local payload = ARGV[1] .. ',"seq":' .. seq .. ',' .. ARGV[2]
-redis.call('RPUSH', KEYS[2], payload)
-redis.call('LTRIM', KEYS[2], -tonumber(ARGV[3]), -1)
-redis.call('PUBLISH', KEYS[3], payload)
-return seq
+local n = (#ARGV - 1) / 2
+local last = redis.call('INCRBY', KEYS[1], n)
+local payloads = {}
+for i = 1, n do
+  payloads[i] = ARGV[2 * i] .. ',"seq":' .. (last - n + i) .. ',' .. ARGV[2 * i + 1]
+end
+redis.call('RPUSH', KEYS[2], unpack(payloads))
+redis.call('LTRIM', KEYS[2], -tonumber(ARGV[1]), -1)
+for i = 1, n do
+  redis.call('PUBLISH', KEYS[3], payloads[i])
+end
+return last
 """
+# Envelopes per script call: Lua's unpack takes a few thousand values at most.
+_MAX_PER_CALL = 500
 
 
 class LiveSubscription:
@@ -126,12 +135,23 @@ class LiveSubscription:
         self.close()
 
 
+@dataclass(frozen=True)
+class Staged:
+    """One envelope to publish: its event name, data, and outcome."""
+
+    event: str
+    data: dict[str, Any]
+    ok: bool = True
+    error_code: str | None = None
+
+
 class LivePublisher:
     """Publishes envelopes on live channels: on its own, or staged on a caller's pipeline.
 
     A producer that already makes one pipelined Redis call (the worker's
-    acknowledgement) stages its events there, so publishing adds no round trip;
-    the script is sent with EVAL so a pipeline needs no SCRIPT EXISTS first.
+    acknowledgement) stages its events there, so publishing adds no round trip,
+    and a batch's events on one channel are one script call, not one each; the
+    script is sent with EVAL so a pipeline needs no SCRIPT EXISTS first.
     """
 
     def __init__(
@@ -147,32 +167,33 @@ class LivePublisher:
         self._metrics = metrics
         self._script = client.register_script(_PUBLISH_SCRIPT)
 
-    def _call(
-        self,
-        channel: str,
-        event: str,
-        data: dict[str, Any],
-        ok: bool,
-        error_code: str | None,
-    ) -> tuple[list[str], list[str | int]]:
-        draft = Envelope(
-            event=event,
-            channel=validate_channel(channel),
-            seq=0,
-            ts=datetime.now(UTC),
-            data=data,
-            ok=ok,
-            error_code=error_code,
-        ).to_json()
-        head, found, tail = draft.rpartition(_SEQ_PLACEHOLDER)
-        if not found:
-            raise EnvelopeError("could not place seq in the envelope")
-        keys = [
+    def _keys_of(self, channel: str) -> list[str]:
+        return [
             self._keys.key("livemeta", channel, "seq"),
             self._keys.key("livemeta", channel, "retained"),
             self._keys.key("live", channel),
         ]
-        return keys, [head, tail, self._settings.retained_per_channel]
+
+    @staticmethod
+    def _drafts(channel: str, events: Sequence[Staged]) -> list[str]:
+        """Each envelope's JSON before and after its seq, in order (a flat list)."""
+        now = datetime.now(UTC)
+        parts: list[str] = []
+        for event in events:
+            draft = Envelope(
+                event=event.event,
+                channel=channel,
+                seq=0,
+                ts=now,
+                data=event.data,
+                ok=event.ok,
+                error_code=event.error_code,
+            ).to_json()
+            head, found, tail = draft.rpartition(_SEQ_PLACEHOLDER)
+            if not found:
+                raise EnvelopeError("could not place seq in the envelope")
+            parts += (head, tail)
+        return parts
 
     async def publish(
         self,
@@ -184,8 +205,11 @@ class LivePublisher:
         error_code: str | None = None,
     ) -> int:
         """Publish one envelope and answer its seq; a Redis problem raises RedisError."""
-        keys, args = self._call(channel, event, data, ok, error_code)
-        seq = await self._script(keys=keys, args=args)
+        channel = validate_channel(channel)
+        drafts = self._drafts(channel, [Staged(event, data, ok, error_code)])
+        seq = await self._script(
+            keys=self._keys_of(channel), args=[self._settings.retained_per_channel, *drafts]
+        )
         self._metrics.published(channel)
         return int(seq)
 
@@ -205,20 +229,18 @@ class LivePublisher:
         except EnvelopeError:
             return None
 
-    def stage(
-        self,
-        pipe: Pipeline,
-        channel: str,
-        event: str,
-        data: dict[str, Any],
-        *,
-        ok: bool = True,
-        error_code: str | None = None,
-    ) -> None:
-        """Queue one envelope's publish on `pipe`; it is sent when the caller executes it."""
-        keys, args = self._call(channel, event, data, ok, error_code)
-        pipe.eval(_PUBLISH_SCRIPT, len(keys), *keys, *args)
-        self._metrics.published(channel)
+    def stage(self, pipe: Pipeline, channel: str, events: Sequence[Staged]) -> None:
+        """Queue the publish of `events` on `channel`, in order, on `pipe`; they are sent
+        when the caller executes it."""
+        channel = validate_channel(channel)
+        keys = self._keys_of(channel)
+        for start in range(0, len(events), _MAX_PER_CALL):
+            chunk = events[start : start + _MAX_PER_CALL]
+            drafts = self._drafts(channel, chunk)
+            pipe.eval(
+                _PUBLISH_SCRIPT, len(keys), *keys, self._settings.retained_per_channel, *drafts
+            )
+        self._metrics.published(channel, len(events))
 
 
 class ListenerInterest:

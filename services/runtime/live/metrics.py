@@ -31,8 +31,8 @@ class LiveMetrics:
             self._dropped.add(0, {"family": family})
         observable_gauge(meter, registry.LIVE_ACTIVE_STREAMS, self._observe_streams)
 
-    def published(self, channel: str) -> None:
-        self._published.add(1, {"family": channel_family(channel)})
+    def published(self, channel: str, events: int = 1) -> None:
+        self._published.add(events, {"family": channel_family(channel)})
 
     def dropped(self, channel: str) -> None:
         self._dropped.add(1, {"family": channel_family(channel)})
