@@ -16,6 +16,8 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
 
 import asyncpg
 import grpc
@@ -35,6 +37,16 @@ _INSERT = (
 _INSERT_MANY = (
     "INSERT INTO pipeline_outbox (event_id, tenant_id, event_type, occurred_at, payload)"
     " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::timestamptz[], $5::jsonb[])"
+)
+# Events telemetry took in and refused: kept as the relay keeps its own rejected rows.
+_INSERT_REJECTED = (
+    "INSERT INTO pipeline_outbox (event_id, tenant_id, event_type, occurred_at, payload,"
+    " delivered_at, attempts, rejected, last_error)"
+    " SELECT event_id, tenant_id, event_type, occurred_at, payload, now(), 1, true, err"
+    " FROM unnest($1::uuid[], $2::text[], $3::text[],"
+    " $4::timestamptz[], $5::jsonb[], $6::text[])"
+    " AS e(event_id, tenant_id, event_type, occurred_at, payload, err)"
+    " ON CONFLICT (event_id) DO NOTHING"
 )
 
 Connection = asyncpg.Connection | asyncpg.pool.PoolConnectionProxy
@@ -70,14 +82,23 @@ def _events(
 
 
 def _to_proto(row: asyncpg.Record) -> telemetry_pb2.Event:
+    return _event_proto(
+        (row["event_id"], row["tenant_id"], row["event_type"], row["occurred_at"], row["payload"])
+    )
+
+
+def _event_proto(row: tuple[UUID, str, str, datetime, str]) -> telemetry_pb2.Event:
+    """An outbox row (`outbox_rows`' shape) as telemetry's Event; ValueError for an event
+    type telemetry's contract does not know."""
+    event_id, tenant_id, event_type, occurred_at, payload = row
     occurred = Timestamp()
-    occurred.FromDatetime(row["occurred_at"])
+    occurred.FromDatetime(occurred_at)
     return telemetry_pb2.Event(
-        event_id=str(row["event_id"]),
-        type="EVENT_TYPE_" + row["event_type"],
-        tenant_id=row["tenant_id"],
+        event_id=str(event_id),
+        type="EVENT_TYPE_" + event_type,
+        tenant_id=tenant_id,
         occurred_at=occurred,
-        payload_json=row["payload"],
+        payload_json=payload,
     )
 
 
@@ -212,22 +233,33 @@ class OutboxRelay:
 
 
 class EventBuffer:
-    """Buffers high-volume events (HTTP request outcomes) and writes them in batches.
+    """Buffers high-volume events (HTTP request outcomes) and hands them to telemetry in
+    batches.
 
-    Writing one outbox row per HTTP request would double the database work of
-    the intake path; these events describe requests, not business changes, so
-    losing at most one flush interval of them in a crash is acceptable. A
-    full buffer drops the oldest event and counts it.
+    These events describe requests, not business changes, so they need no outbox
+    row written with a change, and losing at most one flush interval of them in a
+    crash is acceptable. A flush sends its batch straight to telemetry; only a
+    batch telemetry cannot take (down, too slow, the call failed) goes to the
+    outbox, for the relay to deliver once telemetry is back, so none is lost
+    while telemetry is down and, by event id, none is counted twice. Events
+    telemetry refuses are kept in the outbox as rejected, as the relay keeps its
+    own. Through the outbox every request cost an insert, the relay's read and its
+    delivered mark, and a row kept for the outbox retention. A full buffer drops
+    the oldest event and counts it.
     """
 
     def __init__(
         self,
         pool: asyncpg.Pool,
+        send: SendEvents,
+        settings: RelaySettings,
         *,
         flush_interval_seconds: float = 1.0,
         max_events: int = 20_000,
     ) -> None:
         self._pool = pool
+        self._send = send
+        self._settings = settings
         self._interval = flush_interval_seconds
         self._max = max_events
         self._events: list[OutboxEvent] = []
@@ -240,19 +272,41 @@ class EventBuffer:
         self._events.append(event)
 
     async def flush(self) -> int:
-        """Write everything buffered in one statement; on failure keep it for the next try."""
-        if not self._events:
-            return 0
+        """Hand everything buffered to telemetry (or the outbox); what neither could take is
+        kept for the next try. Returns how many events were handed on."""
         batch, self._events = self._events, []
-        try:
-            async with self._pool.acquire() as conn:
-                await write_events(conn, batch)
-        except STORE_ERRORS:
-            log.warning("could not write %d buffered event(s); will retry", len(batch))
-            self._events = batch + self._events
-            del self._events[: max(0, len(self._events) - self._max)]
-            return 0
+        size = self._settings.batch_size
+        for start in range(0, len(batch), size):
+            try:
+                await self._hand_on(batch[start : start + size])
+            except STORE_ERRORS:
+                log.warning("could not write %d buffered event(s); will retry", len(batch) - start)
+                self._events = batch[start:] + self._events
+                del self._events[: max(0, len(self._events) - self._max)]
+                return start
         return len(batch)
+
+    async def _hand_on(self, chunk: Sequence[OutboxEvent]) -> None:
+        """One RecordEvents call for `chunk`; the outbox when telemetry cannot take it."""
+        rows = outbox_rows(chunk)
+        try:
+            response = await self._send(
+                [_event_proto(row) for row in rows], self._settings.rpc_timeout_seconds
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.info("telemetry did not take %d event(s) (%s): outbox", len(rows), exc.code().name)
+            async with self._pool.acquire() as conn:
+                await write_events(conn, chunk)
+            return
+        rejected = [
+            (*rows[r.index], f"{r.error.error_code}: {r.error.message}")
+            for r in response.rejected
+            if 0 <= r.index < len(rows)
+        ]
+        if rejected:
+            columns = [list(column) for column in zip(*rejected, strict=True)]
+            await self._pool.execute(_INSERT_REJECTED, *columns)
+            log.warning("telemetry rejected %d event(s); kept as rejected", len(rejected))
 
     async def run(self) -> None:
         while True:

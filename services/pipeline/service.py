@@ -215,7 +215,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         files_supported=config.extractor != "json",
         settings=settings.intake,
     )
-    events = EventBuffer(pool)
+    events = EventBuffer(pool, telemetry.record_events, settings.relay)
     app = PipelineApp(
         access=access,
         intake=intake,

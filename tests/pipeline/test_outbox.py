@@ -16,7 +16,7 @@ import pytest
 from ptf.telemetry.v1 import telemetry_pb2
 
 from services.pipeline.events import EventType, OutboxEvent, http_request, job_exhausted
-from services.pipeline.outbox import OutboxRelay, RelayError, write_events
+from services.pipeline.outbox import EventBuffer, OutboxRelay, RelayError, write_events
 from services.pipeline.service import make_definition, migrate
 from services.pipeline.settings import RelaySettings
 from services.pipeline.telemetry_client import TelemetryClient
@@ -337,3 +337,71 @@ async def test_the_relay_flushes_a_full_batch_before_its_timer(
 async def _all_pending(pg: asyncpg.Pool) -> int:
     count = await pg.fetchval("SELECT count(*) FROM pipeline_outbox WHERE delivered_at IS NULL")
     return int(count)
+
+
+def _request_events(tenant_id: str, count: int) -> list[OutboxEvent]:
+    return [http_request(tenant_id, "/full-process", "POST", 202, 1.0) for _ in range(count)]
+
+
+async def _outbox_rows(pg: asyncpg.Pool, tenant_id: str) -> list[asyncpg.Record]:
+    return await pg.fetch(
+        "SELECT event_id, delivered_at, rejected, last_error FROM pipeline_outbox"
+        " WHERE tenant_id = $1",
+        tenant_id,
+    )
+
+
+async def test_buffered_request_events_reach_telemetry_directly_without_an_outbox_row(
+    migrated: asyncpg.Pool,
+) -> None:
+    fake = FakeTelemetry()
+    tenant_id = f"outbox-{uuid.uuid4().hex[:12]}"
+    port = free_port()
+    async with fake.serving(port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        buffer = EventBuffer(migrated, TelemetryClient(channel).record_events, RelaySettings())
+        events = _request_events(tenant_id, 3)
+        for event in events:
+            buffer.add(event)
+        assert await buffer.flush() == 3
+    assert {e.event_id for e in fake.tenant_events(tenant_id)} == {str(e.event_id) for e in events}
+    assert await _outbox_rows(migrated, tenant_id) == []
+
+
+async def test_buffered_request_events_wait_in_the_outbox_while_telemetry_is_down(
+    migrated: asyncpg.Pool,
+) -> None:
+    """Fault: nothing listens where telemetry should be. Must: the batch becomes pending
+    outbox rows, which the relay delivers once telemetry is back, each event once."""
+    fake = FakeTelemetry()
+    tenant_id = f"outbox-{uuid.uuid4().hex[:12]}"
+    port = free_port()
+    events = _request_events(tenant_id, 4)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        settings = RelaySettings(rpc_timeout_seconds=1.0)
+        buffer = EventBuffer(migrated, TelemetryClient(channel).record_events, settings)
+        for event in events:
+            buffer.add(event)
+        assert await buffer.flush() == 4
+    pending = await _outbox_rows(migrated, tenant_id)
+    assert sorted(r["event_id"] for r in pending) == sorted(e.event_id for e in events)
+    assert all(r["delivered_at"] is None for r in pending)
+    await _relay_until_delivered(migrated, fake, tenant_id)
+    assert sorted(fake.received.values()) == [1, 1, 1, 1]
+
+
+async def test_buffered_request_events_telemetry_rejects_are_kept_as_rejected(
+    migrated: asyncpg.Pool,
+) -> None:
+    fake = FakeTelemetry()
+    fake.reject_types = {telemetry_pb2.EVENT_TYPE_HTTP_REQUEST}
+    tenant_id = f"outbox-{uuid.uuid4().hex[:12]}"
+    port = free_port()
+    async with fake.serving(port), grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        buffer = EventBuffer(migrated, TelemetryClient(channel).record_events, RelaySettings())
+        for event in _request_events(tenant_id, 2):
+            buffer.add(event)
+        await buffer.flush()
+    rows = await _outbox_rows(migrated, tenant_id)
+    assert len(rows) == 2
+    assert all(r["rejected"] and r["delivered_at"] is not None for r in rows)
+    assert all(r["last_error"].startswith("INVALID_EVENT") for r in rows)
