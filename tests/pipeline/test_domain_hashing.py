@@ -9,7 +9,7 @@ from decimal import Decimal
 import pytest
 
 from services.pipeline.domain import ErrorCode, PipelineDomainError, content_hash
-from services.pipeline.domain.hashing import MAX_DEPTH
+from services.pipeline.domain.hashing import MAX_DEPTH, canonical_json
 from tests.pipeline.domain_builders import document
 
 
@@ -67,3 +67,34 @@ def test_hash_refuses_values_json_cannot_carry() -> None:
     with pytest.raises(PipelineDomainError) as caught:
         content_hash({"a": {1, 2}})
     assert caught.value.error_code is ErrorCode.INVALID_DOCUMENT
+
+
+def test_the_canonical_form_of_a_document_is_the_one_stored_hashes_were_computed_over() -> None:
+    """Stored invoices are deduplicated by this hash: the canonical text of a document
+    must not change from one version to the next (spelling of numbers, escapes, order)."""
+    doc = {
+        "b": [
+            1,
+            2.5,
+            Decimal("4.20E+3"),
+            -0.0,
+            0,
+            10**30,
+            Decimal("-1.000"),
+            None,
+            True,
+            False,
+            'ş\u00e7"\\\n',
+            {"z": [], "a": {}},
+        ],
+        "a": "x",
+        "ü": 1e-7,
+        "c": [[[]]],
+    }
+    assert canonical_json(doc) == (
+        '{"a":"x","b":[1,2.5,4.2E+3,0,0,1E+30,-1,null,true,false,'
+        '"\\u015f\\u00e7\\"\\\\\\n",{"a":{},"z":[]}],"c":[[[]]],"\\u00fc":1E-7}'
+    )
+    assert content_hash(doc) == (
+        "sha256:2d8c9d116ad427e994d16f4795f22f19bcade0c81e42c2f8b3db123f8d06b760"
+    )

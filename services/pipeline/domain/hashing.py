@@ -10,14 +10,15 @@ number is spelt (`42000`, `42000.0` and `4.2e4` are the same number).
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from collections.abc import Mapping
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii as _quote  # what json.dumps escapes with
 
 from services.pipeline.domain.errors import ErrorCode, PipelineDomainError
 
 MAX_DEPTH = 64
+_CONSTANTS = {None: "null", True: "true", False: "false"}
 
 
 def content_hash(document: object) -> str:
@@ -38,57 +39,90 @@ def canonical_hash(canonical: str) -> str:
 def canonical_json(document: object) -> str:
     """Sorted keys, no whitespace, ASCII-escaped strings, numbers in normalized decimal form."""
     parts: list[str] = []
-    _write(document, parts, 0, "")
+    _write(document, parts, 0, None)
     return "".join(parts)
 
 
-def _write(value: object, out: list[str], depth: int, path: str) -> None:
+# Where a value sits, for error messages only: (parent, key or index), None at the root.
+# Rendered to `a.b[2]` when an error names it, never for a document that hashes.
+_Path = tuple["_Path", str | int] | None
+
+
+def _render(path: _Path) -> str:
+    steps: list[str | int] = []
+    while path is not None:
+        path, step = path
+        steps.append(step)
+    rendered = ""
+    for step in reversed(steps):
+        if isinstance(step, int):
+            rendered += f"[{step}]"
+        else:
+            rendered = f"{rendered}.{step}" if rendered else step
+    return rendered
+
+
+def _write(value: object, out: list[str], depth: int, path: _Path) -> None:
     if depth > MAX_DEPTH:
         raise PipelineDomainError(
-            ErrorCode.DOCUMENT_TOO_DEEP, f"document nesting exceeds {MAX_DEPTH} levels", path
+            ErrorCode.DOCUMENT_TOO_DEEP,
+            f"document nesting exceeds {MAX_DEPTH} levels",
+            _render(path),
         )
-    if value is None or isinstance(value, bool):
-        out.append(json.dumps(value))
-    elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=True))
+    # Ordered by what a JSON document holds most; bool before numbers (it is an int),
+    # dict before the (slower) Mapping check.
+    if isinstance(value, str):
+        out.append(_quote(value))
+    elif isinstance(value, dict):
+        _write_object(value, out, depth, path)
+    elif value is None or isinstance(value, bool):
+        out.append(_CONSTANTS[value])
     elif isinstance(value, int | float | Decimal):
         out.append(_number(value, path))
+    elif isinstance(value, list | tuple):
+        _write_array(value, out, depth, path)
     elif isinstance(value, Mapping):
         _write_object(value, out, depth, path)
-    elif isinstance(value, list | tuple):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _write(item, out, depth + 1, f"{path}[{index}]")
-        out.append("]")
     else:
         raise PipelineDomainError(
             ErrorCode.INVALID_DOCUMENT,
             f"{type(value).__name__} is not a JSON value",
-            path or None,
+            _render(path) or None,
         )
 
 
-def _write_object(value: Mapping[object, object], out: list[str], depth: int, path: str) -> None:
+def _write_array(
+    value: list[object] | tuple[object, ...], out: list[str], depth: int, path: _Path
+) -> None:
+    out.append("[")
+    for index, item in enumerate(value):
+        if index:
+            out.append(",")
+        _write(item, out, depth + 1, (path, index))
+    out.append("]")
+
+
+def _write_object(value: Mapping[object, object], out: list[str], depth: int, path: _Path) -> None:
     keys: list[str] = []
     for key in value:
         if not isinstance(key, str):
             raise PipelineDomainError(
-                ErrorCode.INVALID_DOCUMENT, "object keys must be strings", path or None
+                ErrorCode.INVALID_DOCUMENT, "object keys must be strings", _render(path) or None
             )
         keys.append(key)
     out.append("{")
     for index, key in enumerate(sorted(keys)):
         if index:
             out.append(",")
-        out.append(json.dumps(key, ensure_ascii=True))
+        out.append(_quote(key))
         out.append(":")
-        _write(value[key], out, depth + 1, f"{path}.{key}" if path else key)
+        _write(value[key], out, depth + 1, (path, key))
     out.append("}")
 
 
-def _number(value: int | float | Decimal, path: str) -> str:
+def _number(value: int | float | Decimal, path: _Path) -> str:
+    if type(value) is int and value % 10:
+        return str(value)  # no trailing zero to strip: its decimal form is its digits
     if isinstance(value, int):
         number = Decimal(value)
     elif isinstance(value, float):
@@ -99,21 +133,22 @@ def _number(value: int | float | Decimal, path: str) -> str:
         if not value.is_finite():
             raise _not_finite(path)
         number = value
-    if number == 0:
+    if not number:
         return "0"
     # Strip trailing zeros by hand: Decimal.normalize() rounds to the context
     # precision, which would make two long, different numbers hash alike.
     sign, digits, exponent = number.as_tuple()
     if not isinstance(exponent, int):
         raise _not_finite(path)
-    kept = list(digits)
-    while kept[-1] == 0:
-        kept.pop()
-        exponent += 1
-    return str(Decimal((sign, tuple(kept), exponent)))
+    if digits[-1]:
+        return str(number)
+    kept = len(digits)
+    while digits[kept - 1] == 0:
+        kept -= 1
+    return str(Decimal((sign, digits[:kept], exponent + len(digits) - kept)))
 
 
-def _not_finite(path: str) -> PipelineDomainError:
+def _not_finite(path: _Path) -> PipelineDomainError:
     return PipelineDomainError(
-        ErrorCode.INVALID_NUMBER, "NaN and Infinity are not JSON numbers", path or None
+        ErrorCode.INVALID_NUMBER, "NaN and Infinity are not JSON numbers", _render(path) or None
     )
