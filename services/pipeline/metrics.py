@@ -1,4 +1,5 @@
-"""The pipeline's OpenTelemetry instruments, created from the metric registry.
+"""The pipeline's instruments (OpenTelemetry, histograms the runtime's), from the metric
+registry.
 
 Every label value comes from a fixed set. Unlabelled counters and the small
 fixed label sets start at 0, so a dashboard shows 0 rather than no data before
@@ -11,11 +12,11 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
-from opentelemetry.metrics import CallbackOptions, Meter, Observation
+from opentelemetry.metrics import CallbackOptions, Observation
 
 from services.runtime import metric_registry as registry
 from services.runtime.live.metrics import LiveMetrics
-from services.runtime.metrics import counter, histogram, observable_gauge
+from services.runtime.metrics import Metrics, counter, histogram, observable_gauge
 
 HINT_CORRECT = ("true", "false")
 """`hint_correct` label values of `ptf_pipeline_feedback_total`."""
@@ -34,7 +35,8 @@ class PipelineMetrics:
     kill-switch setting.
     """
 
-    def __init__(self, meter: Meter, *, pilot_enabled: bool) -> None:
+    def __init__(self, metrics: Metrics, *, pilot_enabled: bool) -> None:
+        meter = metrics.meter
         self.live = LiveMetrics(meter)
         self.invoices = counter(meter, registry.INVOICES_PROCESSED)
         self.incidents = counter(meter, registry.INCIDENTS_CREATED)
@@ -43,8 +45,8 @@ class PipelineMetrics:
         self.accept_rounding = counter(meter, registry.ACCEPT_ROUNDING)
         self.pilot_incidents_skipped = counter(meter, registry.PILOT_INCIDENTS_SKIPPED)
         self.jobs_finished = counter(meter, registry.JOBS_FINISHED)
-        self.end_to_end = histogram(meter, registry.END_TO_END)
-        self.stage_duration = histogram(meter, registry.STAGE_DURATION)
+        self.end_to_end = histogram(metrics, registry.END_TO_END)
+        self.stage_duration = histogram(metrics, registry.STAGE_DURATION)
         for unlabelled in (
             self.incidents_resolved,
             self.accept_rounding,

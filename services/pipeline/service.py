@@ -183,7 +183,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     await seed_dev_keys(access.store, config)
     if config.env == "development":
         await load_sample_tables(MarketStore(pool))
-    metrics = PipelineMetrics(runtime.metrics.meter, pilot_enabled=config.pilot_enabled)
+    metrics = PipelineMetrics(runtime.metrics, pilot_enabled=config.pilot_enabled)
     channel = telemetry_channel(config)
     telemetry = TelemetryClient(channel)
     relay = OutboxRelay(pool, telemetry.record_events, settings.relay)
@@ -354,7 +354,7 @@ async def run_worker_process(
             pool=pool,
             redis=redis,
             keys=RedisKeys(config.redis_prefix),
-            metrics=PipelineMetrics(metrics.meter, pilot_enabled=config.pilot_enabled),
+            metrics=PipelineMetrics(metrics, pilot_enabled=config.pilot_enabled),
             count=concurrency,
             on_committed=outbox.note_committed,
         )

@@ -88,7 +88,7 @@ async def test_queue_sample_event_carries_depth_and_stuck_system_wide(
 ) -> None:
     config = make_config_factory({"DATABASE_URL": database_url})("pipeline")
     metrics = create_metrics(config)
-    sampler = QueueSampler(pg, Thresholds(), PipelineMetrics(metrics.meter, pilot_enabled=True), 60)
+    sampler = QueueSampler(pg, Thresholds(), PipelineMetrics(metrics, pilot_enabled=True), 60)
     status = await sampler.sample_once()
     metrics.shutdown()
     row = await pg.fetchrow(

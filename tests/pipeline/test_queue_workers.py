@@ -89,7 +89,7 @@ async def _worker_groups(svc: ServiceHandle, count: int) -> AsyncIterator[list[W
             pool=runtime.pool,
             redis=runtime.redis,
             keys=runtime.keys,
-            metrics=PipelineMetrics(metrics.meter, pilot_enabled=runtime.config.pilot_enabled),
+            metrics=PipelineMetrics(metrics, pilot_enabled=runtime.config.pilot_enabled),
             count=1,
         )
         for _ in range(count)

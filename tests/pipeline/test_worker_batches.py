@@ -90,7 +90,7 @@ async def _batching(svc: ServiceHandle) -> AsyncIterator[Batching]:
     runtime = svc.running.runtime
     settings = fast_settings()
     metrics = create_metrics(runtime.config)
-    pipeline_metrics = PipelineMetrics(metrics.meter, pilot_enabled=runtime.config.pilot_enabled)
+    pipeline_metrics = PipelineMetrics(metrics, pilot_enabled=runtime.config.pilot_enabled)
     jobs = TakeoverJobStore(runtime.pool)
     queue = JobQueue(runtime.redis, runtime.keys)
     publisher = LivePublisher(
