@@ -71,7 +71,7 @@ class SpecCache:
     Bounded, per servicer instance; specs that fail to parse are not kept.
     """
 
-    def __init__(self, max_entries: int = 256) -> None:
+    def __init__(self, max_entries: int) -> None:
         self._max = max_entries
         self._specs: OrderedDict[str, ReleaseSpec] = OrderedDict()
 
@@ -106,7 +106,7 @@ class PreflightInputs:
     oldest first out; refused requests are not kept, so each is refused afresh.
     """
 
-    def __init__(self, max_entries: int = 256) -> None:
+    def __init__(self, max_entries: int) -> None:
         self._max = max_entries
         self._specs = SpecCache(max_entries)
         self._inputs: OrderedDict[bytes, PreflightInput] = OrderedDict()

@@ -27,6 +27,7 @@ from services.gate.dedup import RequestDedup
 from services.gate.engine import Clock, GateDependencies, GateEngine, utc_now
 from services.gate.escalation import EscalationRepository
 from services.gate.metrics import GateMetrics
+from services.gate.requests import PreflightInputs
 from services.gate.servicer import GateServicer
 from services.gate.signal_sources import SignalEndpoints, SignalSources
 from services.gate.telemetry_report import DecisionReporter
@@ -117,7 +118,8 @@ async def _build(runtime: Runtime, options: GateOptions) -> ServiceParts:
     )
     access = Access.for_service(runtime.pool, config)
     await seed_dev_keys(access.store, config)
-    servicer = GateServicer(engine, dedup, GateAccess(access), bus, audit)
+    inputs = PreflightInputs(gate.PREFLIGHT_INPUT_CACHE_MAX_ENTRIES)
+    servicer = GateServicer(engine, dedup, GateAccess(access), bus, audit, inputs)
 
     def register(server: grpc.aio.Server) -> None:
         gate_pb2_grpc.add_GateServiceServicer_to_server(servicer, server)

@@ -52,13 +52,14 @@ class GateServicer(gate_pb2_grpc.GateServiceServicer):
         auth: GateAccess,
         bus: DecisionBus,
         audit: AuditRepository,
+        inputs: PreflightInputs,
     ) -> None:
         self._engine = engine
         self._dedup = dedup
         self._auth = auth
         self._bus = bus
         self._audit = audit
-        self._inputs = PreflightInputs()
+        self._inputs = inputs
 
     async def Preflight(
         self, request: gate_pb2.PreflightRequest, context: Context

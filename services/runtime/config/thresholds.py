@@ -114,6 +114,9 @@ class GateThresholds:
     ESCALATION_CACHE_SECONDS: float = 1.0
     # Time-independent Preflight evaluations kept per signal snapshot (LRU bound).
     VERDICT_CACHE_MAX_ENTRIES: int = 1024
+    # Validated Preflight inputs (and parsed release specs) kept per gate process, by the
+    # request's bytes (LRU bound).
+    PREFLIGHT_INPUT_CACHE_MAX_ENTRIES: int = 256
 
 
 @dataclass(frozen=True)
