@@ -58,13 +58,16 @@ class IncidentFeed:
     def stage_created(self, pipe: Pipeline, created: Sequence[CreatedIncident]) -> None:
         """Queue `incident.created` for each incident on `pipe`, a pipeline the caller
         executes after its commit: one live publish per tenant channel."""
-        by_tenant: dict[str, list[Staged]] = {}
-        for tenant_id, invoice_id, job_id, row in created:
-            by_tenant.setdefault(tenant_id, []).append(
-                Staged(INCIDENT_CREATED, created_data(tenant_id, invoice_id, job_id, row))
-            )
-        for tenant_id, events in by_tenant.items():
-            self._publisher.stage(pipe, incidents_channel(tenant_id), events)
+        self._publisher.stage(
+            pipe,
+            (
+                (
+                    incidents_channel(tenant_id),
+                    Staged(INCIDENT_CREATED, created_data(tenant_id, invoice_id, job_id, row)),
+                )
+                for tenant_id, invoice_id, job_id, row in created
+            ),
+        )
 
     async def publish_resolved(self, tenant_id: str, incident_id: UUID, reason: str) -> None:
         """`incident.resolved` once the resolution committed; a Redis problem is logged."""

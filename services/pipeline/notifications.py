@@ -143,14 +143,18 @@ class JobNotifier:
         """A batch's state changes: dispatched here now, and published on `pipe` (the
         worker's acknowledgement pipeline, so the batch costs one round trip), one live
         publish per tenant channel."""
-        by_tenant: dict[str, list[Staged]] = {}
-        for tenant_id, job_id, state, view in changes:
+        for _, job_id, state, view in changes:
             self._dispatch(job_id, Published(state.value, view))
-            by_tenant.setdefault(tenant_id, []).append(
-                Staged(JOB_EVENT, payload(tenant_id, job_id, state, view))
-            )
-        for tenant_id, events in by_tenant.items():
-            self._live.stage(pipe, jobs_channel(tenant_id), events)
+        self._live.stage(
+            pipe,
+            (
+                (
+                    jobs_channel(tenant_id),
+                    Staged(JOB_EVENT, payload(tenant_id, job_id, state, view)),
+                )
+                for tenant_id, job_id, state, view in changes
+            ),
+        )
 
     @contextlib.contextmanager
     def subscribe(self, job_id: UUID) -> Iterator[JobSubscription]:

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -229,18 +229,21 @@ class LivePublisher:
         except EnvelopeError:
             return None
 
-    def stage(self, pipe: Pipeline, channel: str, events: Sequence[Staged]) -> None:
-        """Queue the publish of `events` on `channel`, in order, on `pipe`; they are sent
-        when the caller executes it."""
-        channel = validate_channel(channel)
-        keys = self._keys_of(channel)
-        for start in range(0, len(events), _MAX_PER_CALL):
-            chunk = events[start : start + _MAX_PER_CALL]
-            drafts = self._drafts(channel, chunk)
-            pipe.eval(
-                _PUBLISH_SCRIPT, len(keys), *keys, self._settings.retained_per_channel, *drafts
-            )
-        self._metrics.published(channel, len(events))
+    def stage(self, pipe: Pipeline, events: Iterable[tuple[str, Staged]]) -> None:
+        """Queue the publish of `events` (channel, envelope) on `pipe`, in order on each
+        channel and one script call per channel; they are sent when the caller executes
+        it."""
+        by_channel: dict[str, list[Staged]] = {}
+        for channel, event in events:
+            by_channel.setdefault(validate_channel(channel), []).append(event)
+        for channel, staged in by_channel.items():
+            keys = self._keys_of(channel)
+            for start in range(0, len(staged), _MAX_PER_CALL):
+                drafts = self._drafts(channel, staged[start : start + _MAX_PER_CALL])
+                pipe.eval(
+                    _PUBLISH_SCRIPT, len(keys), *keys, self._settings.retained_per_channel, *drafts
+                )
+            self._metrics.published(channel, len(staged))
 
 
 class ListenerInterest:
@@ -383,8 +386,8 @@ class LiveBus:
                 _text(message["channel"]).removeprefix(self._channel_prefix)
             )
             envelope = self._received(message["data"]) if subscribers else None
-            if envelope is not None and subscribers:
-                for subscriber in tuple(subscribers):
+            if envelope is not None:
+                for subscriber in tuple(subscribers or ()):
                     subscriber.offer(envelope)
         elif kind == "pmessage":
             listeners = self._listeners.get(_text(message["pattern"]), ())
