@@ -84,7 +84,11 @@ def main() -> None:
                     asyncio.run(raw_http_rate(env["DATABASE_URL"], env["REDIS_URL"]))
                     for _ in range(REPETITIONS)
                 ]
-                rows += asyncio.run(bench_sync_latency(stack["pipeline"].http_port))
+                rows += asyncio.run(
+                    bench_sync_latency(
+                        stack["pipeline"].http_port, _cpu_meter(stack, postgres, redis_server)
+                    )
+                )
                 rows += asyncio.run(bench_run_summary(stack, env))
                 rows += asyncio.run(bench_backtest(stack, env))
             with running_stack(env, workers=2) as stack:

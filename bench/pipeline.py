@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -290,25 +291,36 @@ def cpu_rows(one: Throughput) -> list[BenchRow]:
     Two cores give a ceiling of 2,000,000 / total invoices/s; the largest rows are
     where the next gain is.
     """
-    per_process = one.cpu_us_per_invoice()
+    return _cpu_rows("pipeline CPU per invoice", one.cpu_us_per_invoice())
+
+
+def _cpu_rows(label: str, per_process: dict[str, float]) -> list[BenchRow]:
     rows = [
-        BenchRow(f"pipeline CPU per invoice: {name}", figure, "µs", None, "-", True)
+        BenchRow(f"{label}: {name}", figure, "µs", None, "-", True)
         for name, figure in per_process.items()
     ]
     total = sum(per_process.values())
-    rows.append(BenchRow("pipeline CPU per invoice: all processes", total, "µs", None, "-", True))
+    rows.append(BenchRow(f"{label}: all processes", total, "µs", None, "-", True))
     return rows
 
 
-async def bench_sync_latency(http_port: int) -> list[BenchRow]:
+async def bench_sync_latency(http_port: int, cpu: CpuMeter) -> list[BenchRow]:
     """p50/p95/p99 of synchronous submissions at SYNC_RATE/s, then the p95 of each of their
-    parts (report only: where the time goes), each the median of REPETITIONS."""
+    parts, each the median of REPETITIONS, and the CPU the stack spent per submission
+    over those runs with the cores it kept busy (report only: where the time goes).
+
+    A synchronous submission costs far more CPU than an asynchronous one at full
+    speed: at this rate every batch (intake flush, worker cycle) holds a few
+    invoices, so each pays most of a batch's round trips and process wake-ups.
+    """
     base = f"http://127.0.0.1:{http_port}"
     connector = aiohttp.TCPConnector(limit=512)
     runs = []
+    cpu_before, started = cpu.snapshot(), time.perf_counter()
     async with aiohttp.ClientSession(connector=connector) as session:
         for _ in range(REPETITIONS):
             runs.append(await _latencies(session, base, SYNC_RATE))
+    elapsed, cpu_after = time.perf_counter() - started, cpu.snapshot()
     rows = []
     for q, limit in ((0.5, None), (0.95, SYNC_P95_LIMIT_MS), (0.99, None)):
         figure, spread = median_and_spread([_percentile(run.totals, q) for run in runs])
@@ -334,4 +346,20 @@ async def bench_sync_latency(http_port: int) -> list[BenchRow]:
                 f"pipeline sync p95 at {SYNC_RATE}/s, {name}", figure, "ms", None, "-", True, spread
             )
         )
+    submissions = sum(len(run.totals) for run in runs)
+    seconds = {name: cpu_after[name] - cpu_before[name] for name in cpu_after}
+    rows += _cpu_rows(
+        "pipeline sync CPU per invoice",
+        {name: spent * 1e6 / submissions for name, spent in seconds.items()},
+    )
+    rows.append(
+        BenchRow(
+            f"pipeline sync: cores busy of {os.cpu_count()}",
+            sum(seconds.values()) / elapsed,
+            "",
+            None,
+            "-",
+            True,
+        )
+    )
     return rows
