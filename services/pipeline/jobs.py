@@ -419,10 +419,17 @@ class LeaseLost(PipelineError):
 
 
 class JobStore:
-    """SQL for jobs and their invoices."""
+    """SQL for jobs and their invoices.
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    `claims`, when given, is the pool `claim_many` runs on: connections that always
+    use the generic plan (`create_pool(generic_plans=True)`). The claim's plan is the
+    same whatever the batch, but a worker whose first batches were small would
+    otherwise have it re-planned on every batch (docs/performance.md).
+    """
+
+    def __init__(self, pool: asyncpg.Pool, claims: asyncpg.Pool | None = None) -> None:
         self._pool = pool
+        self._claims = claims or pool
 
     async def create(
         self,
@@ -503,7 +510,7 @@ class JobStore:
         """
         if not jobs:
             return {}
-        rows = await self._pool.fetch(
+        rows = await self._claims.fetch(
             _CLAIM_MANY,
             [job_id for job_id, _ in jobs],
             [tenant_id for _, tenant_id in jobs],

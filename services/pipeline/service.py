@@ -74,6 +74,7 @@ from services.runtime.server import Runtime, ServiceDefinition, ServiceParts
 from services.runtime.supervision import Supervisor
 from services.runtime.tokens.factory import create_token_store, expired_token_purge
 from services.runtime.tokens.postgres_store import TOKEN_MIGRATIONS
+from services.runtime.traffic import StoreTraffic
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +132,17 @@ def build_workers(
     keys: RedisKeys,
     metrics: PipelineMetrics,
     count: int,
+    claims: asyncpg.Pool | None = None,
     on_committed: Callable[[], None] = lambda: None,
 ) -> WorkerParts:
-    """`count` worker loops and a sweeper sharing one processor."""
+    """`count` worker loops and a sweeper sharing one processor; `claims` is the pool the
+    loops claim their batches on (`claim_pool`)."""
     session = aiohttp.ClientSession()
     queue = JobQueue(redis, keys)
     publisher = LivePublisher(redis, keys, config.live, metrics.live)
     notifier = JobNotifier(publisher)
     feed = IncidentFeed(publisher)
-    jobs = JobStore(pool)
+    jobs = JobStore(pool, claims)
     pilot = pilot_guard(config, redis, keys, metrics)
     extractor = create_file_extractor(
         config, session, ExtractorRateLimit(redis, keys), settings.extractor
@@ -162,6 +165,15 @@ def build_workers(
     sweeper = Sweeper(jobs, queue, notifier, settings.queue, pilot)
     group = WorkerGroup(workers, sweeper, queue)
     return WorkerParts(group=group, queue=queue, notifier=notifier, pilot=pilot, session=session)
+
+
+async def claim_pool(
+    database_url: str, loops: int, traffic: StoreTraffic | None = None
+) -> asyncpg.Pool:
+    """One generic-plan connection per worker loop, for `JobStore.claim_many`."""
+    return await create_pool(
+        database_url, min_size=1, max_size=max(1, loops), traffic=traffic, generic_plans=True
+    )
 
 
 def backtest_runner(
@@ -187,6 +199,10 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
     channel = telemetry_channel(config)
     telemetry = TelemetryClient(channel)
     relay = OutboxRelay(pool, telemetry.record_events, settings.relay)
+    claims = None
+    if settings.inprocess_workers:
+        claims = await claim_pool(config.database_url, settings.inprocess_workers, runtime.traffic)
+        runtime.close_on_exit(claims.close)
     parts = build_workers(
         config=config,
         settings=settings,
@@ -195,6 +211,7 @@ async def _build(runtime: Runtime, settings: PipelineSettings) -> ServiceParts:
         keys=runtime.keys,
         metrics=metrics,
         count=settings.inprocess_workers,
+        claims=claims,
         on_committed=relay.note_committed,
     )
     await parts.queue.ensure_group()
@@ -342,6 +359,8 @@ async def run_worker_process(
             config.database_url, max_size=max(2, concurrency + 2), traffic=traffic
         )
         stack.push_async_callback(pool.close)
+        claims = await claim_pool(config.database_url, concurrency, traffic)
+        stack.push_async_callback(claims.close)
         redis = create_redis(config.redis_url, traffic=traffic)
         stack.push_async_callback(redis.aclose)
         channel = telemetry_channel(config)
@@ -356,6 +375,7 @@ async def run_worker_process(
             keys=RedisKeys(config.redis_prefix),
             metrics=PipelineMetrics(metrics, pilot_enabled=config.pilot_enabled),
             count=concurrency,
+            claims=claims,
             on_committed=outbox.note_committed,
         )
         stack.push_async_callback(parts.session.close)

@@ -202,13 +202,23 @@ async def create_pool(
     min_size: int = 1,
     max_size: int = 10,
     traffic: StoreTraffic | None = None,
+    generic_plans: bool = False,
 ) -> asyncpg.Pool:
     """A pool whose connections report the service in `pg_stat_activity`.
 
     With `traffic`, every statement a pooled connection sends (and every
     transaction it starts) is counted there: the service's `/metrics` shows the
     database load per request (readiness under a probe storm, statements per invoice).
+
+    With `generic_plans`, every statement on these connections is planned once and
+    then runs its cached generic plan. Only for statements whose best plan does not
+    depend on their parameters' values: left to choose, PostgreSQL keeps re-planning
+    a statement whose first executions were cheap with a custom plan, on every
+    execution for the connection's lifetime (docs/performance.md).
     """
+    settings = {"application_name": "ptf-admin"}
+    if generic_plans:
+        settings["plan_cache_mode"] = "force_generic_plan"
 
     async def keep_session(conn: asyncpg.Connection) -> None:
         """Release without asyncpg's default `RESET ALL; UNLISTEN *; ...` round trip.
@@ -224,7 +234,7 @@ async def create_pool(
         min_size=min_size,
         max_size=max_size,
         command_timeout=30,
-        server_settings={"application_name": "ptf-admin"},
+        server_settings=settings,
         connection_class=(
             asyncpg.Connection if traffic is None else counting_connection_class(traffic)
         ),

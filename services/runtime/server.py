@@ -47,6 +47,7 @@ from services.runtime.metrics import (
 from services.runtime.openapi import Paths, openapi_route, service_document
 from services.runtime.redis_client import RedisKeys, create_redis
 from services.runtime.supervision import Supervisor, cancel_and_wait
+from services.runtime.traffic import StoreTraffic
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +70,8 @@ class Runtime:
     redis: aioredis.Redis
     keys: RedisKeys
     metrics: Metrics
+    # What `pool` and `redis` send, counted; a pool the service opens itself adds to it.
+    traffic: StoreTraffic
     health: health.aio.HealthServicer
     supervisor: Supervisor
     exit_stack: AsyncExitStack
@@ -351,6 +354,7 @@ async def _start(
         redis=redis,
         keys=RedisKeys(config.redis_prefix),
         metrics=metrics,
+        traffic=traffic,
         health=health_servicer,
         supervisor=supervisor,
         exit_stack=stack,
