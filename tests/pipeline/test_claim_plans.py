@@ -67,4 +67,3 @@ async def test_claims_on_the_claim_pool_use_one_generic_plan(
         assert await _claim_plans(claims) == (CLAIMS, 0)
     finally:
         await claims.close()
-
