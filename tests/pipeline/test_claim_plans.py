@@ -10,32 +10,16 @@ connections always use the generic plan (docs/performance.md).
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
-import pytest
 
 from services.pipeline.documents import json_submission
 from services.pipeline.jobs import _CLAIM_MANY, JobStore
-from services.pipeline.service import claim_pool, migrate
+from services.pipeline.service import claim_pool
 from tests.pipeline.service_support import document
 
 CLAIMS = 8
-
-
-@pytest.fixture
-async def tenant_id(pg: asyncpg.Pool) -> AsyncIterator[str]:
-    """A tenant whose jobs are finished (SKIPPED) afterwards, so no later worker picks them up."""
-    await migrate(pg)
-    tenant = f"plan-{uuid.uuid4().hex[:12]}"
-    yield tenant
-    await pg.execute(
-        "UPDATE pipeline_jobs SET state = 'SKIPPED', finished_at = now()"
-        " WHERE tenant_id = $1 AND state IN ('QUEUED', 'RUNNING')",
-        tenant,
-    )
 
 
 async def _claim_one_at_a_time(store: JobStore, pg: asyncpg.Pool, tenant_id: str) -> None:

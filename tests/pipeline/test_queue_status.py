@@ -4,34 +4,18 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import asyncpg
-import pytest
 
 from services.pipeline.documents import json_submission
 from services.pipeline.jobs import JobStore
 from services.pipeline.metrics import PipelineMetrics
-from services.pipeline.service import migrate
 from services.pipeline.status import QueueSampler, queue_status
 from services.runtime.config import Thresholds
 from services.runtime.metrics import create_metrics
 from tests.pipeline.service_support import document
 from tests.support.services import make_config_factory
-
-
-@pytest.fixture
-async def tenant_id(pg: asyncpg.Pool) -> AsyncIterator[str]:
-    """A tenant whose jobs are finished (SKIPPED) afterwards, so no later worker picks them up."""
-    await migrate(pg)
-    tenant = f"q-{uuid.uuid4().hex[:12]}"
-    yield tenant
-    await pg.execute(
-        "UPDATE pipeline_jobs SET state = 'SKIPPED', finished_at = now()"
-        " WHERE tenant_id = $1 AND state IN ('QUEUED', 'RUNNING')",
-        tenant,
-    )
 
 
 async def _waiting_job(pg: asyncpg.Pool, tenant_id: str, minutes_ago: int) -> uuid.UUID:
