@@ -38,7 +38,8 @@ async def tenant(pipeline: ServiceHandle, pg: asyncpg.Pool) -> Tenant:
 
 @pytest.fixture
 async def tenant_id(pg: asyncpg.Pool) -> AsyncIterator[str]:
-    """A tenant of its own, migrations applied, whose jobs are finished (SKIPPED) afterwards, so no later worker picks them up."""
+    """A tenant of its own (migrations applied) whose jobs are finished (SKIPPED)
+    afterwards, so no later worker picks them up."""
     await migrate(pg)
     tenant = f"t-{uuid.uuid4().hex[:12]}"
     yield tenant
