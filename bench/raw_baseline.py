@@ -5,7 +5,7 @@ process): CONCURRENCY submitters hand documents to a group commit that writes
 each gathered batch of invoices and jobs in one multi-row INSERT, then XADDs
 them in one pipeline. Its HTTP variant puts the same group commit behind a bare
 aiohttp handler in a process of its own (`... http-intake ...`), posted to by the
-bench's client as the pipeline is: what the HTTP hop alone costs. The worker
+bench's load client as the pipeline is: what the HTTP hop alone costs. The worker
 (`python -m bench.raw_baseline worker ...`, a process of its own as the
 pipeline's is): XREADGROUP COUNT BATCH, one `UPDATE … FROM unnest` claim, one
 commit transaction (the job/invoice UPDATE and the outbox INSERT), then XACK +
@@ -22,12 +22,13 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
-import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
 
+from bench.http_client import KeepAliveClient
 from bench.load import run_closed_loop
 from bench.pipeline import CONCURRENCY, FINISH_TIMEOUT_SECONDS, INVOICES, invoice_document
 
@@ -113,8 +114,9 @@ async def _intake(pool: asyncpg.Pool, redis: aioredis.Redis, stream: str) -> Non
     """INVOICES submissions, CONCURRENCY at a time, group-committed in this process."""
     group = _GroupCommit(pool, redis, stream)
     flusher = asyncio.create_task(group.run())
+    documents = [invoice_document() for _ in range(INVOICES)]
     try:
-        await run_closed_loop([lambda: group.submit(invoice_document())] * INVOICES, CONCURRENCY)
+        await run_closed_loop([partial(group.submit, doc) for doc in documents], CONCURRENCY)
     finally:
         flusher.cancel()
 
@@ -123,7 +125,7 @@ async def _http_intake(database_url: str, redis_url: str, stream: str) -> None:
     """The same group commit behind a bare aiohttp POST handler, until terminated.
 
     Prints its port once it listens: the HTTP variant's submitters are the bench's
-    own aiohttp client, as the pipeline's are.
+    own load client, as the pipeline's are.
     """
     pool = await asyncpg.create_pool(database_url, min_size=2, max_size=4)
     redis = aioredis.Redis.from_url(redis_url)
@@ -229,26 +231,26 @@ async def raw_rate(database_url: str, redis_url: str) -> float:
 async def raw_http_rate(database_url: str, redis_url: str) -> float:
     """Invoices/s of one raw run whose intake is a bare aiohttp server process.
 
-    The bench's client posts each document as the pipeline bench does (same client,
-    concurrency and documents): the cost of the HTTP hop itself, with no service code.
+    The bench's load client posts each document as the pipeline bench does (same
+    client, concurrency and documents): the cost of the HTTP hop itself, with no
+    service code.
     """
     async with _raw_run(database_url, redis_url) as (pool, _, stream):
         intake = await _spawn("http-intake", database_url, redis_url, stream)
         try:
             assert intake.stdout is not None
-            url = f"http://127.0.0.1:{int(await intake.stdout.readline())}/submit"
-            connector = aiohttp.TCPConnector(limit=256)
-            async with aiohttp.ClientSession(connector=connector) as session:
+            port = int(await intake.stdout.readline())
+            documents = [invoice_document() for _ in range(INVOICES)]
+            async with KeepAliveClient("127.0.0.1", port) as client:
 
-                async def post() -> None:
-                    async with session.post(url, data=invoice_document()) as response:
-                        await response.read()
-                        if response.status != 202:
-                            raise RuntimeError(f"raw intake answered {response.status}")
+                async def post(document: bytes) -> None:
+                    response = await client.post("/submit", document, {})
+                    if response.status != 202:
+                        raise RuntimeError(f"raw intake answered {response.status}")
 
                 before = await _done_count(pool)
                 started = time.perf_counter()
-                await run_closed_loop([post] * INVOICES, CONCURRENCY)
+                await run_closed_loop([partial(post, doc) for doc in documents], CONCURRENCY)
                 return await _until_done(pool, before, started)
         finally:
             intake.terminate()

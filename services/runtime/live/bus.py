@@ -351,7 +351,7 @@ class LiveBus:
         finally:
             self._reading = False
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def _read_until_closed(self) -> None:
         failures = 0
@@ -467,7 +467,7 @@ class LiveBus:
                 subscriber.end()
         if not self._reading:
             with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+                await self._pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 def _text(name: bytes | str) -> str:
