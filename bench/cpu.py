@@ -2,7 +2,9 @@
 
 On a shared two-core machine invoices/s moves with whatever else runs; the CPU a
 process spends per invoice barely does, and it says which process a change helped.
-PostgreSQL is counted as its postmaster and every backend under it.
+PostgreSQL is counted as its postmaster and every backend under it. What the rest
+of the machine used meanwhile (other programs, the kernel's own threads) is read
+from /proc/stat: a run it took cores from is a run to read with care.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 _TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+OUTSIDE = "outside the stack"
 
 
 def _stat_fields(pid: int) -> list[str]:
@@ -56,6 +59,14 @@ def _tree_seconds(pid: int) -> float:
     return total
 
 
+def machine_seconds() -> float:
+    """CPU seconds the whole machine has been busy so far, over all cores (/proc/stat:
+    user, nice, system, irq, softirq and steal)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:9]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields)
+    return (user + nice + system + irq + softirq + steal) / _TICKS_PER_SECOND
+
+
 @dataclass(frozen=True)
 class CpuMeter:
     """Named processes to read; `trees` are counted with all their descendants."""
@@ -64,11 +75,13 @@ class CpuMeter:
     trees: frozenset[str] = frozenset()
 
     def snapshot(self) -> dict[str, float]:
-        """CPU seconds so far of each named process and of this (the load-driving) one."""
+        """CPU seconds so far of each named process, of this (the load-driving) one, and
+        of everything else on the machine under `OUTSIDE`."""
         seconds = {
             name: _tree_seconds(pid) if name in self.trees else _own_seconds(pid)
             for name, pid in self.pids.items()
         }
         usage = resource.getrusage(resource.RUSAGE_SELF)
         seconds["bench client"] = usage.ru_utime + usage.ru_stime
+        seconds[OUTSIDE] = machine_seconds() - sum(seconds.values())
         return seconds

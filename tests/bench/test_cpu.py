@@ -7,7 +7,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from bench.cpu import CpuMeter
+from bench.cpu import OUTSIDE, CpuMeter
 
 # Spins until it has used 0.3 s of CPU, says so, then idles until its stdin closes.
 _SPIN = (
@@ -61,3 +61,11 @@ def test_a_tree_counts_its_descendants_and_a_plain_process_does_not() -> None:
 
 def test_the_snapshot_includes_the_load_driving_process() -> None:
     assert CpuMeter({}).snapshot()["bench client"] > 0
+
+
+def test_a_process_the_meter_does_not_name_is_counted_outside_the_stack() -> None:
+    meter = CpuMeter({})
+    before = meter.snapshot()[OUTSIDE]
+    with _running(_SPIN):
+        after = meter.snapshot()[OUTSIDE]
+    assert after - before >= 0.25
