@@ -155,8 +155,12 @@ async def test_a_reply_that_is_not_http_raises() -> None:
 
 
 async def test_a_server_that_never_answers_times_out() -> None:
+    hung_up = asyncio.Event()
+
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await reader.read()
+        await reader.read()  # until the client gives up and closes
+        writer.close()
+        hung_up.set()
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -164,6 +168,7 @@ async def test_a_server_that_never_answers_times_out() -> None:
         async with KeepAliveClient("127.0.0.1", port, timeout_seconds=0.2) as client:
             with pytest.raises(TimeoutError):
                 await client.post("/echo", b"x", {})
+        await asyncio.wait_for(hung_up.wait(), 5)
     finally:
         server.close()
         await server.wait_closed()
