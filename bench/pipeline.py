@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import asyncpg
@@ -62,14 +61,6 @@ PER_INVOICE: tuple[tuple[str, str, float | None], ...] = (
 _HEADERS = {"X-API-Key": API_KEY, "Content-Type": "application/json"}
 
 
-def intake_client(base: str) -> KeepAliveClient:
-    """The load client for the service at `base` (`http://host:port`)."""
-    url = urlsplit(base)
-    assert url.hostname is not None
-    assert url.port is not None
-    return KeepAliveClient(url.hostname, url.port)
-
-
 def invoice_document() -> bytes:
     """A clean invoice made unique by an `invoice_number` the pipeline ignores (bench, soak)."""
 
@@ -98,7 +89,16 @@ async def _traffic(session: aiohttp.ClientSession, bases: list[str]) -> dict[str
     }
 
 
-async def _throughput(session: aiohttp.ClientSession, bases: list[str]) -> float:
+@dataclass(frozen=True)
+class _FullPathClient:
+    """The throughput runs' clients: metrics scrapes, and the load posted to the API."""
+
+    session: aiohttp.ClientSession
+    bases: list[str]
+    intake: KeepAliveClient
+
+
+async def _throughput(client: _FullPathClient) -> float:
     """Invoices/s of INVOICES asynchronous submissions until the workers have finished them.
 
     The documents are made before the clock starts: the client's own work would
@@ -106,22 +106,21 @@ async def _throughput(session: aiohttp.ClientSession, bases: list[str]) -> float
     """
     path = f"/full-process?tenant_id={TENANT}&async=true"
     documents = [invoice_document() for _ in range(INVOICES)]
-    async with intake_client(bases[0]) as client:
 
-        async def submit(document: bytes) -> None:
-            response = await client.post(path, document, _HEADERS)
-            if response.status != 202:
-                raise RuntimeError(f"intake answered {response.status}")
+    async def submit(document: bytes) -> None:
+        response = await client.intake.post(path, document, _HEADERS)
+        if response.status != 202:
+            raise RuntimeError(f"intake answered {response.status}")
 
-        before = await _finished(session, bases)
-        started = time.perf_counter()
-        await run_closed_loop([partial(submit, document) for document in documents], CONCURRENCY)
-        deadline = started + FINISH_TIMEOUT_SECONDS
-        while await _finished(session, bases) - before < INVOICES:
-            if time.perf_counter() > deadline:
-                raise RuntimeError("the workers did not finish the benchmark's invoices in time")
-            await asyncio.sleep(0.05)
-        return INVOICES / (time.perf_counter() - started)
+    before = await _finished(client.session, client.bases)
+    started = time.perf_counter()
+    await run_closed_loop([partial(submit, document) for document in documents], CONCURRENCY)
+    deadline = started + FINISH_TIMEOUT_SECONDS
+    while await _finished(client.session, client.bases) - before < INVOICES:
+        if time.perf_counter() > deadline:
+            raise RuntimeError("the workers did not finish the benchmark's invoices in time")
+        await asyncio.sleep(0.05)
+    return INVOICES / (time.perf_counter() - started)
 
 
 SYNC_PARTS = ("request → stored", "stored → commit", "commit → answer")
@@ -143,7 +142,7 @@ def _parts(began: float, answered: float, job: dict[str, Any]) -> tuple[float, f
     return (stored - began) * 1000, (committed - stored) * 1000, (answered - committed) * 1000
 
 
-async def _latencies(base: str, rate: float) -> SyncRun:
+async def _latencies(client: KeepAliveClient, rate: float) -> SyncRun:
     """Synchronous submissions started open-loop at `rate`/s; request → answer, and its parts.
 
     Documents are made before the run and answers are parsed after it, so the
@@ -153,23 +152,22 @@ async def _latencies(base: str, rate: float) -> SyncRun:
     documents = [invoice_document() for _ in range(int(rate * LATENCY_SECONDS))]
     totals: list[float] = []
     answered: list[tuple[float, float, bytes]] = []
-    async with intake_client(base) as client:
 
-        async def submit(document: bytes) -> None:
-            began, began_wall = time.perf_counter(), time.time()
-            response = await client.post(path, document, _HEADERS)
-            totals.append((time.perf_counter() - began) * 1000)
-            if response.status == 200:
-                answered.append((began_wall, time.time(), response.body))
+    async def submit(document: bytes) -> None:
+        began, began_wall = time.perf_counter(), time.time()
+        response = await client.post(path, document, _HEADERS)
+        totals.append((time.perf_counter() - began) * 1000)
+        if response.status == 200:
+            answered.append((began_wall, time.time(), response.body))
 
-        started = time.perf_counter()
-        tasks = []
-        for i, document in enumerate(documents):
-            delay = started + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(submit(document)))
-        await asyncio.gather(*tasks)
+    started = time.perf_counter()
+    tasks = []
+    for i, document in enumerate(documents):
+        delay = started + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(submit(document)))
+    await asyncio.gather(*tasks)
     parts = [_parts(began, done, json.loads(body)) for began, done, body in answered]
     return SyncRun(
         sorted(totals),
@@ -198,12 +196,14 @@ class Throughput:
 
 
 @asynccontextmanager
-async def _full_path_client(
-    http_ports: list[int],
-) -> AsyncIterator[tuple[aiohttp.ClientSession, list[str]]]:
-    """The throughput runs' HTTP client and the base URLs of the API and its workers."""
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-        yield session, [f"http://127.0.0.1:{port}" for port in http_ports]
+async def _full_path_client(http_ports: list[int]) -> AsyncIterator[_FullPathClient]:
+    """The throughput runs' clients for the API (`http_ports[0]`) and its workers."""
+    bases = [f"http://127.0.0.1:{port}" for port in http_ports]
+    async with (
+        aiohttp.ClientSession() as session,
+        KeepAliveClient("127.0.0.1", http_ports[0]) as intake,
+    ):
+        yield _FullPathClient(session, bases, intake)
 
 
 async def warm_up(http_ports: list[int], database_url: str) -> None:
@@ -215,8 +215,8 @@ async def warm_up(http_ports: list[int], database_url: str) -> None:
     (docs/performance.md). A long-running deployment has statistics; so do the
     raw baseline's runs, which come later on the same tables.
     """
-    async with _full_path_client(http_ports) as (session, bases):
-        await _throughput(session, bases)
+    async with _full_path_client(http_ports) as client:
+        await _throughput(client)
     conn = await asyncpg.connect(database_url)
     try:
         await conn.execute("ANALYZE")
@@ -230,12 +230,12 @@ async def measure_throughput(http_ports: list[int], cpu: CpuMeter) -> Throughput
     `cpu` names every process of the stack (and the stores): their CPU over the runs,
     per invoice, says where the time goes.
     """
-    async with _full_path_client(http_ports) as (session, bases):
-        before = await _traffic(session, bases)
+    async with _full_path_client(http_ports) as client:
+        before = await _traffic(client.session, client.bases)
         cpu_before = cpu.snapshot()
-        rates = [await _throughput(session, bases) for _ in range(REPETITIONS)]
+        rates = [await _throughput(client) for _ in range(REPETITIONS)]
         cpu_after = cpu.snapshot()
-        after = await _traffic(session, bases)
+        after = await _traffic(client.session, client.bases)
     return Throughput(
         rates,
         {name: after[name] - before[name] for name in TRAFFIC},
@@ -338,11 +338,11 @@ async def bench_sync_latency(http_port: int, cpu: CpuMeter) -> list[BenchRow]:
     speed: at this rate every batch (intake flush, worker cycle) holds a few
     invoices, so each pays most of a batch's round trips and process wake-ups.
     """
-    base = f"http://127.0.0.1:{http_port}"
     runs = []
     cpu_before, started = cpu.snapshot(), time.perf_counter()
-    for _ in range(REPETITIONS):
-        runs.append(await _latencies(base, SYNC_RATE))
+    async with KeepAliveClient("127.0.0.1", http_port) as client:
+        for _ in range(REPETITIONS):
+            runs.append(await _latencies(client, SYNC_RATE))
     elapsed, cpu_after = time.perf_counter() - started, cpu.snapshot()
     rows = []
     for q, limit in ((0.5, None), (0.95, SYNC_P95_LIMIT_MS), (0.99, None)):
