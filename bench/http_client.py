@@ -80,6 +80,8 @@ class _Connection(asyncio.Protocol):
             name, _, value = line.partition(b":")
             name = name.strip().lower()
             if name == b"content-length":
+                if not value.strip().isdigit():
+                    raise HttpError(f"a malformed Content-Length: {value[:40]!r}")
                 length = int(value)
             elif name == b"connection" and value.strip().lower() == b"close":
                 self.reusable = False

@@ -154,6 +154,13 @@ async def test_a_reply_that_is_not_http_raises() -> None:
             await client.post("/echo", b"x", {})
 
 
+async def test_a_malformed_content_length_raises() -> None:
+    reply = b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n0123456789"
+    async with _raw_server(reply) as port, KeepAliveClient("127.0.0.1", port) as client:
+        with pytest.raises(HttpError, match="Content-Length"):
+            await client.post("/echo", b"x", {})
+
+
 async def test_a_server_that_never_answers_times_out() -> None:
     hung_up = asyncio.Event()
 
