@@ -2,7 +2,7 @@
 
 The bench's client runs on the same two cores as the stack it measures, so every
 microsecond it spends is taken from the services. aiohttp's client spent about
-310 µs of CPU per synchronous submission at 750/s, 13 % of the machine; this one
+310 µs of CPU per synchronous submission at 750/s, about 12 % of the machine; this one
 spends less than half of that (docs/performance.md, "The bench's load client").
 It speaks only what the bench needs: a POST with a body, answered with a
 `Content-Length` body (aiohttp's server sends one for every JSON response), on
