@@ -96,17 +96,18 @@ class _Connection(asyncio.Protocol):
         del self._buffer[: start + length]
         return Response(int(parts[1]), body)
 
-    def _fail(self, error: Exception) -> None:
+    def _reject(self, error: Exception) -> None:
+        """Never reuse this connection; the request in flight, if any, fails with `error`."""
         self.reusable = False
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_exception(error)
-        if self._transport is not None:
-            self._transport.close()
+
+    def _fail(self, error: Exception) -> None:
+        self._reject(error)
+        self.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.reusable = False
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_exception(HttpError(f"the connection closed: {exc or 'by the peer'}"))
+        self._reject(HttpError(f"the connection closed: {exc or 'by the peer'}"))
 
     def close(self) -> None:
         if self._transport is not None:
